@@ -1,0 +1,16 @@
+//! rbench: a GGUF-based local LLM runner and benchmark.
+//!
+//! Rust owns the model (file format, hyperparameters, graphs, KV cache,
+//! scheduling); ggml only supplies tensor kernels and backends.
+
+pub mod analyze;
+pub mod bench;
+pub mod build_info;
+pub mod cli;
+pub mod engine;
+pub mod ggml;
+pub mod gguf;
+pub mod kv;
+pub mod model;
+pub mod quant;
+pub mod tokenizer;

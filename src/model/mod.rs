@@ -1,0 +1,1 @@
+//! Model hyperparameters, weights and graph builders.
