@@ -1,5 +1,66 @@
-//! Command-line interface.
+//! Command-line interface: clap definitions, turning flags into library calls,
+//! and exit codes (0 ok, 1 runtime error, 2 usage error, 130 interrupted).
+
+mod format;
+mod info;
+mod synth;
+
+use clap::{Parser, Subcommand};
+
+pub const EXIT_RUNTIME: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rbench",
+    version,
+    about = "Run and benchmark GGUF language models: Rust owns the model, ggml supplies the kernels",
+    propagate_version = true
+)]
+struct Cli {
+    /// Show ggml's own log messages.
+    #[arg(long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a model's architecture, size, file type and tensor mix.
+    Info(info::InfoArgs),
+    /// Write a synthetic model (random weights, real layout) as GGUF.
+    Synth(synth::SynthArgs),
+}
+
+/// A failure the user caused with flags (exit code 2) rather than at run time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and errors to stderr (exit 2).
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    crate::ggml::set_log_verbose(cli.verbose);
+    let result = match cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Synth(args) => synth::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                EXIT_USAGE
+            } else {
+                EXIT_RUNTIME
+            }
+        }
+    }
 }

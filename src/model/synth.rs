@@ -1,0 +1,427 @@
+//! Synthetic models: valid GGUF files with random weights in the real tensor
+//! layout of an architecture, so benchmarks run without downloading anything.
+
+use super::hparams::{Arch, Hparams};
+use super::layout::{expected_tensors, Role, TensorSpec};
+use crate::gguf::{GgufError, GgufWriter, TensorSource, Value, ValueType};
+use crate::quant::{self, GgmlType, QK_K};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the bytes written for a preset change, so cached files are remade.
+pub const SYNTH_FORMAT_VERSION: u32 = 1;
+
+/// A real model's shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub arch: Arch,
+    pub n_embd: u32,
+    pub n_layer: u32,
+    pub n_head: u32,
+    pub n_head_kv: u32,
+    pub head_dim: u32,
+    pub n_ff: u32,
+    pub n_vocab: u32,
+    pub n_ctx_train: u32,
+    pub rope_freq_base: f32,
+    pub n_swa: u32,
+    pub tied_output: bool,
+}
+
+pub const PRESETS: &[Preset] = &[
+    // TinyStories-sized Llama (stories15M shape).
+    Preset { name: "llama-15m", arch: Arch::Llama, n_embd: 288, n_layer: 6, n_head: 6, n_head_kv: 6, head_dim: 48, n_ff: 768, n_vocab: 32000, n_ctx_train: 2048, rope_freq_base: 10_000.0, n_swa: 0, tied_output: false },
+    Preset { name: "llama-125m", arch: Arch::Llama, n_embd: 768, n_layer: 12, n_head: 12, n_head_kv: 12, head_dim: 64, n_ff: 2048, n_vocab: 32000, n_ctx_train: 4096, rope_freq_base: 10_000.0, n_swa: 0, tied_output: false },
+    // Llama-3.2-1B.
+    Preset { name: "llama-1b", arch: Arch::Llama, n_embd: 2048, n_layer: 16, n_head: 32, n_head_kv: 8, head_dim: 64, n_ff: 8192, n_vocab: 128256, n_ctx_train: 131072, rope_freq_base: 500_000.0, n_swa: 0, tied_output: true },
+    // Qwen2-1.5B.
+    Preset { name: "qwen2-1.5b", arch: Arch::Qwen2, n_embd: 1536, n_layer: 28, n_head: 12, n_head_kv: 2, head_dim: 128, n_ff: 8960, n_vocab: 151936, n_ctx_train: 32768, rope_freq_base: 1_000_000.0, n_swa: 0, tied_output: true },
+    // Qwen3-0.6B.
+    Preset { name: "qwen3-0.6b", arch: Arch::Qwen3, n_embd: 1024, n_layer: 28, n_head: 16, n_head_kv: 8, head_dim: 128, n_ff: 3072, n_vocab: 151936, n_ctx_train: 40960, rope_freq_base: 1_000_000.0, n_swa: 0, tied_output: true },
+    // Gemma 3 270M.
+    Preset { name: "gemma3-270m", arch: Arch::Gemma3, n_embd: 640, n_layer: 18, n_head: 4, n_head_kv: 1, head_dim: 256, n_ff: 2048, n_vocab: 262144, n_ctx_train: 32768, rope_freq_base: 1_000_000.0, n_swa: 512, tied_output: true },
+    // Devstral-Small / Mistral-Small 24B.
+    Preset { name: "mistral-24b", arch: Arch::Llama, n_embd: 5120, n_layer: 40, n_head: 32, n_head_kv: 8, head_dim: 128, n_ff: 32768, n_vocab: 131072, n_ctx_train: 131072, rope_freq_base: 1_000_000_000.0, n_swa: 0, tied_output: false },
+];
+
+/// The preset used when no model is given.
+pub const DEFAULT_PRESET: &str = "llama-125m";
+
+pub fn preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+pub fn preset_names() -> String {
+    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+/// File types a synthetic model can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynthFtype {
+    Q4KM,
+    Q8_0,
+    F16,
+}
+
+impl SynthFtype {
+    pub fn parse(s: &str) -> Option<SynthFtype> {
+        match s.to_ascii_lowercase().as_str() {
+            "q4_k_m" => Some(SynthFtype::Q4KM),
+            "q8_0" => Some(SynthFtype::Q8_0),
+            "f16" => Some(SynthFtype::F16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthFtype::Q4KM => "q4_k_m",
+            SynthFtype::Q8_0 => "q8_0",
+            SynthFtype::F16 => "f16",
+        }
+    }
+
+    /// llama.cpp's `general.file_type` id.
+    pub fn file_type_id(self) -> u32 {
+        match self {
+            SynthFtype::Q4KM => 15,
+            SynthFtype::Q8_0 => 7,
+            SynthFtype::F16 => 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("unknown synthetic model '{0}' (presets: {list})", list = preset_names())]
+    UnknownPreset(String),
+    #[error("unknown file type '{0}' (choose q4_k_m, q8_0 or f16)")]
+    UnknownFtype(String),
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("cannot create cache directory {path}: {source}")]
+    CacheDir { path: PathBuf, source: std::io::Error },
+}
+
+impl Preset {
+    /// The hyperparameters a file of this preset carries.
+    pub fn hparams(&self) -> Hparams {
+        Hparams {
+            arch: self.arch,
+            n_ctx_train: self.n_ctx_train,
+            n_embd: self.n_embd,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim_k: self.head_dim,
+            head_dim_v: self.head_dim,
+            n_ff: self.n_ff,
+            n_vocab: self.n_vocab,
+            rms_eps: 1e-6,
+            n_rot: self.head_dim,
+            rope_freq_base: self.rope_freq_base,
+            rope_freq_scale: 1.0,
+            rope_freq_base_swa: if self.n_swa > 0 { 10_000.0 } else { self.rope_freq_base },
+            n_swa: self.n_swa,
+            swa_period: if self.n_swa > 0 { 6 } else { 0 },
+            attn_scale: 1.0 / (self.head_dim as f32).sqrt(),
+            final_logit_softcap: None,
+        }
+    }
+
+    pub fn tensors(&self) -> Vec<TensorSpec> {
+        expected_tensors(&self.hparams(), self.tied_output)
+    }
+}
+
+/// llama.cpp's Q4_K_M rule: a few more bits for the first and last eighth of
+/// the layers and every third one between.
+fn use_more_bits(il: u32, n_layer: u32) -> bool {
+    il < n_layer / 8 || il >= 7 * n_layer / 8 || (il >= n_layer / 8 && (il - n_layer / 8) % 3 == 2)
+}
+
+/// K-quants need rows that are whole super-blocks; llama.cpp falls back to these.
+fn fallback_if_needed(ty: GgmlType, ne0: u64) -> GgmlType {
+    if ne0 % QK_K as u64 == 0 {
+        return ty;
+    }
+    match ty {
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        other => other,
+    }
+}
+
+/// The storage type of a tensor in a file of type `ftype`.
+pub fn tensor_type(spec: &TensorSpec, ftype: SynthFtype, n_layer: u32, tied_output: bool) -> GgmlType {
+    if spec.role.is_vector() {
+        return GgmlType::F32;
+    }
+    let ne0 = spec.dims[0];
+    match ftype {
+        SynthFtype::F16 => GgmlType::F16,
+        SynthFtype::Q8_0 => GgmlType::Q8_0,
+        SynthFtype::Q4KM => {
+            let ty = match spec.role {
+                Role::Output => GgmlType::Q6_K,
+                Role::TokenEmbd if tied_output => GgmlType::Q6_K,
+                Role::AttnV | Role::FfnDown
+                    if spec.layer.is_some_and(|il| use_more_bits(il, n_layer)) =>
+                {
+                    GgmlType::Q6_K
+                }
+                _ => GgmlType::Q4_K,
+            };
+            fallback_if_needed(ty, ne0)
+        }
+    }
+}
+
+/// Byte tokens, printable ASCII characters and padding up to `n_vocab`:
+/// enough to tokenize any text, while the vocabulary has the real model's size.
+pub fn synthetic_vocab(n_vocab: u32) -> (Vec<String>, Vec<f32>, Vec<i32>) {
+    const NORMAL: i32 = 1;
+    const UNKNOWN: i32 = 2;
+    const CONTROL: i32 = 3;
+    const UNUSED: i32 = 5;
+    const BYTE: i32 = 6;
+    let n = n_vocab as usize;
+    let mut tokens = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    for (t, ty) in [("<unk>", UNKNOWN), ("<s>", CONTROL), ("</s>", CONTROL)] {
+        tokens.push(t.to_string());
+        scores.push(0.0);
+        types.push(ty);
+    }
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        scores.push(0.0);
+        types.push(BYTE);
+    }
+    // ' ' is written as U+2581 in SentencePiece vocabularies.
+    let chars = std::iter::once('\u{2581}').chain((0x21u8..=0x7e).map(char::from));
+    for (rank, c) in chars.enumerate() {
+        tokens.push(c.to_string());
+        scores.push(-(rank as f32));
+        types.push(NORMAL);
+    }
+    let mut i = 0;
+    while tokens.len() < n {
+        tokens.push(format!("<unused_{i}>"));
+        scores.push(0.0);
+        types.push(UNUSED);
+        i += 1;
+    }
+    tokens.truncate(n);
+    scores.truncate(n);
+    types.truncate(n);
+    (tokens, scores, types)
+}
+
+fn str_array(items: Vec<String>) -> Value {
+    Value::Array { elem: ValueType::String, items: items.into_iter().map(Value::String).collect() }
+}
+
+/// Deterministic per-tensor seed.
+fn tensor_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn fill_floats(ty: GgmlType, role: Role, seed: u64) -> TensorSource {
+    TensorSource::Fill(Box::new(move |buf: &mut [u8]| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut next = || -> f32 {
+            if role.is_norm() {
+                // Norm weights near one keep activations in a realistic range.
+                1.0 + rng.gen_range(-0.05..0.05)
+            } else {
+                rng.gen_range(-0.04..0.04)
+            }
+        };
+        match ty {
+            GgmlType::F32 => {
+                for c in buf.chunks_exact_mut(4) {
+                    c.copy_from_slice(&next().to_le_bytes());
+                }
+            }
+            _ => {
+                for c in buf.chunks_exact_mut(2) {
+                    c.copy_from_slice(&half::f16::from_f32(next()).to_le_bytes());
+                }
+            }
+        }
+    }))
+}
+
+/// Writes a synthetic model of `preset` in `ftype` to `path`.
+pub fn write_synthetic(preset: &Preset, ftype: SynthFtype, seed: u64, path: &Path) -> Result<(), SynthError> {
+    let hp = preset.hparams();
+    let a = preset.arch.name();
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", Value::String(a.into()));
+    w.add_kv("general.type", Value::String("model".into()));
+    w.add_kv(
+        "general.name",
+        Value::String(format!("synthetic {} {} (random weights)", preset.name, ftype.name())),
+    );
+    w.add_kv("general.file_type", Value::U32(ftype.file_type_id()));
+    w.add_kv("general.quantization_version", Value::U32(2));
+    w.add_kv("rbench.synthetic", Value::Bool(true));
+    w.add_kv("rbench.synthetic.preset", Value::String(preset.name.into()));
+    w.add_kv("rbench.synthetic.seed", Value::U64(seed));
+    w.add_kv("rbench.synthetic.version", Value::U32(SYNTH_FORMAT_VERSION));
+    w.add_kv(format!("{a}.context_length"), Value::U32(hp.n_ctx_train));
+    w.add_kv(format!("{a}.embedding_length"), Value::U32(hp.n_embd));
+    w.add_kv(format!("{a}.block_count"), Value::U32(hp.n_layer));
+    w.add_kv(format!("{a}.feed_forward_length"), Value::U32(hp.n_ff));
+    w.add_kv(format!("{a}.attention.head_count"), Value::U32(hp.n_head));
+    w.add_kv(format!("{a}.attention.head_count_kv"), Value::U32(hp.n_head_kv));
+    w.add_kv(format!("{a}.attention.key_length"), Value::U32(hp.head_dim_k));
+    w.add_kv(format!("{a}.attention.value_length"), Value::U32(hp.head_dim_v));
+    w.add_kv(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(hp.rms_eps));
+    w.add_kv(format!("{a}.rope.freq_base"), Value::F32(hp.rope_freq_base));
+    w.add_kv(format!("{a}.rope.dimension_count"), Value::U32(hp.n_rot));
+    w.add_kv(format!("{a}.vocab_size"), Value::U32(hp.n_vocab));
+    if hp.n_swa > 0 {
+        w.add_kv(format!("{a}.attention.sliding_window"), Value::U32(hp.n_swa));
+    }
+    let (tokens, scores, types) = synthetic_vocab(hp.n_vocab);
+    w.add_kv("tokenizer.ggml.model", Value::String("llama".into()));
+    w.add_kv("tokenizer.ggml.tokens", str_array(tokens));
+    w.add_kv(
+        "tokenizer.ggml.scores",
+        Value::Array { elem: ValueType::F32, items: scores.into_iter().map(Value::F32).collect() },
+    );
+    w.add_kv(
+        "tokenizer.ggml.token_type",
+        Value::Array { elem: ValueType::I32, items: types.into_iter().map(Value::I32).collect() },
+    );
+    w.add_kv("tokenizer.ggml.unknown_token_id", Value::U32(0));
+    w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(1));
+    w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(2));
+    w.add_kv("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    w.add_kv("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+
+    for (index, spec) in preset.tensors().iter().enumerate() {
+        let ty = tensor_type(spec, ftype, hp.n_layer, preset.tied_output);
+        let seed = tensor_seed(seed, index);
+        let source = if ty.is_quantized() {
+            TensorSource::Fill(Box::new(move |buf: &mut [u8]| {
+                quant::fill_random_blocks(ty, buf, seed)
+            }))
+        } else {
+            fill_floats(ty, spec.role, seed)
+        };
+        w.add_tensor(spec.name.clone(), &spec.dims, ty, source)?;
+    }
+    w.write_file(path)?;
+    Ok(())
+}
+
+/// Where `synth:NAME` models are cached.
+pub fn cache_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("RBENCH_CACHE_DIR") {
+        return PathBuf::from(dir).join("synth");
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rbench")
+        .join("synth")
+}
+
+/// A model spec `synth:PRESET[:FTYPE]`, parsed; `None` if `spec` is a plain path.
+pub fn parse_spec(spec: &str) -> Option<Result<(&'static Preset, SynthFtype), SynthError>> {
+    let rest = spec.strip_prefix("synth:")?;
+    let (name, ftype) = match rest.split_once(':') {
+        Some((n, f)) => (n, Some(f)),
+        None => (rest, None),
+    };
+    Some((|| {
+        let p = preset(name).ok_or_else(|| SynthError::UnknownPreset(name.to_string()))?;
+        let ft = match ftype {
+            Some(f) => SynthFtype::parse(f).ok_or_else(|| SynthError::UnknownFtype(f.to_string()))?,
+            None => SynthFtype::Q4KM,
+        };
+        Ok((p, ft))
+    })())
+}
+
+/// Path of the cached synthetic model, writing it first when missing.
+pub fn ensure_cached(preset: &Preset, ftype: SynthFtype) -> Result<PathBuf, SynthError> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| SynthError::CacheDir { path: dir.clone(), source })?;
+    let path = dir.join(format!(
+        "{}-{}-v{}.gguf",
+        preset.name,
+        ftype.name(),
+        SYNTH_FORMAT_VERSION
+    ));
+    if !path.exists() {
+        write_synthetic(preset, ftype, 42, &path)?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_k_m_mix_follows_llama_cpp_rules() {
+        let p = preset("llama-125m").unwrap();
+        let specs = p.tensors();
+        let ty_of = |name: &str| {
+            let s = specs.iter().find(|s| s.name == name).unwrap();
+            tensor_type(s, SynthFtype::Q4KM, p.n_layer, p.tied_output)
+        };
+        assert_eq!(ty_of("blk.0.attn_v.weight"), GgmlType::Q6_K);
+        assert_eq!(ty_of("blk.2.attn_v.weight"), GgmlType::Q4_K);
+        assert_eq!(ty_of("blk.0.attn_q.weight"), GgmlType::Q4_K);
+        assert_eq!(ty_of("blk.0.attn_norm.weight"), GgmlType::F32);
+        assert_eq!(ty_of("output.weight"), GgmlType::Q6_K);
+        // gemma3-270m rows of 640 are not whole super-blocks.
+        let g = preset("gemma3-270m").unwrap();
+        let gs = g.tensors();
+        let q = gs.iter().find(|s| s.name == "blk.1.attn_q.weight").unwrap();
+        assert_eq!(tensor_type(q, SynthFtype::Q4KM, g.n_layer, true), GgmlType::Q5_0);
+        let emb = gs.iter().find(|s| s.name == "token_embd.weight").unwrap();
+        assert_eq!(tensor_type(emb, SynthFtype::Q4KM, g.n_layer, true), GgmlType::Q8_0);
+    }
+
+    #[test]
+    fn vocab_has_requested_size_and_byte_tokens() {
+        let (t, s, ty) = synthetic_vocab(1000);
+        assert_eq!((t.len(), s.len(), ty.len()), (1000, 1000, 1000));
+        assert_eq!(t[3], "<0x00>");
+        assert_eq!(t[258], "<0xFF>");
+        assert_eq!(t[259], "\u{2581}");
+        assert!(t[999].starts_with("<unused_"));
+    }
+
+    #[test]
+    fn spec_parsing() {
+        assert!(parse_spec("model.gguf").is_none());
+        let (p, f) = parse_spec("synth:llama-125m").unwrap().unwrap();
+        assert_eq!((p.name, f), ("llama-125m", SynthFtype::Q4KM));
+        let (_, f) = parse_spec("synth:qwen3-0.6b:q8_0").unwrap().unwrap();
+        assert_eq!(f, SynthFtype::Q8_0);
+        assert!(matches!(parse_spec("synth:nope"), Some(Err(SynthError::UnknownPreset(_)))));
+        assert!(matches!(parse_spec("synth:llama-15m:q3"), Some(Err(SynthError::UnknownFtype(_)))));
+    }
+
+    #[test]
+    fn param_counts_match_the_real_models() {
+        let n = |name: &str| -> u64 {
+            preset(name).unwrap().tensors().iter().map(|t| t.dims.iter().product::<u64>()).sum()
+        };
+        // llama.cpp reports 268.10 M for Gemma 3 270M.
+        assert_eq!(n("gemma3-270m"), 268_098_176);
+        // Qwen2-1.5B: 1.54 B; Llama-3.2-1B: 1.24 B; Mistral-Small-24B: 23.57 B.
+        assert!((1.50e9..1.60e9).contains(&(n("qwen2-1.5b") as f64)));
+        assert!((1.20e9..1.30e9).contains(&(n("llama-1b") as f64)));
+        assert!((23.0e9..24.0e9).contains(&(n("mistral-24b") as f64)));
+    }
+}

@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The real test model, when present (RBENCH_TEST_MODEL or the fetch script's
+/// default location). Prints why a test is skipped otherwise.
+pub fn test_model(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("RBENCH_TEST_MODEL")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".cache/rbench-models/gemma-3-270m-q4_k_m.gguf")));
+    match path {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            eprintln!(
+                "skipped {test}: test model not found (run scripts/fetch-test-model.sh or set RBENCH_TEST_MODEL)"
+            );
+            None
+        }
+    }
+}
+
+/// Reference data made with llama.cpp, beside the project.
+pub fn shared_reference(name: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference").join(name);
+    p.is_file().then_some(p)
+}
+
+/// Runs the rbench binary with `args`.
+pub fn rbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rbench"))
+        .args(args)
+        .env("RBENCH_CACHE_DIR", cache_dir())
+        .output()
+        .expect("failed to start rbench")
+}
+
+/// A cache dir for synthetic models shared by the tests of one target dir.
+pub fn cache_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rbench-cache");
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    dir
+}
