@@ -18,21 +18,44 @@ fn main() {
         .ok()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
-    let commit = if dirty && commit != "unknown" { format!("{commit}-dirty") } else { commit };
+    let commit = if dirty && commit != "unknown" {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    };
     println!("cargo:rustc-env=RBENCH_GIT_COMMIT={commit}");
 
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     let wanted = [
-        "sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni",
-        "avx512bf16", "avxvnni", "neon", "dotprod", "i8mm", "sve",
+        "sse4.2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512vnni",
+        "avx512bf16",
+        "avxvnni",
+        "neon",
+        "dotprod",
+        "i8mm",
+        "sve",
     ];
     let enabled: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|f| features.split(',').any(|x| x == *f))
         .collect();
-    println!("cargo:rustc-env=RBENCH_TARGET_FEATURES={}", enabled.join(","));
-    println!("cargo:rustc-env=RBENCH_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=RBENCH_TARGET_FEATURES={}",
+        enabled.join(",")
+    );
+    println!(
+        "cargo:rustc-env=RBENCH_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
     println!(
         "cargo:rustc-env=RBENCH_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()

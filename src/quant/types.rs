@@ -214,6 +214,11 @@ impl GgmlType {
     pub fn is_quantized(self) -> bool {
         self.block_size() > 1
     }
+
+    /// Whether [`crate::quant::dequantize`] has a Rust path for this type.
+    pub fn has_rust_dequant(self) -> bool {
+        super::RUST_DEQUANT_TYPES.contains(&self)
+    }
 }
 
 impl fmt::Display for GgmlType {
