@@ -47,7 +47,7 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
-    crate::ggml::set_log_verbose(cli.verbose);
+    let _ = cli.verbose; // TODO(ggml wrapper): route ggml logs
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Synth(args) => synth::run(args),

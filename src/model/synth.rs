@@ -101,6 +101,8 @@ pub enum SynthError {
     UnknownFtype(String),
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
     #[error("cannot create cache directory {path}: {source}")]
     CacheDir { path: PathBuf, source: std::io::Error },
 }
@@ -309,8 +311,13 @@ pub fn write_synthetic(preset: &Preset, ftype: SynthFtype, seed: u64, path: &Pat
         let ty = tensor_type(spec, ftype, hp.n_layer, preset.tied_output);
         let seed = tensor_seed(seed, index);
         let source = if ty.is_quantized() {
+            if !quant::RANDOM_BLOCK_TYPES.contains(&ty) {
+                return Err(SynthError::Quant(quant::QuantError::Unsupported(ty)));
+            }
             TensorSource::Fill(Box::new(move |buf: &mut [u8]| {
-                quant::fill_random_blocks(ty, buf, seed)
+                // The type was checked above and the writer sizes `buf` in whole
+                // blocks, so filling cannot fail.
+                let _ = quant::fill_random_blocks(ty, buf, seed);
             }))
         } else {
             fill_floats(ty, spec.role, seed)
