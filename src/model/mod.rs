@@ -1,5 +1,6 @@
 //! Model hyperparameters, tensor layouts, synthetic models, weights and graph builders.
 
+pub mod check;
 pub mod hparams;
 pub mod info;
 pub mod layout;
