@@ -10,7 +10,8 @@ pub(super) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     pub section: Section,
-    /// The item being read ("kv 3", "tensor 7 'output.weight'"), for messages.
+    /// The item being read ("kv 3", "tensor 7 'output.weight'"; empty in
+    /// the header), for messages.
     pub item: String,
 }
 
@@ -20,7 +21,7 @@ impl<'a> Cursor<'a> {
             buf,
             pos: 0,
             section: Section::Header,
-            item: String::from("header"),
+            item: String::new(),
         }
     }
 
@@ -37,7 +38,11 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn what(&self, field: &str) -> String {
-        format!("{} {}", self.item, field)
+        if self.item.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{} {}", self.item, field)
+        }
     }
 
     /// The next `n` bytes, or a truncation error naming `field`.

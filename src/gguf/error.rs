@@ -76,7 +76,7 @@ pub enum GgufError {
         remaining: u64,
     },
 
-    #[error("absurd {what} {count} at offset {offset}: each entry needs at least {min_entry_bytes} bytes but only {remaining} bytes remain")]
+    #[error("absurd {what} {count} at offset {offset}: each entry needs at least {min_entry_bytes} bytes but only {remaining} bytes remain (corrupt count or truncated file)")]
     AbsurdCount {
         what: &'static str,
         count: u64,

@@ -14,4 +14,4 @@ pub use error::{GgufError, Section};
 pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS, MAX_TENSOR_NAME_LEN};
 pub use reader::{GgufFile, SharedBytes, TensorInfo};
 pub use value::{Value, ValueType, MAX_ARRAY_NESTING};
-pub use writer::{GgufWriter, TensorSource};
+pub use writer::{FillFn, GgufWriter, TensorSource};

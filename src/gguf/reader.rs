@@ -233,3 +233,203 @@ impl fmt::Debug for GgufFile {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::ValueType;
+
+    /// Hand-assembled GGUF bytes, independent of the writer.
+    #[derive(Default)]
+    struct Raw(Vec<u8>);
+
+    impl Raw {
+        fn u32(mut self, v: u32) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn u64(mut self, v: u64) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn str(self, s: &str) -> Self {
+            let mut r = self.u64(s.len() as u64);
+            r.0.extend_from_slice(s.as_bytes());
+            r
+        }
+        fn bytes(mut self, b: &[u8]) -> Self {
+            self.0.extend_from_slice(b);
+            self
+        }
+        fn pad_to(mut self, alignment: usize) -> Self {
+            while !self.0.len().is_multiple_of(alignment) {
+                self.0.push(0);
+            }
+            self
+        }
+        fn header(version: u32, n_tensors: u64, n_kv: u64) -> Self {
+            Raw::default()
+                .bytes(b"GGUF")
+                .u32(version)
+                .u64(n_tensors)
+                .u64(n_kv)
+        }
+    }
+
+    #[test]
+    fn reads_a_hand_written_v2_file() {
+        let raw = Raw::header(2, 2, 2)
+            .str("general.architecture")
+            .u32(ValueType::String.id())
+            .str("llama")
+            .str("llama.vocab")
+            .u32(ValueType::Array.id())
+            .u32(ValueType::String.id())
+            .u64(2)
+            .str("a")
+            .str("bc")
+            .str("w")
+            .u32(2)
+            .u64(2)
+            .u64(3)
+            .u32(GgmlType::F32.id())
+            .u64(0)
+            .str("v")
+            .u32(1)
+            .u64(32)
+            .u32(GgmlType::Q8_0.id())
+            .u64(32)
+            .pad_to(32);
+        let data_offset = raw.0.len() as u64;
+        let raw = raw.bytes(&[1; 24]).pad_to(32).bytes(&[2; 34]);
+        let f = GgufFile::from_bytes(raw.0).unwrap();
+        assert_eq!(f.version(), 2);
+        assert_eq!(f.architecture(), Some("llama"));
+        assert_eq!(
+            f.get("llama.vocab"),
+            Some(&Value::Array {
+                elem: ValueType::String,
+                items: vec![Value::from("a"), Value::from("bc")]
+            })
+        );
+        assert_eq!(f.data_offset(), data_offset);
+        let w = f.tensor("w").unwrap();
+        assert_eq!(
+            (w.dims.as_slice(), w.n_elements, w.n_bytes),
+            (&[2, 3][..], 6, 24)
+        );
+        assert_eq!(f.tensor_data(w), &[1u8; 24][..]);
+        let v = f.tensor("v").unwrap();
+        assert_eq!((v.ggml_type, v.n_bytes), (GgmlType::Q8_0, 34));
+        assert_eq!(f.tensor_data(v), &[2u8; 34][..]);
+        assert_eq!(f.tensor_data_size(), 58);
+    }
+
+    #[test]
+    fn data_section_starts_at_header_end_rounded_up_to_the_alignment() {
+        for alignment in [1u32, 8, 16, 64, 256] {
+            let raw = Raw::header(3, 1, 1)
+                .str("general.alignment")
+                .u32(ValueType::U32.id())
+                .u32(alignment)
+                .str("t")
+                .u32(1)
+                .u64(4)
+                .u32(GgmlType::I8.id())
+                .u64(0);
+            let header_end = raw.0.len() as u64;
+            let raw = raw.pad_to(alignment as usize).bytes(&[9, 8, 7, 6]);
+            let f = GgufFile::from_bytes(raw.0).unwrap();
+            assert_eq!(f.alignment(), u64::from(alignment));
+            assert_eq!(
+                f.data_offset(),
+                header_end.div_ceil(alignment.into()) * u64::from(alignment)
+            );
+            assert_eq!(f.tensor_data(&f.tensors()[0]), &[9, 8, 7, 6]);
+        }
+    }
+
+    #[test]
+    fn alignment_must_be_a_u32_power_of_two() {
+        let with_alignment = |ty: ValueType, value: &[u8]| {
+            let raw = Raw::header(3, 0, 1)
+                .str("general.alignment")
+                .u32(ty.id())
+                .bytes(value);
+            GgufFile::from_bytes(raw.0)
+        };
+        for bad in [0u32, 3, 48, u32::MAX] {
+            let err = with_alignment(ValueType::U32, &bad.to_le_bytes()).unwrap_err();
+            assert!(
+                matches!(err, GgufError::InvalidAlignment { offset: 24, .. }),
+                "{bad}: {err}"
+            );
+        }
+        let err = with_alignment(ValueType::U64, &64u64.to_le_bytes()).unwrap_err();
+        assert!(matches!(err, GgufError::InvalidAlignment { .. }), "{err}");
+        let ok = with_alignment(ValueType::U32, &(1u32 << 31).to_le_bytes()).unwrap();
+        assert_eq!(ok.alignment(), 1 << 31);
+    }
+
+    #[test]
+    fn v1_big_endian_and_future_versions_are_refused() {
+        for version in [0, 1, 4, 0x0300_0000, 0x0200_0000] {
+            let raw = Raw::header(version, 0, 0);
+            match GgufFile::from_bytes(raw.0) {
+                Err(GgufError::UnsupportedVersion { version: v, .. }) => assert_eq!(v, version),
+                other => panic!("version {version:#x}: {other:?}"),
+            }
+        }
+        // A real big-endian v3 header: magic bytes as-is, numbers byte-swapped.
+        let mut be = b"GGUF".to_vec();
+        be.extend_from_slice(&3u32.to_be_bytes());
+        be.extend_from_slice(&0u64.to_be_bytes());
+        be.extend_from_slice(&0u64.to_be_bytes());
+        let err = GgufFile::from_bytes(be).unwrap_err();
+        assert!(err.to_string().contains("big-endian"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_without_tensors_is_valid() {
+        let f = GgufFile::from_bytes(Raw::header(3, 0, 0).0).unwrap();
+        assert_eq!(
+            (f.version(), f.metadata().len(), f.tensors().len()),
+            (3, 0, 0)
+        );
+        assert_eq!(f.file_size(), 24);
+        assert_eq!(f.architecture(), None);
+    }
+
+    #[test]
+    fn tensor_data_of_a_foreign_tensor_info_is_empty_not_a_panic() {
+        let f = GgufFile::from_bytes(Raw::header(3, 0, 0).0).unwrap();
+        let foreign = TensorInfo {
+            name: "x".into(),
+            dims: vec![1 << 40],
+            ggml_type: GgmlType::F32,
+            offset: u64::MAX,
+            n_elements: 1 << 40,
+            n_bytes: 1 << 42,
+        };
+        assert!(f.tensor_data(&foreign).is_empty());
+        assert_eq!(f.tensor_data_offset(&foreign), u64::MAX);
+    }
+
+    #[test]
+    fn file_and_bytes_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<GgufFile>();
+        assert_send_sync::<SharedBytes>();
+    }
+
+    #[test]
+    fn shared_bytes_clones_share_the_same_memory() {
+        let f = GgufFile::from_bytes(Raw::header(3, 0, 0).0).unwrap();
+        let a = f.bytes().clone();
+        assert!(!a.is_mapped());
+        assert_eq!(a.as_ptr(), f.bytes().as_ptr());
+        assert_eq!(&a[..4], b"GGUF");
+        let handle = std::thread::spawn(move || a.len());
+        assert_eq!(handle.join().unwrap(), 24);
+    }
+}

@@ -11,13 +11,16 @@ use crate::quant::GgmlType;
 
 const VERSION: u32 = 3;
 
+/// Fills a zeroed buffer with one tensor's bytes.
+pub type FillFn = Box<dyn FnMut(&mut [u8]) + Send>;
+
 /// Where a tensor's bytes come from when the file is written.
 pub enum TensorSource {
     /// Bytes held in memory, exactly `n_bytes` long.
     Bytes(Vec<u8>),
     /// Called once per write with a zeroed buffer of `n_bytes` to fill, so
     /// big files never hold all tensor data in memory at once.
-    Fill(Box<dyn FnMut(&mut [u8]) + Send>),
+    Fill(FillFn),
 }
 
 struct PendingTensor {
@@ -122,7 +125,7 @@ impl GgufWriter {
             .filter(|&n| n <= i64::MAX as u64)
             .ok_or_else(|| invalid(format!("element count of {dims:?} overflows")))?;
         let ne0 = dims.first().copied().unwrap_or(0);
-        if ne0 % ty.block_size() as u64 != 0 {
+        if !ne0.is_multiple_of(ty.block_size() as u64) {
             return Err(invalid(format!(
                 "row length {ne0} is not a multiple of the {ty} block size {}",
                 ty.block_size()
