@@ -23,8 +23,14 @@ fn synth_and_check(name: &str, ftype: &str) {
     let path = dir.path().join(format!("{name}.gguf"));
     let p = path.to_str().unwrap();
     let (arch, size) = name.split_once('-').unwrap();
-    let out = rbench(&["synth", "--arch", arch, "--size", size, "--ftype", ftype, "-o", p]);
-    assert!(out.status.success(), "synth {name} failed: {}", stderr(&out));
+    let out = rbench(&[
+        "synth", "--arch", arch, "--size", size, "--ftype", ftype, "-o", p,
+    ]);
+    assert!(
+        out.status.success(),
+        "synth {name} failed: {}",
+        stderr(&out)
+    );
 
     let out = rbench(&["info", "-m", p, "--json"]);
     assert!(out.status.success(), "info {name} failed: {}", stderr(&out));
@@ -35,10 +41,17 @@ fn synth_and_check(name: &str, ftype: &str) {
     assert_eq!(v["n_embd"], preset.n_embd);
     assert_eq!(v["n_head_kv"], preset.n_head_kv);
     assert_eq!(v["n_vocab"], preset.n_vocab);
-    let expected_params: u64 = preset.tensors().iter().map(|t| t.dims.iter().product::<u64>()).sum();
+    let expected_params: u64 = preset
+        .tensors()
+        .iter()
+        .map(|t| t.dims.iter().product::<u64>())
+        .sum();
     assert_eq!(v["n_params"], expected_params);
     let ft = SynthFtype::parse(ftype).unwrap();
-    assert_eq!(v["file_type"], rbench::quant::file_type_name(ft.file_type_id()).unwrap());
+    assert_eq!(
+        v["file_type"],
+        rbench::quant::file_type_name(ft.file_type_id()).unwrap()
+    );
 
     // The human form labels it as synthetic.
     let out = rbench(&["info", "-m", p]);
@@ -75,7 +88,10 @@ fn every_preset_has_a_consistent_layout() {
         let specs = p.tensors();
         let per_layer = specs.iter().filter(|s| s.layer == Some(0)).count();
         assert!(per_layer >= 9, "{}: {per_layer} tensors per layer", p.name);
-        assert_eq!(specs.iter().filter(|s| s.layer.is_some()).count(), per_layer * hp.n_layer as usize);
+        assert_eq!(
+            specs.iter().filter(|s| s.layer.is_some()).count(),
+            per_layer * hp.n_layer as usize
+        );
     }
 }
 
@@ -87,12 +103,18 @@ fn synth_spec_works_as_a_model_path() {
     assert_eq!(v["architecture"], "llama");
     let out = rbench(&["info", "-m", "synth:no-such-model"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("llama-125m"), "should list presets: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("llama-125m"),
+        "should list presets: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn test_model_info_matches_llama_cpp() {
-    let Some(model) = test_model("test_model_info_matches_llama_cpp") else { return };
+    let Some(model) = test_model("test_model_info_matches_llama_cpp") else {
+        return;
+    };
     let out = rbench(&["info", "-m", model.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -113,11 +135,21 @@ fn test_model_info_matches_llama_cpp() {
 
 #[test]
 fn truncated_model_is_a_clear_error_not_a_panic() {
-    let Some(model) = test_model("truncated_model_is_a_clear_error_not_a_panic") else { return };
+    let Some(model) = test_model("truncated_model_is_a_clear_error_not_a_panic") else {
+        return;
+    };
     let bytes = std::fs::read(&model).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Inside the magic, the header, the metadata, the tensor table, and the data.
-    for cut in [2usize, 10, 100, 4_000_000, 6_500_000, 100_000_000, bytes.len() - 1] {
+    for cut in [
+        2usize,
+        10,
+        100,
+        4_000_000,
+        6_500_000,
+        100_000_000,
+        bytes.len() - 1,
+    ] {
         let path = dir.path().join(format!("cut{cut}.gguf"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let out = rbench(&["info", "-m", path.to_str().unwrap()]);
@@ -135,8 +167,26 @@ fn truncated_model_is_a_clear_error_not_a_panic() {
 fn usage_errors_exit_2() {
     let out = rbench(&["info"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = rbench(&["synth", "--arch", "llama", "--size", "7b", "-o", "/tmp/x.gguf"]);
+    let out = rbench(&[
+        "synth",
+        "--arch",
+        "llama",
+        "--size",
+        "7b",
+        "-o",
+        "/tmp/x.gguf",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let out = rbench(&["synth", "--arch", "llama", "--size", "15m", "--ftype", "q2", "-o", "/tmp/x.gguf"]);
+    let out = rbench(&[
+        "synth",
+        "--arch",
+        "llama",
+        "--size",
+        "15m",
+        "--ftype",
+        "q2",
+        "-o",
+        "/tmp/x.gguf",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -139,7 +139,7 @@ fn buffer_bytes(buf: &[u64], n_bytes: usize) -> Vec<u8> {
 /// Bytes that `n_elements` of `ty` occupy by ggml's own geometry.
 fn ggml_bytes_for(ty: GgmlType, n_elements: usize) -> Result<usize, GgmlTraitsError> {
     let block_size = ggml_blck_size(ty);
-    if block_size == 0 || n_elements % block_size != 0 {
+    if block_size == 0 || !n_elements.is_multiple_of(block_size) {
         return Err(GgmlTraitsError::PartialBlock {
             ty,
             n_elements,
@@ -201,7 +201,7 @@ pub fn ggml_quantize(
     if !QUANTIZE_CHUNK_TYPES.contains(&ty) || needs_imatrix {
         return Err(GgmlTraitsError::NoQuantize(ty));
     }
-    if n_per_row == 0 || src.len() % n_per_row != 0 {
+    if n_per_row == 0 || !src.len().is_multiple_of(n_per_row) {
         return Err(GgmlTraitsError::BadRowLength {
             n_elements: src.len(),
             n_per_row,

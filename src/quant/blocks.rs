@@ -55,12 +55,15 @@ impl<'a> BlockQ4_0<'a> {
         b.is_empty().then_some(Self { d, qs })
     }
 
-    #[inline(always)]
+    // Not inlined: inlined, LLVM vectorizes across blocks with scatters,
+    // which is several times slower than vectorizing within a block.
+    #[inline(never)]
     pub fn dequantize(&self, out: &mut [f32; 32]) {
         let (lo, hi) = out.split_at_mut(16);
         for ((q, y0), y1) in self.qs.iter().zip(lo).zip(hi) {
-            *y0 = ((q & 0x0F) as i32 - 8) as f32 * self.d;
-            *y1 = ((q >> 4) as i32 - 8) as f32 * self.d;
+            // q - 8 is exact in f32 either way, so this equals ggml's int math.
+            *y0 = (f32::from(q & 0x0F) - 8.0) * self.d;
+            *y1 = (f32::from(q >> 4) - 8.0) * self.d;
         }
     }
 }
@@ -83,7 +86,8 @@ impl<'a> BlockQ4_1<'a> {
         b.is_empty().then_some(Self { d, m, qs })
     }
 
-    #[inline(always)]
+    // Not inlined, as for Q4_0.
+    #[inline(never)]
     pub fn dequantize(&self, out: &mut [f32; 32]) {
         let (lo, hi) = out.split_at_mut(16);
         for ((q, y0), y1) in self.qs.iter().zip(lo).zip(hi) {

@@ -206,29 +206,55 @@ fn affine_error(x: &[f32; 32], step: f32, offset: f32) -> f32 {
         .sum()
 }
 
-/// Least-squares `(step, offset)` of `x ~ step * q - offset` for given
-/// quants, with `offset >= 0` (the format stores an unsigned min).
-#[inline(always)]
-fn affine_fit(x: &[f32; 32], q: &[f32; 32]) -> Option<(f32, f32)> {
-    let n = 32.0f32;
-    let (mut sq, mut sqq, mut sx, mut sxq) = (0f32, 0f32, 0f32, 0f32);
-    for (&v, &l) in x.iter().zip(q) {
-        sq += l;
-        sqq += l * l;
-        sx += v;
-        sxq += v * l;
+/// Sums over a run for fitting `x ~ step * q - offset`.
+#[derive(Clone, Copy)]
+struct RunSums {
+    sq: f32,
+    sqq: f32,
+    sx: f32,
+    sxq: f32,
+}
+
+impl RunSums {
+    #[inline(always)]
+    fn of(x: &[f32; 32], q: &[f32; 32]) -> Self {
+        let (mut sq, mut sqq, mut sx, mut sxq) = (0f32, 0f32, 0f32, 0f32);
+        for (&v, &l) in x.iter().zip(q) {
+            sq += l;
+            sqq += l * l;
+            sx += v;
+            sxq += v * l;
+        }
+        Self { sq, sqq, sx, sxq }
     }
-    let det = n * sqq - sq * sq;
-    if det <= 0.0 {
-        return None;
+
+    /// Least-squares `(step, offset)` with `offset >= 0` (the format stores
+    /// an unsigned min).
+    #[inline(always)]
+    fn fit(&self) -> Option<(f32, f32)> {
+        let n = 32.0f32;
+        let det = n * self.sqq - self.sq * self.sq;
+        if det <= 0.0 {
+            return None;
+        }
+        let step = (n * self.sxq - self.sx * self.sq) / det;
+        let intercept = (self.sqq * self.sx - self.sq * self.sxq) / det;
+        if intercept > 0.0 {
+            // Offset pinned to zero: refit the step alone.
+            return (self.sqq > 0.0).then(|| ((self.sxq / self.sqq).max(0.0), 0.0));
+        }
+        Some((step.max(0.0), -intercept))
     }
-    let step = (n * sxq - sx * sq) / det;
-    let intercept = (sqq * sx - sq * sxq) / det;
-    if intercept > 0.0 {
-        // Offset pinned to zero: refit the step alone.
-        return (sqq > 0.0).then(|| ((sxq / sqq).max(0.0), 0.0));
+
+    /// Squared error of the fit, from the sums (`sxx` = sum of x^2); only
+    /// used to rank candidates, the final choice uses the exact error.
+    #[inline(always)]
+    fn error(&self, sxx: f32, step: f32, offset: f32) -> f32 {
+        let n = 32.0f32;
+        sxx + step * step * self.sqq + n * offset * offset - 2.0 * step * self.sxq
+            + 2.0 * offset * self.sx
+            - 2.0 * step * offset * self.sq
     }
-    Some((step.max(0.0), -intercept))
 }
 
 /// The (step, offset) for one 32-value run of `Q4_K` with the least
@@ -242,17 +268,25 @@ fn q4_run_params(x: &[f32; 32]) -> (f32, f32) {
     if range <= 1e-30 {
         return (0.0, -lo);
     }
-    let mut best = (affine_error(x, range / 15.0, -lo), range / 15.0, -lo);
+    let sxx: f32 = x.iter().map(|v| v * v).sum();
+    let mut best = (f32::INFINITY, range / 15.0, -lo);
     for k in -10..=10 {
         let inv = (15.0 + 0.1 * k as f32) / range;
         let q = x.map(|v| ((v - lo) * inv).round_ties_even().clamp(0.0, 15.0));
-        let Some((step, offset)) = affine_fit(x, &q) else {
+        let sums = RunSums::of(x, &q);
+        let Some((step, offset)) = sums.fit() else {
             continue;
         };
-        let err = affine_error(x, step, offset);
+        let err = sums.error(sxx, step, offset);
         if err < best.0 {
             best = (err, step, offset);
         }
+    }
+    best.0 = affine_error(x, best.1, best.2);
+    // The plain min/max step competes too.
+    let plain = affine_error(x, range / 15.0, -lo);
+    if plain < best.0 {
+        best = (plain, range / 15.0, -lo);
     }
     // A couple of alternations: requantize with the best fit, refit.
     for _ in 0..2 {
@@ -262,7 +296,7 @@ fn q4_run_params(x: &[f32; 32]) -> (f32, f32) {
         }
         let inv = 1.0 / step;
         let q = x.map(|v| ((v + offset) * inv).round_ties_even().clamp(0.0, 15.0));
-        let Some((step, offset)) = affine_fit(x, &q) else {
+        let Some((step, offset)) = RunSums::of(x, &q).fit() else {
             break;
         };
         let err = affine_error(x, step, offset);
@@ -340,7 +374,7 @@ mod tests {
 
     fn wave(n: usize) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as f32 * 0.37).sin() * 0.05 + (i as f32 * 0.011).cos() * 0.01))
+            .map(|i| (i as f32 * 0.37).sin() * 0.05 + (i as f32 * 0.011).cos() * 0.01)
             .collect()
     }
 

@@ -64,7 +64,7 @@ pub fn fill_random_blocks(ty: GgmlType, dst: &mut [u8], seed: u64) -> Result<(),
         return Err(QuantError::Unsupported(ty));
     }
     let block = ty.type_size();
-    if dst.len() % block != 0 {
+    if !dst.len().is_multiple_of(block) {
         return Err(QuantError::NotWholeBlocks {
             ty,
             n_bytes: dst.len(),

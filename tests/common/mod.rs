@@ -9,7 +9,9 @@ use std::process::{Command, Output};
 pub fn test_model(test: &str) -> Option<PathBuf> {
     let path = std::env::var_os("RBENCH_TEST_MODEL")
         .map(PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|h| h.join(".cache/rbench-models/gemma-3-270m-q4_k_m.gguf")));
+        .or_else(|| {
+            dirs::home_dir().map(|h| h.join(".cache/rbench-models/gemma-3-270m-q4_k_m.gguf"))
+        });
     match path {
         Some(p) if p.is_file() => Some(p),
         _ => {
@@ -23,7 +25,9 @@ pub fn test_model(test: &str) -> Option<PathBuf> {
 
 /// Reference data made with llama.cpp, beside the project.
 pub fn shared_reference(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference")
+        .join(name);
     p.is_file().then_some(p)
 }
 
