@@ -110,6 +110,11 @@ impl Tokenizer {
         })
     }
 
+    /// Reads the vocabulary of a GGUF file and builds its tokenizer.
+    pub fn from_gguf(f: &crate::gguf::GgufFile) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::from_spec(VocabSpec::from_gguf(f)?)
+    }
+
     /// Text to token ids. Special-token texts in `text` (e.g. `<start_of_turn>`) become single
     /// tokens; `add_bos` puts BOS first.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
