@@ -2,9 +2,14 @@
 //! llama.cpp's token ids, plus llama.cpp-style detokenization and streaming decode.
 //!
 //! Text is first split at special tokens (CONTROL, USER_DEFINED and UNKNOWN types are matched
-//! verbatim, longest first), then each fragment goes through the model: `llama` vocabularies
-//! become a BPE whose merges come from the token scores (see [`spm`]), `gpt2` vocabularies a
-//! byte-level BPE with their own merges and pre-tokenizer regexes (see [`bpe`]).
+//! verbatim), then each fragment goes through the model: `llama` vocabularies become a BPE
+//! whose merges come from the token scores (see [`spm`]), `gpt2` vocabularies a byte-level
+//! BPE with their own merges and pre-tokenizer regexes (see [`bpe`]).
+//!
+//! Special tokens are found leftmost-first, longest at each position; llama.cpp instead takes
+//! longer tokens first across the whole text. The two differ only where two special tokens
+//! overlap in the text (a suffix of one is a prefix of another). In Gemma's vocabulary that
+//! happens only inside runs of one repeated character, where both rules split alike.
 
 mod bpe;
 mod error;
