@@ -2,9 +2,14 @@
 //! llama.cpp's token ids, plus llama.cpp-style detokenization and streaming decode.
 //!
 //! Text is first split at special tokens (CONTROL, USER_DEFINED and UNKNOWN types are matched
-//! verbatim, longest first), then each fragment goes through the model: `llama` vocabularies
-//! become a BPE whose merges come from the token scores (see [`spm`]), `gpt2` vocabularies a
-//! byte-level BPE with their own merges and pre-tokenizer regexes (see [`bpe`]).
+//! verbatim), then each fragment goes through the model: `llama` vocabularies become a BPE
+//! whose merges come from the token scores (see [`spm`]), `gpt2` vocabularies a byte-level
+//! BPE with their own merges and pre-tokenizer regexes (see [`bpe`]).
+//!
+//! Special tokens are found leftmost-first, longest at each position; llama.cpp instead takes
+//! longer tokens first across the whole text. The two differ only where two special tokens
+//! overlap in the text (a suffix of one is a prefix of another). In Gemma's vocabulary that
+//! happens only inside runs of one repeated character, where both rules split alike.
 
 mod bpe;
 mod error;
@@ -108,6 +113,11 @@ impl Tokenizer {
             add_space_prefix: family == ModelFamily::Spm && spec.add_space_prefix,
             chat_template: spec.chat_template,
         })
+    }
+
+    /// Reads the vocabulary of a GGUF file and builds its tokenizer.
+    pub fn from_gguf(f: &crate::gguf::GgufFile) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::from_spec(VocabSpec::from_gguf(f)?)
     }
 
     /// Text to token ids. Special-token texts in `text` (e.g. `<start_of_turn>`) become single

@@ -56,6 +56,12 @@ pub struct VocabSpec {
 }
 
 impl VocabSpec {
+    /// Reads `tokenizer.ggml.*` from a GGUF file. A file without `tokenizer.ggml.tokens`
+    /// has no tokenizer ([`TokenizerError::Missing`]).
+    pub fn from_gguf(f: &crate::gguf::GgufFile) -> Result<VocabSpec, TokenizerError> {
+        Self::from_metadata(f)
+    }
+
     /// Reads the vocabulary keys; special-token ids and flags the file leaves out get
     /// llama.cpp's defaults.
     pub(crate) fn from_metadata(meta: &impl Metadata) -> Result<VocabSpec, TokenizerError> {
@@ -113,6 +119,43 @@ impl VocabSpec {
                 .unwrap_or(false),
             _ => false,
         }
+    }
+}
+
+/// GGUF metadata. A key holding a non-array where an array belongs reads as an array
+/// whose elements have the wrong type, so the error names the key.
+impl Metadata for crate::gguf::GgufFile {
+    fn string(&self, key: &str) -> Option<&str> {
+        self.get_str(key)
+    }
+    fn uint(&self, key: &str) -> Option<u32> {
+        self.get_u32(key)
+    }
+    fn flag(&self, key: &str) -> Option<bool> {
+        self.get_bool(key)
+    }
+    fn strings(&self, key: &str) -> Option<Option<Vec<String>>> {
+        let items = self.get(key)?.as_array();
+        Some(items.and_then(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect()
+        }))
+    }
+    fn floats(&self, key: &str) -> Option<Option<Vec<f32>>> {
+        // Integer scores are accepted too, as llama.cpp does.
+        let items = self.get(key)?.as_array();
+        Some(items.and_then(|items| items.iter().map(|v| v.as_f32()).collect()))
+    }
+    fn ints(&self, key: &str) -> Option<Option<Vec<i32>>> {
+        let items = self.get(key)?.as_array();
+        Some(items.and_then(|items| {
+            items
+                .iter()
+                .map(|v| v.as_i64().and_then(|i| i32::try_from(i).ok()))
+                .collect()
+        }))
     }
 }
 
