@@ -22,7 +22,8 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let path = crate::model::resolve_model_path(&args.model)?;
     let file = GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))?;
-    let info = ModelInfo::from_gguf(&file).with_context(|| format!("reading {}", path.display()))?;
+    let info =
+        ModelInfo::from_gguf(&file).with_context(|| format!("reading {}", path.display()))?;
     if args.json {
         let mut value = serde_json::to_value(&info)?;
         value["model_filename"] = path.display().to_string().into();
@@ -50,19 +51,44 @@ fn all_tensors(f: &GgufFile) -> Vec<crate::model::info::TensorRow> {
 }
 
 fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool) {
-    let label = if info.synthetic { "  [synthetic (random weights)]" } else { "" };
+    let label = if info.synthetic {
+        "  [synthetic (random weights)]"
+    } else {
+        ""
+    };
     let mut facts: Vec<(&str, String)> = vec![
         ("model", format!("{path}{label}")),
         ("name", info.name.clone().unwrap_or_else(|| "-".into())),
         ("architecture", info.architecture.clone()),
         ("file type", info.file_type.clone()),
-        ("parameters", format!("{} ({})", format::params(info.n_params), info.n_params)),
-        ("tensor data", format!("{} ({} bytes)", format::bytes(info.model_size), info.model_size)),
-        ("file", format!("{}, GGUF v{}, {} tensors", format::bytes(info.file_size), info.gguf_version, info.n_tensors)),
+        (
+            "parameters",
+            format!("{} ({})", format::params(info.n_params), info.n_params),
+        ),
+        (
+            "tensor data",
+            format!(
+                "{} ({} bytes)",
+                format::bytes(info.model_size),
+                info.model_size
+            ),
+        ),
+        (
+            "file",
+            format!(
+                "{}, GGUF v{}, {} tensors",
+                format::bytes(info.file_size),
+                info.gguf_version,
+                info.n_tensors
+            ),
+        ),
         ("context length", info.context_length.to_string()),
         ("layers", info.n_layer.to_string()),
         ("embedding width", info.n_embd.to_string()),
-        ("heads / KV heads", format!("{} / {}", info.n_head, info.n_head_kv)),
+        (
+            "heads / KV heads",
+            format!("{} / {}", info.n_head, info.n_head_kv),
+        ),
         ("head dim", info.head_dim.to_string()),
         ("FFN width", info.n_ff.to_string()),
         ("vocab size", info.n_vocab.to_string()),
@@ -86,7 +112,9 @@ fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool
 
     println!();
     let mut types = Table::new();
-    types.load_preset(ASCII_MARKDOWN).set_header(["type", "tensors", "bytes", "share"]);
+    types
+        .load_preset(ASCII_MARKDOWN)
+        .set_header(["type", "tensors", "bytes", "share"]);
     for t in &info.types {
         types.add_row(vec![
             Cell::new(&t.ty),
@@ -98,12 +126,30 @@ fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool
     println!("{types}");
 
     println!();
-    let rows = if list_tensors { all_tensors(file) } else { info.largest_tensors.clone() };
-    println!("{}", if list_tensors { "tensors:" } else { "largest tensors:" });
+    let rows = if list_tensors {
+        all_tensors(file)
+    } else {
+        info.largest_tensors.clone()
+    };
+    println!(
+        "{}",
+        if list_tensors {
+            "tensors:"
+        } else {
+            "largest tensors:"
+        }
+    );
     let mut table = Table::new();
-    table.load_preset(ASCII_MARKDOWN).set_header(["name", "type", "shape", "bytes"]);
+    table
+        .load_preset(ASCII_MARKDOWN)
+        .set_header(["name", "type", "shape", "bytes"]);
     for t in rows {
-        let shape = t.dims.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ");
+        let shape = t
+            .dims
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" x ");
         table.add_row(vec![
             Cell::new(t.name),
             Cell::new(t.ty),

@@ -4,6 +4,7 @@
 mod format;
 mod info;
 mod synth;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a synthetic model (random weights, real layout) as GGUF.
     Synth(synth::SynthArgs),
+    /// Turn text into token ids with the model's vocabulary.
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 /// A failure the user caused with flags (exit code 2) rather than at run time.
@@ -51,6 +54,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -30,14 +30,23 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         None => args.arch.clone(),
     };
     let preset = synth::preset(&name).ok_or_else(|| {
-        UsageError(format!("no synthetic preset '{name}' (presets: {})", synth::preset_names()))
+        UsageError(format!(
+            "no synthetic preset '{name}' (presets: {})",
+            synth::preset_names()
+        ))
     })?;
-    let ftype = SynthFtype::parse(&args.ftype)
-        .ok_or_else(|| UsageError(format!("unknown --ftype '{}' (choose q4_k_m, q8_0 or f16)", args.ftype)))?;
+    let ftype = SynthFtype::parse(&args.ftype).ok_or_else(|| {
+        UsageError(format!(
+            "unknown --ftype '{}' (choose q4_k_m, q8_0 or f16)",
+            args.ftype
+        ))
+    })?;
     let start = std::time::Instant::now();
     synth::write_synthetic(preset, ftype, args.seed, &args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    let size = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
     eprintln!(
         "wrote {} ({} {}, {}, synthetic random weights) in {:.1} s",
         args.output.display(),

@@ -37,7 +37,10 @@ impl Default for SamplerConfig {
 
 impl SamplerConfig {
     pub fn greedy() -> SamplerConfig {
-        SamplerConfig { temperature: 0.0, ..SamplerConfig::default() }
+        SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        }
     }
 }
 
@@ -63,7 +66,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Sampler {
         let rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
-        Sampler { cfg, rng, candidates: Vec::new() }
+        Sampler {
+            cfg,
+            rng,
+            candidates: Vec::new(),
+        }
     }
 
     /// Picks the next token; `history` is the sequence so far (for the repeat penalty).
@@ -73,7 +80,8 @@ impl Sampler {
             return argmax(logits);
         }
         self.candidates.clear();
-        self.candidates.extend(logits.iter().enumerate().map(|(i, &v)| (i as u32, v)));
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &v)| (i as u32, v)));
         if penalize {
             let start = history.len().saturating_sub(self.cfg.repeat_last_n);
             let mut seen: Vec<u32> = history[start..].to_vec();
@@ -82,7 +90,11 @@ impl Sampler {
             for id in seen {
                 if let Some(c) = self.candidates.get_mut(id as usize) {
                     // Same convention as llama.cpp: shrink positive logits, grow negative ones.
-                    c.1 = if c.1 > 0.0 { c.1 / self.cfg.repeat_penalty } else { c.1 * self.cfg.repeat_penalty };
+                    c.1 = if c.1 > 0.0 {
+                        c.1 / self.cfg.repeat_penalty
+                    } else {
+                        c.1 * self.cfg.repeat_penalty
+                    };
                 }
             }
         }
@@ -90,7 +102,10 @@ impl Sampler {
             return self
                 .candidates
                 .iter()
-                .fold((0u32, f32::NEG_INFINITY), |b, c| if c.1 > b.1 { *c } else { b })
+                .fold(
+                    (0u32, f32::NEG_INFINITY),
+                    |b, c| if c.1 > b.1 { *c } else { b },
+                )
                 .0;
         }
         self.candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
@@ -99,7 +114,11 @@ impl Sampler {
         }
         let t = self.cfg.temperature;
         let max = self.candidates.first().map_or(0.0, |c| c.1);
-        let mut probs: Vec<f32> = self.candidates.iter().map(|c| ((c.1 - max) / t).exp()).collect();
+        let mut probs: Vec<f32> = self
+            .candidates
+            .iter()
+            .map(|c| ((c.1 - max) / t).exp())
+            .collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= sum);
         let mut keep = probs.len();
@@ -143,27 +162,57 @@ mod tests {
 
     #[test]
     fn repeat_penalty_changes_the_greedy_choice() {
-        let cfg = SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() };
+        let cfg = SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        };
         let mut s = Sampler::new(cfg);
         assert_eq!(s.sample(&[1.0, 3.0, 2.0], &[1]), 2);
     }
 
     #[test]
     fn top_k_one_is_greedy_and_seeds_repeat() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 1, seed: 7, ..SamplerConfig::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 1,
+            seed: 7,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(cfg.clone());
         assert_eq!(s.sample(&[0.0, 5.0, 1.0], &[]), 1);
         let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.1).collect();
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..cfg };
-        let a: Vec<u32> = { let mut s = Sampler::new(cfg.clone()); (0..20).map(|_| s.sample(&logits, &[])).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(cfg); (0..20).map(|_| s.sample(&logits, &[])).collect() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..cfg
+        };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(cfg.clone());
+            (0..20).map(|_| s.sample(&logits, &[])).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(cfg);
+            (0..20).map(|_| s.sample(&logits, &[])).collect()
+        };
         assert_eq!(a, b);
-        assert!(a.iter().any(|&x| x != a[0]), "sampling at temperature 1 should vary");
+        assert!(
+            a.iter().any(|&x| x != a[0]),
+            "sampling at temperature 1 should vary"
+        );
     }
 
     #[test]
     fn min_p_drops_unlikely_tokens() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, seed: 1, ..SamplerConfig::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            seed: 1,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(cfg);
         for _ in 0..50 {
             let t = s.sample(&[10.0, 9.9, 0.0, 0.0], &[]);

@@ -8,7 +8,11 @@ pub use cells::{Cell, CellTable, SeqSet, TokenPlace, MAX_SEQS};
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("the KV cache is full: {needed} new tokens need cells but only {free} of {n_ctx} are free (raise -c/--ctx or use fewer sequences)")]
-    Full { needed: usize, free: usize, n_ctx: usize },
+    Full {
+        needed: usize,
+        free: usize,
+        n_ctx: usize,
+    },
     #[error("sequence id {seq} is out of range (at most {max} sequences)")]
     SeqOutOfRange { seq: u32, max: usize },
     #[error("a token in the batch belongs to no sequence")]

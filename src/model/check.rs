@@ -12,7 +12,11 @@ pub enum TensorCheckError {
     #[error("tensor '{name}' is missing (the {arch} architecture needs it)")]
     Missing { name: String, arch: String },
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?} for this model's hyperparameters")]
-    WrongShape { name: String, found: Vec<u64>, expected: Vec<u64> },
+    WrongShape {
+        name: String,
+        found: Vec<u64>,
+        expected: Vec<u64>,
+    },
     #[error("tensor '{name}' has type {ty}, which rbench cannot compute with")]
     UnusableType { name: String, ty: GgmlType },
 }
@@ -40,15 +44,20 @@ pub fn has_output_tensor(f: &GgufFile) -> bool {
 }
 
 /// Resolves every tensor the architecture needs, in layout order.
-pub fn resolve_tensors<'f>(f: &'f GgufFile, hp: &Hparams) -> Result<Vec<Resolved<'f>>, TensorCheckError> {
+pub fn resolve_tensors<'f>(
+    f: &'f GgufFile,
+    hp: &Hparams,
+) -> Result<Vec<Resolved<'f>>, TensorCheckError> {
     let tied = !has_output_tensor(f);
     expected_tensors(hp, tied)
         .into_iter()
         .map(|spec| {
-            let info = f.tensor(&spec.name).ok_or_else(|| TensorCheckError::Missing {
-                name: spec.name.clone(),
-                arch: hp.arch.name().to_string(),
-            })?;
+            let info = f
+                .tensor(&spec.name)
+                .ok_or_else(|| TensorCheckError::Missing {
+                    name: spec.name.clone(),
+                    arch: hp.arch.name().to_string(),
+                })?;
             if info.dims != spec.dims {
                 return Err(TensorCheckError::WrongShape {
                     name: spec.name.clone(),
@@ -57,7 +66,10 @@ pub fn resolve_tensors<'f>(f: &'f GgufFile, hp: &Hparams) -> Result<Vec<Resolved
                 });
             }
             if !usable(&spec, info.ggml_type) {
-                return Err(TensorCheckError::UnusableType { name: spec.name.clone(), ty: info.ggml_type });
+                return Err(TensorCheckError::UnusableType {
+                    name: spec.name.clone(),
+                    ty: info.ggml_type,
+                });
             }
             Ok(Resolved { spec, info })
         })

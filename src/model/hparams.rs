@@ -107,20 +107,26 @@ fn req_u32(f: &GgufFile, k: &str) -> Result<u32, HparamsError> {
 fn opt_u32(f: &GgufFile, k: &str) -> Result<Option<u32>, HparamsError> {
     match f.get(k) {
         None => Ok(None),
-        Some(v) => v.as_u32().map(Some).ok_or_else(|| HparamsError::InvalidValue {
-            key: k.to_string(),
-            why: "expected an unsigned 32-bit integer".into(),
-        }),
+        Some(v) => v
+            .as_u32()
+            .map(Some)
+            .ok_or_else(|| HparamsError::InvalidValue {
+                key: k.to_string(),
+                why: "expected an unsigned 32-bit integer".into(),
+            }),
     }
 }
 
 fn opt_f32(f: &GgufFile, k: &str) -> Result<Option<f32>, HparamsError> {
     match f.get(k) {
         None => Ok(None),
-        Some(v) => v.as_f32().map(Some).ok_or_else(|| HparamsError::InvalidValue {
-            key: k.to_string(),
-            why: "expected a number".into(),
-        }),
+        Some(v) => v
+            .as_f32()
+            .map(Some)
+            .ok_or_else(|| HparamsError::InvalidValue {
+                key: k.to_string(),
+                why: "expected a number".into(),
+            }),
     }
 }
 
@@ -137,7 +143,9 @@ fn positive(k: &str, v: u32, max: u32) -> Result<u32, HparamsError> {
 impl Hparams {
     /// The architecture named by the file, refusing unsupported ones.
     pub fn arch_of(f: &GgufFile) -> Result<Arch, HparamsError> {
-        let name = f.get_str("general.architecture").ok_or(HparamsError::NoArchitecture)?;
+        let name = f
+            .get_str("general.architecture")
+            .ok_or(HparamsError::NoArchitecture)?;
         Arch::from_name(name).ok_or_else(|| HparamsError::UnsupportedArch(name.to_string()))
     }
 
@@ -145,7 +153,11 @@ impl Hparams {
         let arch = Hparams::arch_of(f)?;
         let k = |s: &str| key(arch, s);
         // Upper bounds are generous but stop absurd values from sizing allocations.
-        let n_embd = positive(&k("embedding_length"), req_u32(f, &k("embedding_length"))?, 1 << 17)?;
+        let n_embd = positive(
+            &k("embedding_length"),
+            req_u32(f, &k("embedding_length"))?,
+            1 << 17,
+        )?;
         let n_layer = positive(&k("block_count"), req_u32(f, &k("block_count"))?, 1024)?;
         let n_head = positive(
             &k("attention.head_count"),
@@ -207,7 +219,9 @@ impl Hparams {
         };
         let rope_freq_base = opt_f32(f, &k("rope.freq_base"))?.unwrap_or(default_base);
         let rope_freq_scale = match opt_f32(f, &k("rope.scaling.factor"))? {
-            Some(factor) if factor > 0.0 && f.get_str(&k("rope.scaling.type")) == Some("linear") => {
+            Some(factor)
+                if factor > 0.0 && f.get_str(&k("rope.scaling.type")) == Some("linear") =>
+            {
                 1.0 / factor
             }
             _ => 1.0,

@@ -58,7 +58,11 @@ impl ModelInfo {
     pub fn from_gguf(f: &GgufFile) -> Result<ModelInfo, HparamsError> {
         let hp = Hparams::from_gguf(f)?;
         let n_params = f.tensors().iter().map(|t| t.n_elements).sum();
-        let mix = quant::type_mix(f.tensors().iter().map(|t| (t.ggml_type, t.n_elements, t.n_bytes)));
+        let mix = quant::type_mix(
+            f.tensors()
+                .iter()
+                .map(|t| (t.ggml_type, t.n_elements, t.n_bytes)),
+        );
         let file_type = match f.get_u32("general.file_type") {
             Some(id) => quant::file_type_name(id)
                 .map(str::to_string)
@@ -116,7 +120,12 @@ impl ModelInfo {
 
     /// llama-bench's `model_type` field, e.g. "gemma3 270M Q4_K - Medium".
     pub fn model_type(&self) -> String {
-        format!("{} {} {}", self.architecture, size_label(self.n_params), self.file_type)
+        format!(
+            "{} {} {}",
+            self.architecture,
+            size_label(self.n_params),
+            self.file_type
+        )
     }
 }
 

@@ -47,8 +47,7 @@ impl Role {
     }
 
     pub fn is_norm(self) -> bool {
-        self.is_vector()
-            && !matches!(self, Role::AttnQBias | Role::AttnKBias | Role::AttnVBias)
+        self.is_vector() && !matches!(self, Role::AttnQBias | Role::AttnKBias | Role::AttnVBias)
     }
 }
 
@@ -110,16 +109,31 @@ pub fn expected_tensors(hp: &Hparams, tied_output: bool) -> Vec<TensorSpec> {
             out.push(layer_tensor(il, "attn_q_norm", vec![hd], Role::AttnQNorm));
             out.push(layer_tensor(il, "attn_k_norm", vec![hd], Role::AttnKNorm));
         }
-        out.push(layer_tensor(il, "attn_output", vec![(hp.n_head * hp.head_dim_v) as u64, e], Role::AttnOut));
+        out.push(layer_tensor(
+            il,
+            "attn_output",
+            vec![(hp.n_head * hp.head_dim_v) as u64, e],
+            Role::AttnOut,
+        ));
         if hp.arch == Arch::Gemma3 {
-            out.push(layer_tensor(il, "post_attention_norm", vec![e], Role::AttnPostNorm));
+            out.push(layer_tensor(
+                il,
+                "post_attention_norm",
+                vec![e],
+                Role::AttnPostNorm,
+            ));
         }
         out.push(layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm));
         out.push(layer_tensor(il, "ffn_gate", vec![e, ff], Role::FfnGate));
         out.push(layer_tensor(il, "ffn_up", vec![e, ff], Role::FfnUp));
         out.push(layer_tensor(il, "ffn_down", vec![ff, e], Role::FfnDown));
         if hp.arch == Arch::Gemma3 {
-            out.push(layer_tensor(il, "post_ffw_norm", vec![e], Role::FfnPostNorm));
+            out.push(layer_tensor(
+                il,
+                "post_ffw_norm",
+                vec![e],
+                Role::FfnPostNorm,
+            ));
         }
     }
     out.push(TensorSpec {

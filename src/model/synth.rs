@@ -32,18 +32,116 @@ pub struct Preset {
 
 pub const PRESETS: &[Preset] = &[
     // TinyStories-sized Llama (stories15M shape).
-    Preset { name: "llama-15m", arch: Arch::Llama, n_embd: 288, n_layer: 6, n_head: 6, n_head_kv: 6, head_dim: 48, n_ff: 768, n_vocab: 32000, n_ctx_train: 2048, rope_freq_base: 10_000.0, n_swa: 0, tied_output: false },
-    Preset { name: "llama-125m", arch: Arch::Llama, n_embd: 768, n_layer: 12, n_head: 12, n_head_kv: 12, head_dim: 64, n_ff: 2048, n_vocab: 32000, n_ctx_train: 4096, rope_freq_base: 10_000.0, n_swa: 0, tied_output: false },
+    Preset {
+        name: "llama-15m",
+        arch: Arch::Llama,
+        n_embd: 288,
+        n_layer: 6,
+        n_head: 6,
+        n_head_kv: 6,
+        head_dim: 48,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 2048,
+        rope_freq_base: 10_000.0,
+        n_swa: 0,
+        tied_output: false,
+    },
+    Preset {
+        name: "llama-125m",
+        arch: Arch::Llama,
+        n_embd: 768,
+        n_layer: 12,
+        n_head: 12,
+        n_head_kv: 12,
+        head_dim: 64,
+        n_ff: 2048,
+        n_vocab: 32000,
+        n_ctx_train: 4096,
+        rope_freq_base: 10_000.0,
+        n_swa: 0,
+        tied_output: false,
+    },
     // Llama-3.2-1B.
-    Preset { name: "llama-1b", arch: Arch::Llama, n_embd: 2048, n_layer: 16, n_head: 32, n_head_kv: 8, head_dim: 64, n_ff: 8192, n_vocab: 128256, n_ctx_train: 131072, rope_freq_base: 500_000.0, n_swa: 0, tied_output: true },
+    Preset {
+        name: "llama-1b",
+        arch: Arch::Llama,
+        n_embd: 2048,
+        n_layer: 16,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 64,
+        n_ff: 8192,
+        n_vocab: 128256,
+        n_ctx_train: 131072,
+        rope_freq_base: 500_000.0,
+        n_swa: 0,
+        tied_output: true,
+    },
     // Qwen2-1.5B.
-    Preset { name: "qwen2-1.5b", arch: Arch::Qwen2, n_embd: 1536, n_layer: 28, n_head: 12, n_head_kv: 2, head_dim: 128, n_ff: 8960, n_vocab: 151936, n_ctx_train: 32768, rope_freq_base: 1_000_000.0, n_swa: 0, tied_output: true },
+    Preset {
+        name: "qwen2-1.5b",
+        arch: Arch::Qwen2,
+        n_embd: 1536,
+        n_layer: 28,
+        n_head: 12,
+        n_head_kv: 2,
+        head_dim: 128,
+        n_ff: 8960,
+        n_vocab: 151936,
+        n_ctx_train: 32768,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: true,
+    },
     // Qwen3-0.6B.
-    Preset { name: "qwen3-0.6b", arch: Arch::Qwen3, n_embd: 1024, n_layer: 28, n_head: 16, n_head_kv: 8, head_dim: 128, n_ff: 3072, n_vocab: 151936, n_ctx_train: 40960, rope_freq_base: 1_000_000.0, n_swa: 0, tied_output: true },
+    Preset {
+        name: "qwen3-0.6b",
+        arch: Arch::Qwen3,
+        n_embd: 1024,
+        n_layer: 28,
+        n_head: 16,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 3072,
+        n_vocab: 151936,
+        n_ctx_train: 40960,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: true,
+    },
     // Gemma 3 270M.
-    Preset { name: "gemma3-270m", arch: Arch::Gemma3, n_embd: 640, n_layer: 18, n_head: 4, n_head_kv: 1, head_dim: 256, n_ff: 2048, n_vocab: 262144, n_ctx_train: 32768, rope_freq_base: 1_000_000.0, n_swa: 512, tied_output: true },
+    Preset {
+        name: "gemma3-270m",
+        arch: Arch::Gemma3,
+        n_embd: 640,
+        n_layer: 18,
+        n_head: 4,
+        n_head_kv: 1,
+        head_dim: 256,
+        n_ff: 2048,
+        n_vocab: 262144,
+        n_ctx_train: 32768,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 512,
+        tied_output: true,
+    },
     // Devstral-Small / Mistral-Small 24B.
-    Preset { name: "mistral-24b", arch: Arch::Llama, n_embd: 5120, n_layer: 40, n_head: 32, n_head_kv: 8, head_dim: 128, n_ff: 32768, n_vocab: 131072, n_ctx_train: 131072, rope_freq_base: 1_000_000_000.0, n_swa: 0, tied_output: false },
+    Preset {
+        name: "mistral-24b",
+        arch: Arch::Llama,
+        n_embd: 5120,
+        n_layer: 40,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 32768,
+        n_vocab: 131072,
+        n_ctx_train: 131072,
+        rope_freq_base: 1_000_000_000.0,
+        n_swa: 0,
+        tied_output: false,
+    },
 ];
 
 /// The preset used when no model is given.
@@ -54,7 +152,11 @@ pub fn preset(name: &str) -> Option<&'static Preset> {
 }
 
 pub fn preset_names() -> String {
-    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// File types a synthetic model can be written in.
@@ -104,7 +206,10 @@ pub enum SynthError {
     #[error(transparent)]
     Quant(#[from] quant::QuantError),
     #[error("cannot create cache directory {path}: {source}")]
-    CacheDir { path: PathBuf, source: std::io::Error },
+    CacheDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Preset {
@@ -125,7 +230,11 @@ impl Preset {
             n_rot: self.head_dim,
             rope_freq_base: self.rope_freq_base,
             rope_freq_scale: 1.0,
-            rope_freq_base_swa: if self.n_swa > 0 { 10_000.0 } else { self.rope_freq_base },
+            rope_freq_base_swa: if self.n_swa > 0 {
+                10_000.0
+            } else {
+                self.rope_freq_base
+            },
             n_swa: self.n_swa,
             swa_period: if self.n_swa > 0 { 6 } else { 0 },
             attn_scale: 1.0 / (self.head_dim as f32).sqrt(),
@@ -141,12 +250,12 @@ impl Preset {
 /// llama.cpp's Q4_K_M rule: a few more bits for the first and last eighth of
 /// the layers and every third one between.
 fn use_more_bits(il: u32, n_layer: u32) -> bool {
-    il < n_layer / 8 || il >= 7 * n_layer / 8 || (il >= n_layer / 8 && (il - n_layer / 8) % 3 == 2)
+    il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2
 }
 
 /// K-quants need rows that are whole super-blocks; llama.cpp falls back to these.
 fn fallback_if_needed(ty: GgmlType, ne0: u64) -> GgmlType {
-    if ne0 % QK_K as u64 == 0 {
+    if ne0.is_multiple_of(QK_K as u64) {
         return ty;
     }
     match ty {
@@ -157,7 +266,12 @@ fn fallback_if_needed(ty: GgmlType, ne0: u64) -> GgmlType {
 }
 
 /// The storage type of a tensor in a file of type `ftype`.
-pub fn tensor_type(spec: &TensorSpec, ftype: SynthFtype, n_layer: u32, tied_output: bool) -> GgmlType {
+pub fn tensor_type(
+    spec: &TensorSpec,
+    ftype: SynthFtype,
+    n_layer: u32,
+    tied_output: bool,
+) -> GgmlType {
     if spec.role.is_vector() {
         return GgmlType::F32;
     }
@@ -224,7 +338,10 @@ pub fn synthetic_vocab(n_vocab: u32) -> (Vec<String>, Vec<f32>, Vec<i32>) {
 }
 
 fn str_array(items: Vec<String>) -> Value {
-    Value::Array { elem: ValueType::String, items: items.into_iter().map(Value::String).collect() }
+    Value::Array {
+        elem: ValueType::String,
+        items: items.into_iter().map(Value::String).collect(),
+    }
 }
 
 /// Deterministic per-tensor seed.
@@ -259,7 +376,12 @@ fn fill_floats(ty: GgmlType, role: Role, seed: u64) -> TensorSource {
 }
 
 /// Writes a synthetic model of `preset` in `ftype` to `path`.
-pub fn write_synthetic(preset: &Preset, ftype: SynthFtype, seed: u64, path: &Path) -> Result<(), SynthError> {
+pub fn write_synthetic(
+    preset: &Preset,
+    ftype: SynthFtype,
+    seed: u64,
+    path: &Path,
+) -> Result<(), SynthError> {
     let hp = preset.hparams();
     let a = preset.arch.name();
     let mut w = GgufWriter::new();
@@ -267,7 +389,11 @@ pub fn write_synthetic(preset: &Preset, ftype: SynthFtype, seed: u64, path: &Pat
     w.add_kv("general.type", Value::String("model".into()));
     w.add_kv(
         "general.name",
-        Value::String(format!("synthetic {} {} (random weights)", preset.name, ftype.name())),
+        Value::String(format!(
+            "synthetic {} {} (random weights)",
+            preset.name,
+            ftype.name()
+        )),
     );
     w.add_kv("general.file_type", Value::U32(ftype.file_type_id()));
     w.add_kv("general.quantization_version", Value::U32(2));
@@ -280,26 +406,47 @@ pub fn write_synthetic(preset: &Preset, ftype: SynthFtype, seed: u64, path: &Pat
     w.add_kv(format!("{a}.block_count"), Value::U32(hp.n_layer));
     w.add_kv(format!("{a}.feed_forward_length"), Value::U32(hp.n_ff));
     w.add_kv(format!("{a}.attention.head_count"), Value::U32(hp.n_head));
-    w.add_kv(format!("{a}.attention.head_count_kv"), Value::U32(hp.n_head_kv));
-    w.add_kv(format!("{a}.attention.key_length"), Value::U32(hp.head_dim_k));
-    w.add_kv(format!("{a}.attention.value_length"), Value::U32(hp.head_dim_v));
-    w.add_kv(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(hp.rms_eps));
+    w.add_kv(
+        format!("{a}.attention.head_count_kv"),
+        Value::U32(hp.n_head_kv),
+    );
+    w.add_kv(
+        format!("{a}.attention.key_length"),
+        Value::U32(hp.head_dim_k),
+    );
+    w.add_kv(
+        format!("{a}.attention.value_length"),
+        Value::U32(hp.head_dim_v),
+    );
+    w.add_kv(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(hp.rms_eps),
+    );
     w.add_kv(format!("{a}.rope.freq_base"), Value::F32(hp.rope_freq_base));
     w.add_kv(format!("{a}.rope.dimension_count"), Value::U32(hp.n_rot));
     w.add_kv(format!("{a}.vocab_size"), Value::U32(hp.n_vocab));
     if hp.n_swa > 0 {
-        w.add_kv(format!("{a}.attention.sliding_window"), Value::U32(hp.n_swa));
+        w.add_kv(
+            format!("{a}.attention.sliding_window"),
+            Value::U32(hp.n_swa),
+        );
     }
     let (tokens, scores, types) = synthetic_vocab(hp.n_vocab);
     w.add_kv("tokenizer.ggml.model", Value::String("llama".into()));
     w.add_kv("tokenizer.ggml.tokens", str_array(tokens));
     w.add_kv(
         "tokenizer.ggml.scores",
-        Value::Array { elem: ValueType::F32, items: scores.into_iter().map(Value::F32).collect() },
+        Value::Array {
+            elem: ValueType::F32,
+            items: scores.into_iter().map(Value::F32).collect(),
+        },
     );
     w.add_kv(
         "tokenizer.ggml.token_type",
-        Value::Array { elem: ValueType::I32, items: types.into_iter().map(Value::I32).collect() },
+        Value::Array {
+            elem: ValueType::I32,
+            items: types.into_iter().map(Value::I32).collect(),
+        },
     );
     w.add_kv("tokenizer.ggml.unknown_token_id", Value::U32(0));
     w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(1));
@@ -349,7 +496,9 @@ pub fn parse_spec(spec: &str) -> Option<Result<(&'static Preset, SynthFtype), Sy
     Some((|| {
         let p = preset(name).ok_or_else(|| SynthError::UnknownPreset(name.to_string()))?;
         let ft = match ftype {
-            Some(f) => SynthFtype::parse(f).ok_or_else(|| SynthError::UnknownFtype(f.to_string()))?,
+            Some(f) => {
+                SynthFtype::parse(f).ok_or_else(|| SynthError::UnknownFtype(f.to_string()))?
+            }
             None => SynthFtype::Q4KM,
         };
         Ok((p, ft))
@@ -359,7 +508,10 @@ pub fn parse_spec(spec: &str) -> Option<Result<(&'static Preset, SynthFtype), Sy
 /// Path of the cached synthetic model, writing it first when missing.
 pub fn ensure_cached(preset: &Preset, ftype: SynthFtype) -> Result<PathBuf, SynthError> {
     let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| SynthError::CacheDir { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| SynthError::CacheDir {
+        path: dir.clone(),
+        source,
+    })?;
     let path = dir.join(format!(
         "{}-{}-v{}.gguf",
         preset.name,
@@ -393,9 +545,15 @@ mod tests {
         let g = preset("gemma3-270m").unwrap();
         let gs = g.tensors();
         let q = gs.iter().find(|s| s.name == "blk.1.attn_q.weight").unwrap();
-        assert_eq!(tensor_type(q, SynthFtype::Q4KM, g.n_layer, true), GgmlType::Q5_0);
+        assert_eq!(
+            tensor_type(q, SynthFtype::Q4KM, g.n_layer, true),
+            GgmlType::Q5_0
+        );
         let emb = gs.iter().find(|s| s.name == "token_embd.weight").unwrap();
-        assert_eq!(tensor_type(emb, SynthFtype::Q4KM, g.n_layer, true), GgmlType::Q8_0);
+        assert_eq!(
+            tensor_type(emb, SynthFtype::Q4KM, g.n_layer, true),
+            GgmlType::Q8_0
+        );
     }
 
     #[test]
@@ -415,14 +573,25 @@ mod tests {
         assert_eq!((p.name, f), ("llama-125m", SynthFtype::Q4KM));
         let (_, f) = parse_spec("synth:qwen3-0.6b:q8_0").unwrap().unwrap();
         assert_eq!(f, SynthFtype::Q8_0);
-        assert!(matches!(parse_spec("synth:nope"), Some(Err(SynthError::UnknownPreset(_)))));
-        assert!(matches!(parse_spec("synth:llama-15m:q3"), Some(Err(SynthError::UnknownFtype(_)))));
+        assert!(matches!(
+            parse_spec("synth:nope"),
+            Some(Err(SynthError::UnknownPreset(_)))
+        ));
+        assert!(matches!(
+            parse_spec("synth:llama-15m:q3"),
+            Some(Err(SynthError::UnknownFtype(_)))
+        ));
     }
 
     #[test]
     fn param_counts_match_the_real_models() {
         let n = |name: &str| -> u64 {
-            preset(name).unwrap().tensors().iter().map(|t| t.dims.iter().product::<u64>()).sum()
+            preset(name)
+                .unwrap()
+                .tensors()
+                .iter()
+                .map(|t| t.dims.iter().product::<u64>())
+                .sum()
         };
         // llama.cpp reports 268.10 M for Gemma 3 270M.
         assert_eq!(n("gemma3-270m"), 268_098_176);
