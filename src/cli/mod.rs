@@ -3,6 +3,7 @@
 
 mod format;
 mod info;
+mod run;
 mod synth;
 mod tokenize;
 
@@ -32,6 +33,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a synthetic model (random weights, real layout) as GGUF.
     Synth(synth::SynthArgs),
+    /// Generate text from a prompt.
+    Run(run::RunArgs),
     /// Turn text into token ids with the model's vocabulary.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -50,11 +53,12 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
-    let _ = cli.verbose; // TODO(ggml wrapper): route ggml logs
+    crate::ggml::set_log_verbose(cli.verbose);
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -153,6 +153,18 @@ impl CellTable {
         Ok(slots)
     }
 
+    /// Frees cells placed by a ubatch that then failed.
+    pub fn free(&mut self, slots: &[u32]) {
+        for &s in slots {
+            if let Some(c) = self.cells.get_mut(s as usize) {
+                if !c.is_empty() {
+                    *c = Cell::EMPTY;
+                    self.used -= 1;
+                }
+            }
+        }
+    }
+
     /// Forgets positions `[p0, p1)` of `seq` (all of them with `..`); cells no
     /// longer used by any sequence become free.
     pub fn seq_rm(&mut self, seq: u32, p0: i32, p1: i32) {

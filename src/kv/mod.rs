@@ -1,8 +1,10 @@
 //! The multi-sequence KV cache: a cell table (positions and sequence sets)
 //! plus one K and one V buffer per layer, sized from the number of workers.
 
+mod cache;
 mod cells;
 
+pub use cache::{parse_cache_type, KvCache, KvCacheError, KvShape};
 pub use cells::{Cell, CellTable, SeqSet, TokenPlace, MAX_SEQS};
 
 #[derive(Debug, thiserror::Error)]

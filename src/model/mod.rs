@@ -1,14 +1,39 @@
-//! Model hyperparameters, tensor layouts, synthetic models, weights and graph builders.
+//! Model hyperparameters, tensor layouts, synthetic models, weights and the
+//! graph builders (one file per architecture for what differs).
 
+pub mod blocks;
 pub mod check;
+mod gemma3;
 pub mod hparams;
 pub mod info;
 pub mod layout;
+mod llama;
 pub mod synth;
+pub mod weights;
 
 pub use hparams::{Arch, Hparams, HparamsError};
 
-use std::path::PathBuf;
+use crate::gguf::{GgufError, GgufFile};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Hparams(#[from] HparamsError),
+    #[error(transparent)]
+    Tensors(#[from] check::TensorCheckError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Synth(#[from] synth::SynthError),
+    #[error("ggml: {0}")]
+    Ggml(#[from] crate::ggml::GgmlError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// Turns a model argument into a file path: `synth:PRESET[:FTYPE]` names a
 /// synthetic model, made on first use and cached; anything else is a path.
@@ -19,5 +44,38 @@ pub fn resolve_model_path(spec: &str) -> Result<PathBuf, synth::SynthError> {
             synth::ensure_cached(preset, ftype)
         }
         None => Ok(PathBuf::from(spec)),
+    }
+}
+
+/// A loaded model: file, shape, weights in ggml, tokenizer.
+pub struct Model {
+    pub path: PathBuf,
+    pub file: GgufFile,
+    pub hparams: Hparams,
+    pub weights: weights::Weights,
+    pub tokenizer: Tokenizer,
+    pub info: info::ModelInfo,
+}
+
+impl Model {
+    pub fn load(path: &Path, opts: &weights::LoadOptions) -> Result<Model, ModelError> {
+        let file = GgufFile::open(path)?;
+        let hparams = Hparams::from_gguf(&file)?;
+        let info = info::ModelInfo::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let weights = weights::Weights::load(&file, &hparams, opts)?;
+        Ok(Model { path: path.to_path_buf(), file, hparams, weights, tokenizer, info })
+    }
+
+    /// Adds this model's forward pass to `b`'s graph; returns the logits.
+    pub fn build_forward<'g>(
+        &'g self,
+        b: &mut blocks::Builder<'g>,
+        cache: &[blocks::KvLayer<'g>],
+    ) -> Result<crate::ggml::Tensor<'g>, ModelError> {
+        match self.hparams.arch {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => llama::build(b, &self.weights, cache),
+            Arch::Gemma3 => gemma3::build(b, &self.weights, cache),
+        }
     }
 }

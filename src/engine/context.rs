@@ -1,0 +1,265 @@
+//! The decode loop: a batch is cut into ubatches; each one is placed in the
+//! KV cell table, turned into a ggml graph by the model's builder, computed
+//! on the CPU backend, and its wanted logits copied out.
+
+use super::batch::{Batch, Logits};
+use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
+use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
+use crate::model::blocks::{Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::{Model, ModelError};
+use crate::quant::GgmlType;
+
+/// Cells attention looks at are rounded up to this, so graphs repeat shapes.
+const N_KV_PAD: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// KV cells in total (shared by all sequences).
+    pub n_ctx: usize,
+    /// Most tokens computed in one graph.
+    pub n_ubatch: usize,
+    pub n_threads: usize,
+    pub flash_attn: bool,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            n_ctx: 4096,
+            n_ubatch: 512,
+            n_threads: default_threads(),
+            flash_attn: true,
+            type_k: GgmlType::F16,
+            type_v: GgmlType::F16,
+        }
+    }
+}
+
+/// Physical cores are what ggml scales with; without a better source use
+/// the available parallelism.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error(transparent)]
+    KvCache(#[from] KvCacheError),
+    #[error("ggml: {0}")]
+    Ggml(#[from] ggml::GgmlError),
+    #[error("token id {token} at batch index {index} is outside the vocabulary of {n_vocab}")]
+    BadToken { token: u32, index: usize, n_vocab: usize },
+    #[error("the batch is empty")]
+    EmptyBatch,
+    #[error("invalid engine setting: {0}")]
+    Config(String),
+}
+
+pub struct Engine<'m> {
+    model: &'m Model,
+    pub kv: KvCache,
+    backend: CpuBackend,
+    galloc: Gallocr,
+    cfg: EngineConfig,
+}
+
+impl<'m> Engine<'m> {
+    pub fn new(model: &'m Model, cfg: EngineConfig) -> Result<Engine<'m>, EngineError> {
+        if cfg.n_ctx == 0 || cfg.n_ubatch == 0 || cfg.n_threads == 0 {
+            return Err(EngineError::Config(format!(
+                "n_ctx {}, n_ubatch {} and threads {} must all be at least 1",
+                cfg.n_ctx, cfg.n_ubatch, cfg.n_threads
+            )));
+        }
+        if !cfg.flash_attn && cfg.type_v != GgmlType::F16 && cfg.type_v != GgmlType::F32 {
+            return Err(EngineError::Config(format!(
+                "a {} V cache needs flash attention (use -fa on or -ctv f16)",
+                cfg.type_v
+            )));
+        }
+        let hp = &model.hparams;
+        let kv = KvCache::new(KvShape {
+            n_ctx: cfg.n_ctx,
+            n_layer: hp.n_layer as usize,
+            k_width: hp.n_embd_k_gqa() as usize,
+            v_width: hp.n_embd_v_gqa() as usize,
+            type_k: cfg.type_k,
+            type_v: cfg.type_v,
+        })?;
+        let mut backend = CpuBackend::new()?;
+        backend.set_n_threads(cfg.n_threads)?;
+        let galloc = Gallocr::new(BufferType::cpu())?;
+        let mut engine = Engine { model, kv, backend, galloc, cfg };
+        engine.reserve()?;
+        Ok(engine)
+    }
+
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Bytes of the compute buffer ggml's allocator measured for the largest ubatch.
+    pub fn compute_buffer_bytes(&self) -> usize {
+        self.galloc.buffer_size()
+    }
+
+    pub fn set_threads(&mut self, n: usize) -> Result<(), EngineError> {
+        self.backend.set_n_threads(n)?;
+        self.cfg.n_threads = n;
+        Ok(())
+    }
+
+    /// Forgets every sequence.
+    pub fn clear(&mut self) {
+        self.kv.cells.clear();
+    }
+
+    /// Sizes the compute buffer from the worst case: a full ubatch attending
+    /// to the whole context with every row's logits wanted.
+    fn reserve(&mut self) -> Result<(), EngineError> {
+        let n_tokens = self.cfg.n_ubatch.min(self.cfg.n_ctx);
+        let shape = ForwardShape { n_tokens, n_kv: self.cfg.n_ctx, flash_attn: self.cfg.flash_attn };
+        let graph_size = self.graph_size();
+        let gctx = Context::for_graph(graph_size)?;
+        let (graph, _, _) = build_graph(self.model, &self.kv, graph_size, &gctx, shape, n_tokens)?;
+        self.galloc.reserve(&graph)?;
+        Ok(())
+    }
+
+    fn graph_size(&self) -> usize {
+        // Generous: about 40 nodes per layer plus inputs and the head.
+        (self.model.hparams.n_layer as usize * 64 + 256).max(2048)
+    }
+
+    /// Runs a batch; returns the logits of the entries that asked for them.
+    /// On error the batch's tokens are removed from the cache again.
+    pub fn decode(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        if batch.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        let n_vocab = self.model.hparams.n_vocab as usize;
+        if let Some((index, &token)) = batch.tokens.iter().enumerate().find(|(_, &t)| t as usize >= n_vocab) {
+            return Err(EngineError::BadToken { token, index, n_vocab });
+        }
+        let mut logits = Logits::new(n_vocab, &batch.want_logits);
+        let mut out_row = 0;
+        let mut start = 0;
+        while start < batch.len() {
+            let end = (start + self.cfg.n_ubatch).min(batch.len());
+            let want = &batch.want_logits[start..end];
+            let n_out = want.iter().filter(|w| **w).count();
+            let rows = self.decode_ubatch(&batch.tokens[start..end], &batch.places[start..end], want)?;
+            if n_out > 0 {
+                logits.rows_mut(out_row, n_out).copy_from_slice(&rows[..n_out * n_vocab]);
+            }
+            out_row += n_out;
+            start = end;
+        }
+        Ok(logits)
+    }
+
+    fn decode_ubatch(&mut self, tokens: &[u32], places: &[TokenPlace], want: &[bool]) -> Result<Vec<f32>, EngineError> {
+        let slots = self.kv.cells.place(places)?;
+        let result = self.compute_ubatch(tokens, places, want, &slots);
+        if result.is_err() {
+            self.kv.cells.free(&slots);
+        }
+        result
+    }
+
+    fn compute_ubatch(
+        &mut self,
+        tokens: &[u32],
+        places: &[TokenPlace],
+        want: &[bool],
+        slots: &[u32],
+    ) -> Result<Vec<f32>, EngineError> {
+        let n_tokens = tokens.len();
+        let mut out_ids: Vec<i32> = want.iter().enumerate().filter(|(_, w)| **w).map(|(i, _)| i as i32).collect();
+        if out_ids.is_empty() {
+            // The graph always ends in logits; compute the last row's and drop them.
+            out_ids.push(n_tokens as i32 - 1);
+        }
+        let n_kv = self.kv.cells.n_kv(N_KV_PAD);
+        let shape = ForwardShape { n_tokens, n_kv, flash_attn: self.cfg.flash_attn };
+        let graph_size = self.graph_size();
+        let gctx = Context::for_graph(graph_size)?;
+        let (graph, inputs, logits) = build_graph(self.model, &self.kv, graph_size, &gctx, shape, out_ids.len())?;
+        self.galloc.alloc_graph(&graph)?;
+
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        ggml::tensor_set_i32(inputs.tokens, &ids)?;
+        let pos: Vec<i32> = places.iter().map(|p| p.pos).collect();
+        ggml::tensor_set_i32(inputs.pos, &pos)?;
+        let idx: Vec<i32> = slots.iter().map(|&c| c as i32).collect();
+        ggml::tensor_set_i32(inputs.kv_idx, &idx)?;
+        let mut mask = vec![half::f16::ZERO; n_kv * n_tokens];
+        self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
+        ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
+        if let Some(mask_swa) = inputs.mask_swa {
+            self.kv.cells.fill_mask(places, n_kv, Some(self.model.hparams.n_swa), &mut mask);
+            ggml::tensor_set(mask_swa, &f16_bytes(&mask), 0)?;
+        }
+        if let Some(t) = inputs.out_ids {
+            ggml::tensor_set_i32(t, &out_ids)?;
+        }
+        self.backend.compute(&graph)?;
+        Ok(ggml::tensor_get_f32(logits)?)
+    }
+}
+
+fn f16_bytes(v: &[half::f16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn build_graph<'g>(
+    model: &'g Model,
+    kv: &'g KvCache,
+    graph_size: usize,
+    gctx: &'g Context,
+    shape: ForwardShape,
+    n_outputs: usize,
+) -> Result<(Graph<'g>, ForwardInputs<'g>, Tensor<'g>), EngineError> {
+    let t = shape.n_tokens as i64;
+    let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
+    let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
+    let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
+    let mask = gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?.named("inp_mask");
+    let hp = &model.hparams;
+    let mask_swa = if hp.n_swa > 0 {
+        Some(gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?.named("inp_mask_swa"))
+    } else {
+        None
+    };
+    let out_ids = if n_outputs < shape.n_tokens {
+        Some(gctx.new_tensor_1d(GgmlType::I32, n_outputs as i64)?.named("inp_out_ids"))
+    } else {
+        None
+    };
+    for x in [Some(tokens), Some(pos), Some(kv_idx), Some(mask), mask_swa, out_ids].into_iter().flatten() {
+        x.set_input();
+    }
+    let inputs = ForwardInputs { tokens, pos, kv_idx, mask, mask_swa, out_ids };
+    let mut cache = Vec::with_capacity(hp.n_layer as usize);
+    for il in 0..hp.n_layer as usize {
+        let (k, v) = kv.layer(il)?;
+        cache.push(KvLayer { k, v });
+    }
+    let graph = Graph::new(gctx, graph_size)?;
+    let mut b = Builder { ctx: gctx, graph, hp, shape, inputs };
+    let logits = model.build_forward(&mut b, &cache)?;
+    logits.set_output();
+    b.graph.build_forward_expand(logits)?;
+    Ok((b.graph, inputs, logits))
+}
+

@@ -1,0 +1,91 @@
+//! KV storage: one K and one V tensor per layer, `[row width, n_ctx]`, in a
+//! CPU backend buffer, plus the cell table that says what each row holds.
+
+use super::{CellTable, KvError};
+use crate::ggml::{self, BufferType, Context, Tensor, TensorId};
+use crate::quant::GgmlType;
+
+/// The shape of a cache, independent of any architecture.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KvShape {
+    pub n_ctx: usize,
+    pub n_layer: usize,
+    /// Row widths (all heads of one token) of K and V.
+    pub k_width: usize,
+    pub v_width: usize,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+}
+
+impl KvShape {
+    /// Bytes of K and V over all layers.
+    pub fn bytes(&self) -> u64 {
+        let k = self.type_k.bytes_for(self.k_width as u64).unwrap_or(0);
+        let v = self.type_v.bytes_for(self.v_width as u64).unwrap_or(0);
+        (k + v) * self.n_ctx as u64 * self.n_layer as u64
+    }
+}
+
+/// Cache types rbench offers (`-ctk` / `-ctv`).
+pub fn parse_cache_type(s: &str) -> Option<GgmlType> {
+    match s.to_ascii_lowercase().as_str() {
+        "f16" => Some(GgmlType::F16),
+        "q8_0" => Some(GgmlType::Q8_0),
+        "f32" => Some(GgmlType::F32),
+        _ => None,
+    }
+}
+
+pub struct KvCache {
+    pub cells: CellTable,
+    shape: KvShape,
+    ctx: Context,
+    k: Vec<TensorId>,
+    v: Vec<TensorId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvCacheError {
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("KV cache: {0}")]
+    Ggml(#[from] ggml::GgmlError),
+    #[error("KV cache rows of {width} values cannot be stored as {ty} (blocks of {block})")]
+    BadType { width: usize, ty: GgmlType, block: usize },
+}
+
+impl KvCache {
+    pub fn new(shape: KvShape) -> Result<KvCache, KvCacheError> {
+        for (width, ty) in [(shape.k_width, shape.type_k), (shape.v_width, shape.type_v)] {
+            if width % ty.block_size() != 0 {
+                return Err(KvCacheError::BadType { width, ty, block: ty.block_size() });
+            }
+        }
+        let ctx = Context::for_tensors(2 * shape.n_layer + 1)?;
+        let mut k = Vec::with_capacity(shape.n_layer);
+        let mut v = Vec::with_capacity(shape.n_layer);
+        for il in 0..shape.n_layer {
+            let kt = ctx.new_tensor_2d(shape.type_k, shape.k_width as i64, shape.n_ctx as i64)?;
+            kt.set_name(&format!("cache_k_l{il}"));
+            let vt = ctx.new_tensor_2d(shape.type_v, shape.v_width as i64, shape.n_ctx as i64)?;
+            vt.set_name(&format!("cache_v_l{il}"));
+            k.push(ctx.tensor_id(kt)?);
+            v.push(ctx.tensor_id(vt)?);
+        }
+        // Masked cells still enter attention as 0 * value: keep them finite.
+        ggml::alloc_ctx_tensors(&ctx, BufferType::cpu())?.clear(0)?;
+        Ok(KvCache { cells: CellTable::new(shape.n_ctx), shape, ctx, k, v })
+    }
+
+    pub fn shape(&self) -> &KvShape {
+        &self.shape
+    }
+
+    pub fn layer(&self, il: usize) -> Result<(Tensor<'_>, Tensor<'_>), KvCacheError> {
+        let (k, v) = match (self.k.get(il), self.v.get(il)) {
+            (Some(k), Some(v)) => (*k, *v),
+            _ => return Err(KvCacheError::Kv(KvError::NoSequence)),
+        };
+        Ok((self.ctx.tensor(k)?, self.ctx.tensor(v)?))
+    }
+}

@@ -1,0 +1,162 @@
+//! Building blocks shared by the architectures: norms, attention over the KV
+//! cache, gated feed-forward networks.
+
+use super::hparams::Hparams;
+use super::ModelError;
+use crate::ggml::{Context, Graph, RopeMode, Tensor};
+
+type R<T> = Result<T, ModelError>;
+
+/// Graph inputs of one ubatch, filled after allocation.
+#[derive(Clone, Copy)]
+pub struct ForwardInputs<'g> {
+    /// I32 `[n_tokens]` token ids.
+    pub tokens: Tensor<'g>,
+    /// I32 `[n_tokens]` positions.
+    pub pos: Tensor<'g>,
+    /// I64 `[n_tokens]` KV cells the new keys/values are written to.
+    pub kv_idx: Tensor<'g>,
+    /// F16 `[n_kv, n_tokens]` attention mask (0 or -inf).
+    pub mask: Tensor<'g>,
+    /// Same for sliding-window layers.
+    pub mask_swa: Option<Tensor<'g>>,
+    /// I32 `[n_outputs]` rows whose logits are wanted; `None` = all rows.
+    pub out_ids: Option<Tensor<'g>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardShape {
+    pub n_tokens: usize,
+    /// Leading cache cells attention looks at.
+    pub n_kv: usize,
+    pub flash_attn: bool,
+}
+
+/// One layer's K and V cache tensors, `[n_embd_{k,v}_gqa, n_ctx]`.
+#[derive(Clone, Copy)]
+pub struct KvLayer<'k> {
+    pub k: Tensor<'k>,
+    pub v: Tensor<'k>,
+}
+
+/// Everything a graph builder works with.
+pub struct Builder<'g> {
+    pub ctx: &'g Context,
+    pub graph: Graph<'g>,
+    pub hp: &'g Hparams,
+    pub shape: ForwardShape,
+    pub inputs: ForwardInputs<'g>,
+}
+
+impl<'g> Builder<'g> {
+    /// RMS norm times a weight vector.
+    pub fn norm(&self, x: Tensor<'g>, w: Tensor<'g>) -> R<Tensor<'g>> {
+        let n = self.ctx.rms_norm(x, self.hp.rms_eps)?;
+        Ok(self.ctx.mul(n, w)?)
+    }
+
+    /// `W x (+ b)`.
+    pub fn linear(&self, w: Tensor<'g>, x: Tensor<'g>, b: Option<Tensor<'g>>) -> R<Tensor<'g>> {
+        let y = self.ctx.mul_mat(w, x)?;
+        Ok(match b {
+            Some(b) => self.ctx.add(y, b)?,
+            None => y,
+        })
+    }
+
+    /// RoPE of `[head_dim, n_head, n_tokens]` at layer `il`.
+    pub fn rope(&self, x: Tensor<'g>, il: u32, freq_factors: Option<Tensor<'g>>) -> R<Tensor<'g>> {
+        let hp = self.hp;
+        let mode = if hp.arch.rope_neox() { RopeMode::NEOX } else { RopeMode::NORMAL };
+        Ok(self.ctx.rope_ext(
+            x,
+            self.inputs.pos,
+            freq_factors,
+            hp.n_rot as usize,
+            mode,
+            hp.n_ctx_train as usize,
+            hp.rope_base(il),
+            hp.rope_freq_scale,
+            0.0,
+            1.0,
+            32.0,
+            1.0,
+        )?)
+    }
+
+    /// Writes this ubatch's keys and values into the cache, then attends over
+    /// the first `n_kv` cells. `q` `[hd, n_head, T]`, `k`/`v` `[hd, n_head_kv, T]`.
+    /// Returns `[hd_v * n_head, T]`.
+    pub fn attention(
+        &mut self,
+        il: u32,
+        q: Tensor<'g>,
+        k: Tensor<'g>,
+        v: Tensor<'g>,
+        cache: KvLayer<'g>,
+        kq_scale: f32,
+    ) -> R<Tensor<'g>> {
+        let ctx = self.ctx;
+        let hp = self.hp;
+        let t = self.shape.n_tokens as i64;
+        let n_kv = self.shape.n_kv as i64;
+        let (hd_k, hd_v) = (hp.head_dim_k as i64, hp.head_dim_v as i64);
+        let (n_head, n_head_kv) = (hp.n_head as i64, hp.n_head_kv as i64);
+
+        let k2 = ctx.reshape_2d(k, hd_k * n_head_kv, t)?;
+        let v2 = ctx.reshape_2d(v, hd_v * n_head_kv, t)?;
+        let wk = ctx.set_rows(cache.k, k2, self.inputs.kv_idx)?;
+        let wv = ctx.set_rows(cache.v, v2, self.inputs.kv_idx)?;
+        self.graph.build_forward_expand(wk)?;
+        self.graph.build_forward_expand(wv)?;
+
+        // Views over the first n_kv cells: [hd, n_kv, n_head_kv] with heads outermost.
+        let kn = cache.k.nb();
+        let vn = cache.v.nb();
+        let k_row = kn[1];
+        let v_row = vn[1];
+        let k_head = k_row / n_head_kv as usize;
+        let v_head = v_row / n_head_kv as usize;
+        let kview = ctx.view_3d(cache.k, hd_k, n_kv, n_head_kv, k_row, k_head, 0)?;
+        let vview = ctx.view_3d(cache.v, hd_v, n_kv, n_head_kv, v_row, v_head, 0)?;
+
+        let mask = if hp.is_swa_layer(il) {
+            self.inputs.mask_swa.unwrap_or(self.inputs.mask)
+        } else {
+            self.inputs.mask
+        };
+        let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
+        let out = if self.shape.flash_attn {
+            let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, 0.0)?;
+            ctx.flash_attn_ext_set_prec_f32(o)?;
+            // [hd_v, n_head, T]
+            ctx.reshape_2d(o, hd_v * n_head, t)?
+        } else {
+            let kq = ctx.mul_mat(kview, q)?; // [n_kv, T, n_head]
+            let kq = ctx.soft_max_ext(kq, Some(mask), kq_scale, 0.0)?;
+            // V as [n_kv, hd_v, n_head_kv] so the weighted sum is a matmul.
+            let vt = ctx.cont(ctx.permute(vview, 1, 0, 2, 3)?)?;
+            let kqv = ctx.mul_mat(vt, kq)?; // [hd_v, T, n_head]
+            let kqv = ctx.permute(kqv, 0, 2, 1, 3)?; // [hd_v, n_head, T]
+            ctx.reshape_2d(ctx.cont(kqv)?, hd_v * n_head, t)?
+        };
+        Ok(out)
+    }
+
+    /// Gated FFN: `down(act(gate x) * up x)` with SiLU or GELU.
+    pub fn ffn(&self, x: Tensor<'g>, gate: Tensor<'g>, up: Tensor<'g>, down: Tensor<'g>, gelu: bool) -> R<Tensor<'g>> {
+        let g = self.ctx.mul_mat(gate, x)?;
+        let u = self.ctx.mul_mat(up, x)?;
+        let h = if gelu { self.ctx.geglu_split(g, u)? } else { self.ctx.swiglu_split(g, u)? };
+        Ok(self.ctx.mul_mat(down, h)?)
+    }
+
+    /// Keeps only the rows whose logits are wanted (applied before the last
+    /// layer's FFN, so unwanted rows skip it).
+    pub fn select_outputs(&self, x: Tensor<'g>) -> R<Tensor<'g>> {
+        Ok(match self.inputs.out_ids {
+            Some(ids) => self.ctx.get_rows(x, ids)?,
+            None => x,
+        })
+    }
+}

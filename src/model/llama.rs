@@ -1,0 +1,45 @@
+//! The llama family graph: Llama 2/3, Mistral, Qwen2 (QKV biases) and Qwen3
+//! (per-head q/k norms). Pre-norm blocks with SwiGLU FFNs.
+
+use super::blocks::{Builder, KvLayer};
+use super::weights::Weights;
+use super::ModelError;
+use crate::ggml::Tensor;
+
+/// Builds the forward pass; returns the logits `[n_vocab, n_outputs]`.
+pub fn build<'g>(b: &mut Builder<'g>, w: &'g Weights, cache: &[KvLayer<'g>]) -> Result<Tensor<'g>, ModelError> {
+    let ctx = b.ctx;
+    let hp = b.hp;
+    let t = b.shape.n_tokens as i64;
+    let (hd, n_head, n_head_kv) = (hp.head_dim_k as i64, hp.n_head as i64, hp.n_head_kv as i64);
+    let freq_factors = w.get_opt(w.rope_freqs)?;
+    let mut x = ctx.get_rows(w.get(w.tok_embd)?, b.inputs.tokens)?;
+    let n_layer = hp.n_layer as usize;
+    for (il, lw) in w.layers.iter().enumerate() {
+        let h = b.norm(x, w.get(lw.attn_norm)?)?;
+        let q = b.linear(w.get(lw.wq)?, h, w.get_opt(lw.bq)?)?;
+        let k = b.linear(w.get(lw.wk)?, h, w.get_opt(lw.bk)?)?;
+        let v = b.linear(w.get(lw.wv)?, h, w.get_opt(lw.bv)?)?;
+        let mut q = ctx.reshape_3d(q, hd, n_head, t)?;
+        let mut k = ctx.reshape_3d(k, hd, n_head_kv, t)?;
+        let v = ctx.reshape_3d(v, hp.head_dim_v as i64, n_head_kv, t)?;
+        if let (Some(qn), Some(kn)) = (w.get_opt(lw.q_norm)?, w.get_opt(lw.k_norm)?) {
+            q = b.norm(q, qn)?;
+            k = b.norm(k, kn)?;
+        }
+        let q = b.rope(q, il as u32, freq_factors)?;
+        let k = b.rope(k, il as u32, freq_factors)?;
+        let attn = b.attention(il as u32, q, k, v, cache[il], hp.attn_scale)?;
+        let mut attn = ctx.mul_mat(w.get(lw.wo)?, attn)?;
+        if il + 1 == n_layer {
+            attn = b.select_outputs(attn)?;
+            x = b.select_outputs(x)?;
+        }
+        let x_attn = ctx.add(attn, x)?;
+        let h = b.norm(x_attn, w.get(lw.ffn_norm)?)?;
+        let f = b.ffn(h, w.get(lw.ffn_gate)?, w.get(lw.ffn_up)?, w.get(lw.ffn_down)?, false)?;
+        x = ctx.add(f, x_attn)?;
+    }
+    let x = b.norm(x, w.get(w.output_norm)?)?;
+    Ok(ctx.mul_mat(w.get(w.output)?, x)?)
+}
