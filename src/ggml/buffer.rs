@@ -41,6 +41,11 @@ pub struct BufferType {
 }
 
 impl BufferType {
+    /// The default (device memory) buffer type of `device`.
+    pub fn from_device(device: Device) -> Option<BufferType> {
+        device.buffer_type()
+    }
+
     /// Plain host memory for the CPU backend.
     pub fn cpu() -> BufferType {
         ensure_init();

@@ -181,12 +181,19 @@ impl Context {
     }
 
     /// Wraps a tensor pointer that ggml just returned for this context.
+    ///
+    /// # Safety
+    /// `raw` must be null or a tensor ggml just created in this context, and
+    /// every tensor it references must live at least as long as the
+    /// returned handle's lifetime `'a`.
     #[inline]
-    pub(crate) fn wrap(&self, op: &'static str, raw: *mut sys::ggml_tensor) -> Result<Tensor<'_>> {
-        // SAFETY: `raw` was just returned by ggml for this context (its
-        // metadata lives in our pool for as long as `self` is borrowed), and
-        // its sources are handles whose lifetimes the caller's signature ties
-        // to this borrow.
+    pub(crate) unsafe fn wrap<'a>(
+        &'a self,
+        op: &'static str,
+        raw: *mut sys::ggml_tensor,
+    ) -> Result<Tensor<'a>> {
+        // SAFETY: the tensor's metadata lives in our pool for as long as
+        // `self` is borrowed; the caller vouches for what it references.
         unsafe { Tensor::from_raw(raw) }.ok_or_else(|| GgmlError::InvalidOp {
             op,
             detail: "ggml returned no tensor".into(),
@@ -201,7 +208,8 @@ impl Context {
         // shape passed every check ggml_new_tensor asserts on, and there is
         // room in the pool; `ne` holds `n_dims` values.
         let raw = unsafe { sys::ggml_new_tensor(self.as_ptr(), ty.id(), n_dims, ne.as_ptr()) };
-        self.wrap("new_tensor", raw)
+        // SAFETY: a tensor just made in this context, referencing nothing.
+        unsafe { self.wrap("new_tensor", raw) }
     }
 
     /// A new 1-d tensor (no data until allocated).

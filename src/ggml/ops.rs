@@ -92,10 +92,13 @@ macro_rules! call_op {
         ctx.ensure_tensor_room()?;
         // SAFETY: the context is alive for this borrow, every tensor argument
         // is a live handle that the method signature ties to the same
-        // lifetime, the preconditions ggml asserts on were checked by the
-        // caller, and the pool has room for the one tensor the op creates.
-        let raw = unsafe { sys::$f(ctx.as_ptr(), $($arg),*) };
-        ctx.wrap($op, raw)
+        // lifetime as the result, the preconditions ggml asserts on were
+        // checked by the caller, and the pool has room for the one tensor the
+        // op creates; so the result references only tensors living that long.
+        unsafe {
+            let raw = sys::$f(ctx.as_ptr(), $($arg),*);
+            ctx.wrap($op, raw)
+        }
     }};
 }
 
