@@ -1,0 +1,767 @@
+//! Graph-building operations, as methods on [`Context`].
+//!
+//! Each op creates one result tensor in the context it is called on (no
+//! compute happens until a graph is run). The arguments may come from any
+//! context; the result borrows all of them, so it cannot outlive any input.
+//!
+//! Every op first checks what ggml would `GGML_ASSERT` on at build time, plus
+//! the shape facts whose violation would make the CPU kernels read out of
+//! bounds, and returns [`GgmlError::InvalidOp`] instead of aborting. Facts
+//! that only the data can tell (row indices of `get_rows`/`set_rows` in
+//! range) are checked by ggml at compute time, which aborts: graph builders
+//! must pass valid indices. Whether the backend has a kernel for the types
+//! involved is checked when the graph is computed.
+
+use super::context::{check_new_shape, Context};
+use super::error::{GgmlError, Result};
+use super::sys;
+use super::tensor::Tensor;
+use crate::quant::GgmlType;
+
+/// How `rope_ext` pairs up the dimensions it rotates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RopeMode(i32);
+
+impl RopeMode {
+    /// Adjacent pairs (x0,x1), (x2,x3), ... (llama-style GGUF weights).
+    pub const NORMAL: RopeMode = RopeMode(0);
+    /// Halves (x0,x_{n/2}), (x1,x_{n/2+1}), ... (GPT-NeoX style: qwen2/3, gemma3).
+    pub const NEOX: RopeMode = RopeMode(2);
+
+    /// ggml's mode number.
+    pub fn raw(self) -> i32 {
+        self.0
+    }
+}
+
+fn invalid(op: &'static str, detail: impl Into<String>) -> GgmlError {
+    GgmlError::InvalidOp {
+        op,
+        detail: detail.into(),
+    }
+}
+
+#[inline]
+fn require(cond: bool, op: &'static str, detail: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(invalid(op, detail()))
+    }
+}
+
+/// `small` divides `big` (and is not zero, which ggml would divide by).
+#[inline]
+fn divides(small: i64, big: i64) -> bool {
+    small > 0 && big % small == 0
+}
+
+/// ggml_can_repeat: `small` broadcasts to `big` along every dimension.
+fn can_repeat(small: Tensor<'_>, big: Tensor<'_>) -> bool {
+    let (s, b) = (small.ne(), big.ne());
+    if s.contains(&0) {
+        return b.contains(&0);
+    }
+    (0..4).all(|i| divides(s[i], b[i]))
+}
+
+/// Rows are dense (ggml_is_contiguous_rows).
+fn rows_contiguous(t: Tensor<'_>) -> bool {
+    let ty = t.ty();
+    t.ne()[0] == ty.block_size() as i64 || t.nb()[0] == ty.type_size()
+}
+
+fn is_contiguous_1(t: Tensor<'_>) -> bool {
+    // SAFETY: the tensor is alive; ggml only reads its shape and strides.
+    unsafe { sys::ggml_is_contiguous_1(t.as_ptr()) }
+}
+
+/// Bytes of `n` elements of `ty` as a wide integer (no overflow).
+fn row_bytes(ty: GgmlType, n: i64) -> u128 {
+    n.max(0) as u128 / ty.block_size() as u128 * ty.type_size() as u128
+}
+
+fn to_c_int(op: &'static str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| invalid(op, format!("{what} = {v} does not fit ggml's int")))
+}
+
+/// Calls one ggml op constructor after its preconditions were checked.
+macro_rules! call_op {
+    ($ctx:expr, $op:expr, $f:ident($($arg:expr),* $(,)?)) => {{
+        let ctx: &Context = $ctx;
+        ctx.ensure_tensor_room()?;
+        // SAFETY: the context is alive for this borrow, every tensor argument
+        // is a live handle that the method signature ties to the same
+        // lifetime as the result, the preconditions ggml asserts on were
+        // checked by the caller, and the pool has room for the one tensor the
+        // op creates; so the result references only tensors living that long.
+        unsafe {
+            let raw = sys::$f(ctx.as_ptr(), $($arg),*);
+            ctx.wrap($op, raw)
+        }
+    }};
+}
+
+impl Context {
+    /// `a · bᵀ` per row: `a` is `[k, n, (ne2, ne3)]` (the weight), `b` is
+    /// `[k, m, ne12, ne13]` with `ne12`/`ne13` multiples of `a`'s; the result
+    /// is F32 `[n, m, ne12, ne13]`.
+    #[inline]
+    pub fn mul_mat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        const OP: &str = "mul_mat";
+        let (na, nb_) = (a.ne(), b.ne());
+        require(na[0] == nb_[0], OP, || {
+            format!("row lengths differ: a {na:?}, b {nb_:?}")
+        })?;
+        require(divides(na[2], nb_[2]) && divides(na[3], nb_[3]), OP, || {
+            format!("b {nb_:?} does not broadcast over a {na:?}")
+        })?;
+        let (sa, sb) = (a.nb(), b.nb());
+        require(sa[0] <= sa[1], OP, || "a must not be transposed".into())?;
+        require(
+            sa[0] == a.ty().type_size() && sb[0] == b.ty().type_size(),
+            OP,
+            || "rows of a and b must be contiguous".into(),
+        )?;
+        call_op!(self, OP, ggml_mul_mat(a.as_ptr(), b.as_ptr()))
+    }
+
+    /// Asks for F32 accumulation in a `mul_mat` result (some backends use
+    /// F16 by default).
+    pub fn mul_mat_set_prec_f32(&self, t: Tensor<'_>) -> Result<()> {
+        set_prec_f32("mul_mat_set_prec_f32", t, sys::GGML_OP_MUL_MAT)
+    }
+
+    /// Element-wise `a + b`, `b` broadcast over `a`.
+    #[inline]
+    pub fn add<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(can_repeat(b, a), "add", || {
+            format!("{:?} does not broadcast to {:?}", b.ne(), a.ne())
+        })?;
+        call_op!(self, "add", ggml_add(a.as_ptr(), b.as_ptr()))
+    }
+
+    /// Element-wise `a * b`, `b` broadcast over `a`.
+    #[inline]
+    pub fn mul<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(can_repeat(b, a), "mul", || {
+            format!("{:?} does not broadcast to {:?}", b.ne(), a.ne())
+        })?;
+        call_op!(self, "mul", ggml_mul(a.as_ptr(), b.as_ptr()))
+    }
+
+    /// `a * s`.
+    #[inline]
+    pub fn scale<'a>(&'a self, a: Tensor<'a>, s: f32) -> Result<Tensor<'a>> {
+        let (ne, nb) = (a.ne(), a.nb());
+        let padded_1d = nb[0] == a.ty().type_size()
+            && nb[2] == nb[1].wrapping_mul(ne[1] as usize)
+            && nb[3] == nb[2].wrapping_mul(ne[2] as usize);
+        require(padded_1d, "scale", || {
+            "input must be contiguous beyond its rows".into()
+        })?;
+        call_op!(self, "scale", ggml_scale(a.as_ptr(), s))
+    }
+
+    fn check_norm_input(op: &'static str, a: Tensor<'_>) -> Result<()> {
+        require(a.ty() == GgmlType::F32 && a.nb()[0] == 4, op, || {
+            format!("input must be F32 with dense rows, got {}", a.ty())
+        })
+    }
+
+    /// Root-mean-square normalisation of each row: `x / sqrt(mean(x²) + eps)`.
+    #[inline]
+    pub fn rms_norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> Result<Tensor<'a>> {
+        Self::check_norm_input("rms_norm", a)?;
+        call_op!(self, "rms_norm", ggml_rms_norm(a.as_ptr(), eps))
+    }
+
+    /// Mean/variance normalisation of each row: `(x - mean) / sqrt(var + eps)`.
+    #[inline]
+    pub fn norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> Result<Tensor<'a>> {
+        Self::check_norm_input("norm", a)?;
+        call_op!(self, "norm", ggml_norm(a.as_ptr(), eps))
+    }
+
+    /// Rotary position embedding of `a` = `[head_dim, n_head, n_tokens, 1]`
+    /// with `pos` = I32 `[n_tokens]`; the first `n_dims` (even, `<= head_dim`)
+    /// dimensions are rotated. `freq_factors` (F32, `>= n_dims/2` values)
+    /// divide the per-pair frequencies (llama3/longrope style).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn rope_ext<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        pos: Tensor<'a>,
+        freq_factors: Option<Tensor<'a>>,
+        n_dims: usize,
+        mode: RopeMode,
+        n_ctx_orig: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        ext_factor: f32,
+        attn_factor: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+    ) -> Result<Tensor<'a>> {
+        const OP: &str = "rope_ext";
+        let (na, np) = (a.ne(), pos.ne());
+        require(pos.ty() == GgmlType::I32, OP, || {
+            format!("positions must be I32, got {}", pos.ty())
+        })?;
+        require(np[1] == 1 && np[2] == 1 && np[3] == 1, OP, || {
+            format!("positions must be a vector, got {np:?}")
+        })?;
+        require(np[0] == na[2], OP, || {
+            format!("{} positions for {} tokens", np[0], na[2])
+        })?;
+        require(
+            n_dims > 0 && n_dims.is_multiple_of(2) && n_dims as i64 <= na[0],
+            OP,
+            || {
+                format!(
+                    "n_dims {n_dims} must be even and within the head size {}",
+                    na[0]
+                )
+            },
+        )?;
+        if let Some(ff) = freq_factors {
+            require(
+                ff.ty() == GgmlType::F32 && ff.ne()[0] >= (n_dims / 2) as i64,
+                OP,
+                || format!("freq_factors must be F32 with >= {} values", n_dims / 2),
+            )?;
+        }
+        let n_dims = to_c_int(OP, "n_dims", n_dims)?;
+        let n_ctx_orig = to_c_int(OP, "n_ctx_orig", n_ctx_orig)?;
+        let ff = freq_factors.map_or(std::ptr::null_mut(), |t| t.as_ptr());
+        call_op!(
+            self,
+            OP,
+            ggml_rope_ext(
+                a.as_ptr(),
+                pos.as_ptr(),
+                ff,
+                n_dims,
+                mode.raw(),
+                n_ctx_orig,
+                freq_base,
+                freq_scale,
+                ext_factor,
+                attn_factor,
+                beta_fast,
+                beta_slow,
+            )
+        )
+    }
+
+    /// `softmax(a * scale + mask)` over each row; `mask` (F16/F32, contiguous,
+    /// `[ne0, >= ne1, ...]` broadcast over heads) is optional, `max_bias > 0`
+    /// adds ALiBi slopes and needs a mask.
+    #[inline]
+    pub fn soft_max_ext<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        mask: Option<Tensor<'a>>,
+        scale: f32,
+        max_bias: f32,
+    ) -> Result<Tensor<'a>> {
+        const OP: &str = "soft_max_ext";
+        require(a.is_contiguous(), OP, || "input must be contiguous".into())?;
+        let na = a.ne();
+        if let Some(m) = mask {
+            let nm = m.ne();
+            require(matches!(m.ty(), GgmlType::F16 | GgmlType::F32), OP, || {
+                format!("mask must be F16 or F32, got {}", m.ty())
+            })?;
+            require(m.is_contiguous(), OP, || "mask must be contiguous".into())?;
+            require(nm[0] == na[0] && nm[1] >= na[1], OP, || {
+                format!("mask {nm:?} does not cover scores {na:?}")
+            })?;
+            require(divides(nm[2], na[2]) && divides(nm[3], na[3]), OP, || {
+                format!("mask {nm:?} does not broadcast over scores {na:?}")
+            })?;
+        }
+        require(max_bias <= 0.0 || mask.is_some(), OP, || {
+            "ALiBi (max_bias > 0) needs a mask".into()
+        })?;
+        let m = mask.map_or(std::ptr::null_mut(), |t| t.as_ptr());
+        call_op!(self, OP, ggml_soft_max_ext(a.as_ptr(), m, scale, max_bias))
+    }
+
+    /// Fused attention. `q` F32 `[d_k, n_q, n_head, ne3]`, `k` `[d_k, n_kv,
+    /// n_head_kv, ne3]`, `v` `[d_v, n_kv, n_head_kv, ne3]` (not transposed),
+    /// `mask` F16 contiguous `[>= n_kv, >= n_q, ...]`. The result is F32
+    /// `[d_v, n_head, n_q, ne3]` (heads and tokens swapped).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn flash_attn_ext<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        k: Tensor<'a>,
+        v: Tensor<'a>,
+        mask: Option<Tensor<'a>>,
+        scale: f32,
+        max_bias: f32,
+        logit_softcap: f32,
+    ) -> Result<Tensor<'a>> {
+        const OP: &str = "flash_attn_ext";
+        let (nq, nk, nv) = (q.ne(), k.ne(), v.ne());
+        require(q.ty() == GgmlType::F32, OP, || {
+            format!("q must be F32, got {}", q.ty())
+        })?;
+        require(nk[0] == nq[0], OP, || {
+            format!("q {nq:?} and k {nk:?} head sizes differ")
+        })?;
+        require(nk[1] == nv[1], OP, || {
+            format!("k {nk:?} and v {nv:?} have different lengths")
+        })?;
+        require(divides(nk[2], nq[2]) && divides(nv[2], nq[2]), OP, || {
+            format!("kv heads of k {nk:?} / v {nv:?} do not divide q heads {nq:?}")
+        })?;
+        require(nq[3] == nk[3] && nq[3] == nv[3], OP, || {
+            "q, k, v differ in dim 3".into()
+        })?;
+        require(
+            rows_contiguous(q) && rows_contiguous(k) && rows_contiguous(v),
+            OP,
+            || "rows of q, k, v must be contiguous".into(),
+        )?;
+        if let Some(m) = mask {
+            let nm = m.ne();
+            require(m.ty() == GgmlType::F16, OP, || {
+                format!("mask must be F16, got {}", m.ty())
+            })?;
+            require(m.is_contiguous(), OP, || "mask must be contiguous".into())?;
+            require(nm[0] >= nk[1] && nm[1] >= nq[1], OP, || {
+                format!(
+                    "mask {nm:?} does not cover {} keys x {} queries",
+                    nk[1], nq[1]
+                )
+            })?;
+            require(divides(nm[2], nq[2]) && divides(nm[3], nq[3]), OP, || {
+                format!("mask {nm:?} does not broadcast over q {nq:?}")
+            })?;
+        }
+        require(max_bias <= 0.0 || mask.is_some(), OP, || {
+            "ALiBi (max_bias > 0) needs a mask".into()
+        })?;
+        let m = mask.map_or(std::ptr::null_mut(), |t| t.as_ptr());
+        call_op!(
+            self,
+            OP,
+            ggml_flash_attn_ext(
+                q.as_ptr(),
+                k.as_ptr(),
+                v.as_ptr(),
+                m,
+                scale,
+                max_bias,
+                logit_softcap
+            )
+        )
+    }
+
+    /// Asks for F32 accumulation in a `flash_attn_ext` result.
+    pub fn flash_attn_ext_set_prec_f32(&self, t: Tensor<'_>) -> Result<()> {
+        set_prec_f32(
+            "flash_attn_ext_set_prec_f32",
+            t,
+            sys::GGML_OP_FLASH_ATTN_EXT,
+        )
+    }
+
+    /// Gathers rows: `a` `[n_embd, n_rows, ne2, ne3]`, `b` I32 `[n, ne2, ne3]`
+    /// → F32 `[n_embd, n, ne2, ne3]` (I32 if `a` is I32). Indices must be in
+    /// `0..n_rows` (ggml aborts otherwise).
+    #[inline]
+    pub fn get_rows<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        const OP: &str = "get_rows";
+        let (na, nb_) = (a.ne(), b.ne());
+        require(b.ty() == GgmlType::I32, OP, || {
+            format!("indices must be I32, got {}", b.ty())
+        })?;
+        require(
+            na[2] == nb_[1] && na[3] == nb_[2] && nb_[3] == 1,
+            OP,
+            || format!("indices {nb_:?} do not match data {na:?}"),
+        )?;
+        call_op!(self, OP, ggml_get_rows(a.as_ptr(), b.as_ptr()))
+    }
+
+    /// Scatters rows of `b` (F32/F16 `[n_embd, n, ne2, ne3]`) into `a`
+    /// (`[n_embd, n_rows, ne2, ne3]`) at row indices `c` (I64/I32 `[n, ...]`);
+    /// returns a view of `a` to put in the graph. Indices must be in
+    /// `0..n_rows` and distinct (ggml aborts / races otherwise).
+    #[inline]
+    pub fn set_rows<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        b: Tensor<'a>,
+        c: Tensor<'a>,
+    ) -> Result<Tensor<'a>> {
+        const OP: &str = "set_rows";
+        let (na, nb_, nc) = (a.ne(), b.ne(), c.ne());
+        require(
+            na[0] == nb_[0] && na[2] == nb_[2] && na[3] == nb_[3],
+            OP,
+            || format!("source {nb_:?} does not fit destination {na:?}"),
+        )?;
+        require(
+            nb_[1] == nc[0] && divides(nc[1], nb_[2]) && divides(nc[2], nb_[3]) && nc[3] == 1,
+            OP,
+            || format!("indices {nc:?} do not match source {nb_:?}"),
+        )?;
+        require(matches!(b.ty(), GgmlType::F32 | GgmlType::F16), OP, || {
+            format!("source must be F32 or F16, got {}", b.ty())
+        })?;
+        require(matches!(c.ty(), GgmlType::I64 | GgmlType::I32), OP, || {
+            format!("indices must be I64 or I32, got {}", c.ty())
+        })?;
+        require(rows_contiguous(a) && rows_contiguous(b), OP, || {
+            "rows must be contiguous".into()
+        })?;
+        call_op!(self, OP, ggml_set_rows(a.as_ptr(), b.as_ptr(), c.as_ptr()))
+    }
+
+    /// Checks a view's shape and that every byte it can reach lies inside
+    /// the memory of the tensor it views (ggml checks only the dense size).
+    fn check_view(
+        op: &'static str,
+        a: Tensor<'_>,
+        ne: &[i64],
+        nb: &[usize],
+        offset: usize,
+    ) -> Result<()> {
+        let ty = a.ty();
+        check_new_shape(op, ty, ne)?;
+        // Views of views are anchored at the root tensor, as ggml does.
+        let root_ptr = a.view_src_ptr();
+        let (root_bytes, base) = if root_ptr.is_null() {
+            (a.n_bytes(), offset as u128)
+        } else {
+            // SAFETY: `a` is alive, and so is the tensor it is a view of (a
+            // source of a live tensor lives at least as long).
+            let root_bytes = unsafe { sys::ggml_nbytes(root_ptr) };
+            (root_bytes, a.view_offs() as u128 + offset as u128)
+        };
+        let dense: u128 = ne[1..]
+            .iter()
+            .fold(row_bytes(ty, ne[0]), |acc, &n| acc * n as u128);
+        let mut reach = dense;
+        if !ne.contains(&0) {
+            let strided: u128 = ne[1..]
+                .iter()
+                .zip(nb)
+                .map(|(&n, &stride)| (n as u128 - 1) * stride as u128)
+                .sum();
+            reach = reach.max(row_bytes(ty, ne[0]) + strided);
+        } else {
+            reach = 0;
+        }
+        require(reach == 0 || base + reach <= root_bytes as u128, op, || {
+            format!("view {ne:?} (strides {nb:?}) at offset {offset} reaches past the {root_bytes} bytes it views")
+        })
+    }
+
+    /// A 1-d view of `ne0` elements starting `offset` bytes into `a`.
+    #[inline]
+    pub fn view_1d<'a>(&'a self, a: Tensor<'a>, ne0: i64, offset: usize) -> Result<Tensor<'a>> {
+        Self::check_view("view_1d", a, &[ne0], &[], offset)?;
+        call_op!(self, "view_1d", ggml_view_1d(a.as_ptr(), ne0, offset))
+    }
+
+    /// A 2-d view: rows `nb1` bytes apart.
+    #[inline]
+    pub fn view_2d<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne0: i64,
+        ne1: i64,
+        nb1: usize,
+        offset: usize,
+    ) -> Result<Tensor<'a>> {
+        Self::check_view("view_2d", a, &[ne0, ne1], &[nb1], offset)?;
+        call_op!(
+            self,
+            "view_2d",
+            ggml_view_2d(a.as_ptr(), ne0, ne1, nb1, offset)
+        )
+    }
+
+    /// A 3-d view with byte strides `nb1`, `nb2`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn view_3d<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        nb1: usize,
+        nb2: usize,
+        offset: usize,
+    ) -> Result<Tensor<'a>> {
+        Self::check_view("view_3d", a, &[ne0, ne1, ne2], &[nb1, nb2], offset)?;
+        call_op!(
+            self,
+            "view_3d",
+            ggml_view_3d(a.as_ptr(), ne0, ne1, ne2, nb1, nb2, offset)
+        )
+    }
+
+    /// A 4-d view with byte strides `nb1`, `nb2`, `nb3`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn view_4d<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+        nb1: usize,
+        nb2: usize,
+        nb3: usize,
+        offset: usize,
+    ) -> Result<Tensor<'a>> {
+        Self::check_view(
+            "view_4d",
+            a,
+            &[ne0, ne1, ne2, ne3],
+            &[nb1, nb2, nb3],
+            offset,
+        )?;
+        call_op!(
+            self,
+            "view_4d",
+            ggml_view_4d(a.as_ptr(), ne0, ne1, ne2, ne3, nb1, nb2, nb3, offset)
+        )
+    }
+
+    fn check_reshape(op: &'static str, a: Tensor<'_>, ne: &[i64]) -> Result<()> {
+        check_new_shape(op, a.ty(), ne)?;
+        require(a.is_contiguous(), op, || {
+            "input must be contiguous (use cont first)".into()
+        })?;
+        let count = ne.iter().try_fold(1i64, |acc, &n| acc.checked_mul(n));
+        require(count == Some(a.n_elements() as i64), op, || {
+            format!(
+                "{:?} has {} elements, {ne:?} does not",
+                a.ne(),
+                a.n_elements()
+            )
+        })
+    }
+
+    /// The same data seen as 2-d (`a` must be contiguous).
+    #[inline]
+    pub fn reshape_2d<'a>(&'a self, a: Tensor<'a>, ne0: i64, ne1: i64) -> Result<Tensor<'a>> {
+        Self::check_reshape("reshape_2d", a, &[ne0, ne1])?;
+        call_op!(self, "reshape_2d", ggml_reshape_2d(a.as_ptr(), ne0, ne1))
+    }
+
+    /// The same data seen as 3-d (`a` must be contiguous).
+    #[inline]
+    pub fn reshape_3d<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+    ) -> Result<Tensor<'a>> {
+        Self::check_reshape("reshape_3d", a, &[ne0, ne1, ne2])?;
+        call_op!(
+            self,
+            "reshape_3d",
+            ggml_reshape_3d(a.as_ptr(), ne0, ne1, ne2)
+        )
+    }
+
+    /// The same data seen as 4-d (`a` must be contiguous).
+    #[inline]
+    pub fn reshape_4d<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+    ) -> Result<Tensor<'a>> {
+        Self::check_reshape("reshape_4d", a, &[ne0, ne1, ne2, ne3])?;
+        call_op!(
+            self,
+            "reshape_4d",
+            ggml_reshape_4d(a.as_ptr(), ne0, ne1, ne2, ne3)
+        )
+    }
+
+    /// Moves dimension `i` of `a` to position `axis_i` (a strided view;
+    /// `permute(t, 0, 2, 1, 3)` swaps dims 1 and 2).
+    #[inline]
+    pub fn permute<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        axis0: usize,
+        axis1: usize,
+        axis2: usize,
+        axis3: usize,
+    ) -> Result<Tensor<'a>> {
+        let axes = [axis0, axis1, axis2, axis3];
+        let distinct = (0..4).all(|i| ((i + 1)..4).all(|j| axes[i] != axes[j]));
+        require(axes.iter().all(|&x| x < 4) && distinct, "permute", || {
+            format!("{axes:?} is not a permutation of 0..4")
+        })?;
+        // Each axis is < 4, so the casts are lossless.
+        call_op!(
+            self,
+            "permute",
+            ggml_permute(
+                a.as_ptr(),
+                axis0 as i32,
+                axis1 as i32,
+                axis2 as i32,
+                axis3 as i32
+            )
+        )
+    }
+
+    /// Swaps dimensions 0 and 1 (a strided view).
+    #[inline]
+    pub fn transpose<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        call_op!(self, "transpose", ggml_transpose(a.as_ptr()))
+    }
+
+    /// A contiguous copy of `a`.
+    #[inline]
+    pub fn cont<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        call_op!(self, "cont", ggml_cont(a.as_ptr()))
+    }
+
+    /// Copies `a` into `b` (same element count, converting the type);
+    /// returns a view of `b` to put in the graph.
+    #[inline]
+    pub fn cpy<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(a.n_elements() == b.n_elements(), "cpy", || {
+            format!("{:?} and {:?} differ in element count", a.ne(), b.ne())
+        })?;
+        call_op!(self, "cpy", ggml_cpy(a.as_ptr(), b.as_ptr()))
+    }
+
+    /// `a` converted to type `ty` (F32 to I32 truncates).
+    #[inline]
+    pub fn cast<'a>(&'a self, a: Tensor<'a>, ty: GgmlType) -> Result<Tensor<'a>> {
+        check_new_shape("cast", ty, &a.ne())?;
+        call_op!(self, "cast", ggml_cast(a.as_ptr(), ty.id()))
+    }
+
+    /// GELU (tanh approximation).
+    #[inline]
+    pub fn gelu<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(rows_contiguous(a), "gelu", || {
+            "rows must be contiguous".into()
+        })?;
+        call_op!(self, "gelu", ggml_gelu(a.as_ptr()))
+    }
+
+    /// SiLU: `x * sigmoid(x)`.
+    #[inline]
+    pub fn silu<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(rows_contiguous(a), "silu", || {
+            "rows must be contiguous".into()
+        })?;
+        call_op!(self, "silu", ggml_silu(a.as_ptr()))
+    }
+
+    /// `tanh(x)`.
+    #[inline]
+    pub fn tanh<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        require(rows_contiguous(a), "tanh", || {
+            "rows must be contiguous".into()
+        })?;
+        call_op!(self, "tanh", ggml_tanh(a.as_ptr()))
+    }
+
+    fn check_glu(op: &'static str, a: Tensor<'_>, b: Tensor<'_>) -> Result<()> {
+        require(is_contiguous_1(a) && is_contiguous_1(b), op, || {
+            "inputs must be contiguous beyond dim 1".into()
+        })?;
+        require(a.ne() == b.ne() && a.ty() == b.ty(), op, || {
+            format!("{} {:?} and {} {:?} differ", a.ty(), a.ne(), b.ty(), b.ne())
+        })
+    }
+
+    /// `silu(a) * b` (SwiGLU feed-forward gate).
+    #[inline]
+    pub fn swiglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        Self::check_glu("swiglu_split", a, b)?;
+        call_op!(
+            self,
+            "swiglu_split",
+            ggml_swiglu_split(a.as_ptr(), b.as_ptr())
+        )
+    }
+
+    /// `gelu(a) * b` (GeGLU feed-forward gate, tanh approximation).
+    #[inline]
+    pub fn geglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        Self::check_glu("geglu_split", a, b)?;
+        call_op!(
+            self,
+            "geglu_split",
+            ggml_geglu_split(a.as_ptr(), b.as_ptr())
+        )
+    }
+
+    /// `a` and `b` joined along `dim` (equal elsewhere, same type).
+    #[inline]
+    pub fn concat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>, dim: usize) -> Result<Tensor<'a>> {
+        const OP: &str = "concat";
+        require(dim < 4, OP, || format!("dim {dim} out of range"))?;
+        let (na, nb_) = (a.ne(), b.ne());
+        require(a.ty() == b.ty(), OP, || {
+            format!("types {} and {} differ", a.ty(), b.ty())
+        })?;
+        require((0..4).all(|d| d == dim || na[d] == nb_[d]), OP, || {
+            format!("{na:?} and {nb_:?} differ outside dim {dim}")
+        })?;
+        let total = na[dim].checked_add(nb_[dim]);
+        require(total.is_some(), OP, || "result too large".into())?;
+        // dim < 4, so the cast is lossless.
+        call_op!(self, OP, ggml_concat(a.as_ptr(), b.as_ptr(), dim as i32))
+    }
+
+    /// `x²`.
+    #[inline]
+    pub fn sqr<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        call_op!(self, "sqr", ggml_sqr(a.as_ptr()))
+    }
+
+    /// Sum of each row: `[ne0, ne1, ne2, ne3]` → `[1, ne1, ne2, ne3]`.
+    #[inline]
+    pub fn sum_rows<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        call_op!(self, "sum_rows", ggml_sum_rows(a.as_ptr()))
+    }
+
+    /// Index of the largest element of each row of a matrix → I32 `[ne1]`.
+    #[inline]
+    pub fn argmax<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
+        let ne = a.ne();
+        require(
+            ne[2] == 1 && ne[3] == 1 && ne[0] <= i32::MAX as i64,
+            "argmax",
+            || format!("input must be a matrix with rows of at most 2^31-1, got {ne:?}"),
+        )?;
+        call_op!(self, "argmax", ggml_argmax(a.as_ptr()))
+    }
+}
+
+fn set_prec_f32(op: &'static str, t: Tensor<'_>, expected: sys::ggml_op) -> Result<()> {
+    require(t.op() == expected, op, || {
+        format!("tensor is the result of {}", t.op_name())
+    })?;
+    // SAFETY: the tensor is alive and is the result of the op ggml expects;
+    // ggml only writes one of its op parameters.
+    let ok = unsafe { sys::ggml_prec_set_acc(t.as_ptr(), sys::GGML_PREC_F32) };
+    require(ok, op, || "ggml refused the precision".into())
+}
