@@ -1,0 +1,507 @@
+//! A naive f32 forward pass for llama, qwen2, qwen3 and gemma3 GGUF models.
+//!
+//! Test support only: the engine's logits are checked against this. Every step
+//! is written out in plain Rust (weights dequantized to f32 once, activations
+//! in f32, norms and softmax summed in f64) so it reads like the architecture
+//! description. Malformed input panics with a clear message, as test code may.
+//!
+//! Known, deliberate differences from ggml's CPU backend (all small):
+//! - RoPE angles are computed directly in f64 (ggml multiplies f32 factors step
+//!   by step), so the two drift apart slowly at large positions;
+//! - GELU is the exact tanh formula (ggml's CPU backend reads an f16 table);
+//! - products use f32 activations (ggml's quantized kernels first quantize the
+//!   activations, e.g. to Q8_K).
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use std::collections::BTreeMap;
+
+use rbench::gguf::GgufFile;
+use rbench::model::layout::expected_tensors;
+use rbench::model::{Arch, Hparams};
+use rbench::quant::dequantize_to_vec;
+
+/// `rows` rows of `cols` contiguous values (GGUF dims `[cols, rows]`),
+/// applied as `y[r] = sum_c row_r[c] * x[c]`.
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// One transformer block; the optional tensors exist only for some architectures.
+pub struct RefLayer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Matrix,
+    pub wk: Matrix,
+    pub wv: Matrix,
+    /// qwen2 only.
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// qwen3 and gemma3: RMS norm of each query / key head.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub wo: Matrix,
+    /// gemma3 only.
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Matrix,
+    pub w_up: Matrix,
+    pub w_down: Matrix,
+    /// gemma3 only.
+    pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// Hyperparameters and every weight as f32.
+pub struct RefModel {
+    pub hp: Hparams,
+    pub token_embd: Matrix,
+    pub layers: Vec<RefLayer>,
+    pub output_norm: Vec<f32>,
+    /// `None`: the output projection is tied to `token_embd`.
+    pub output: Option<Matrix>,
+}
+
+/// What one sequence has cached.
+#[derive(Clone, Default)]
+struct SeqKv {
+    /// Position of each cached token, strictly increasing.
+    pos: Vec<i32>,
+    /// `k[layer][token]`: all KV heads of one token (`n_head_kv * head_dim_k`).
+    k: Vec<Vec<Vec<f32>>>,
+    /// `v[layer][token]`: `n_head_kv * head_dim_v` values.
+    v: Vec<Vec<Vec<f32>>>,
+}
+
+/// The reference's KV cache: each sequence's keys and values per layer.
+#[derive(Clone)]
+pub struct RefState {
+    n_layer: usize,
+    seqs: BTreeMap<u32, SeqKv>,
+}
+
+impl RefState {
+    /// Number of tokens cached for `seq`.
+    pub fn seq_len(&self, seq: u32) -> usize {
+        self.seqs.get(&seq).map_or(0, |s| s.pos.len())
+    }
+
+    /// Positions cached for `seq`, in order.
+    pub fn seq_positions(&self, seq: u32) -> &[i32] {
+        self.seqs.get(&seq).map_or(&[], |s| &s.pos)
+    }
+
+    /// Forgets the tokens of `seq` at positions `>= from_pos` (llama.cpp's
+    /// `seq_rm(seq, from_pos, -1)`), so those positions can be fed again.
+    pub fn truncate_seq(&mut self, seq: u32, from_pos: i32) {
+        if let Some(s) = self.seqs.get_mut(&seq) {
+            let keep = s.pos.iter().take_while(|&&p| p < from_pos).count();
+            s.pos.truncate(keep);
+            for rows in s.k.iter_mut().chain(s.v.iter_mut()) {
+                rows.truncate(keep);
+            }
+        }
+    }
+}
+
+/// Reads a tensor as f32, checking that its GGUF dims are `dims`.
+fn load_f32(f: &GgufFile, name: &str, dims: &[u64]) -> Vec<f32> {
+    let t = f
+        .tensor(name)
+        .unwrap_or_else(|| panic!("reference: tensor {name} is missing"));
+    assert_eq!(
+        t.dims, dims,
+        "reference: tensor {name} has dims {:?}, expected {dims:?}",
+        t.dims
+    );
+    dequantize_to_vec(t.ggml_type, f.tensor_data(t), t.n_elements as usize)
+        .unwrap_or_else(|e| panic!("reference: cannot dequantize {name} ({}): {e}", t.ggml_type))
+}
+
+fn load_matrix(f: &GgufFile, name: &str, cols: u32, rows: u32) -> Matrix {
+    Matrix {
+        rows: rows as usize,
+        cols: cols as usize,
+        data: load_f32(f, name, &[cols as u64, rows as u64]),
+    }
+}
+
+fn load_vector(f: &GgufFile, name: &str, len: u32) -> Vec<f32> {
+    load_f32(f, name, &[len as u64])
+}
+
+impl RefModel {
+    /// Reads the hyperparameters and dequantizes every weight.
+    pub fn load(f: &GgufFile) -> RefModel {
+        let hp = Hparams::from_gguf(f).unwrap_or_else(|e| panic!("reference: bad hparams: {e}"));
+        let tied = f.tensor("output.weight").is_none();
+        // The shared layout says which tensors the architecture needs; refuse files
+        // with anything else so a tensor the reference would silently ignore is noticed.
+        let expected = expected_tensors(&hp, tied);
+        for t in f.tensors() {
+            assert!(
+                expected.iter().any(|e| e.name == t.name),
+                "reference: unexpected tensor {} for {}",
+                t.name,
+                hp.arch
+            );
+        }
+        let e = hp.n_embd;
+        let q_width = hp.n_head * hp.head_dim_k;
+        let k_width = hp.n_embd_k_gqa();
+        let v_width = hp.n_embd_v_gqa();
+        let has_bias = hp.arch == Arch::Qwen2;
+        let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Gemma3);
+        let has_post_norms = hp.arch == Arch::Gemma3;
+        let layers = (0..hp.n_layer)
+            .map(|il| {
+                let w = |s: &str| format!("blk.{il}.{s}.weight");
+                let b = |s: &str| format!("blk.{il}.{s}.bias");
+                let opt_vec = |present: bool, name: String, len: u32| {
+                    present.then(|| load_vector(f, &name, len))
+                };
+                RefLayer {
+                    attn_norm: load_vector(f, &w("attn_norm"), e),
+                    wq: load_matrix(f, &w("attn_q"), e, q_width),
+                    wk: load_matrix(f, &w("attn_k"), e, k_width),
+                    wv: load_matrix(f, &w("attn_v"), e, v_width),
+                    bq: opt_vec(has_bias, b("attn_q"), q_width),
+                    bk: opt_vec(has_bias, b("attn_k"), k_width),
+                    bv: opt_vec(has_bias, b("attn_v"), v_width),
+                    q_norm: opt_vec(has_qk_norm, w("attn_q_norm"), hp.head_dim_k),
+                    k_norm: opt_vec(has_qk_norm, w("attn_k_norm"), hp.head_dim_k),
+                    wo: load_matrix(f, &w("attn_output"), hp.n_head * hp.head_dim_v, e),
+                    post_attn_norm: opt_vec(has_post_norms, w("post_attention_norm"), e),
+                    ffn_norm: load_vector(f, &w("ffn_norm"), e),
+                    w_gate: load_matrix(f, &w("ffn_gate"), e, hp.n_ff),
+                    w_up: load_matrix(f, &w("ffn_up"), e, hp.n_ff),
+                    w_down: load_matrix(f, &w("ffn_down"), hp.n_ff, e),
+                    post_ffn_norm: opt_vec(has_post_norms, w("post_ffw_norm"), e),
+                }
+            })
+            .collect();
+        RefModel {
+            token_embd: load_matrix(f, "token_embd.weight", e, hp.n_vocab),
+            output_norm: load_vector(f, "output_norm.weight", e),
+            output: (!tied).then(|| load_matrix(f, "output.weight", e, hp.n_vocab)),
+            layers,
+            hp,
+        }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.hp.n_vocab as usize
+    }
+
+    pub fn new_state(&self) -> RefState {
+        RefState {
+            n_layer: self.layers.len(),
+            seqs: BTreeMap::new(),
+        }
+    }
+
+    /// Runs tokens through the model. Each entry is (token, pos, seq_id). Tokens
+    /// of one sequence must come in increasing pos order, after the positions
+    /// already cached for it; a token attends to every earlier (pos <=) token of
+    /// its own sequence fed so far (in this call or earlier calls with the same
+    /// state), within the sliding window on SWA layers.
+    /// Returns the logits (n_vocab f32) for every entry.
+    pub fn forward(&self, state: &mut RefState, batch: &[(u32, i32, u32)]) -> Vec<Vec<f32>> {
+        let hp = &self.hp;
+        assert_eq!(
+            state.n_layer,
+            self.layers.len(),
+            "reference: state made for another model"
+        );
+        // Positions are recorded up front; each layer then appends its K/V rows in
+        // the same batch order and stores the whole batch's before any query
+        // attends, so a token sees earlier tokens of its own batch.
+        for &(token, pos, seq) in batch {
+            assert!(
+                (token as usize) < self.n_vocab(),
+                "reference: token {token} is outside the vocabulary of {}",
+                self.n_vocab()
+            );
+            let s = state.seqs.entry(seq).or_insert_with(|| SeqKv {
+                pos: Vec::new(),
+                k: vec![Vec::new(); self.layers.len()],
+                v: vec![Vec::new(); self.layers.len()],
+            });
+            if let Some(&last) = s.pos.last() {
+                assert!(
+                    pos > last,
+                    "reference: seq {seq} gets pos {pos} after pos {last}"
+                );
+            }
+            s.pos.push(pos);
+        }
+
+        let mut xs: Vec<Vec<f32>> = batch
+            .iter()
+            .map(|&(token, _, _)| {
+                let mut x = self.token_embd.row(token as usize).to_vec();
+                if hp.arch == Arch::Gemma3 {
+                    let scale = (hp.n_embd as f32).sqrt();
+                    x.iter_mut().for_each(|v| *v *= scale);
+                }
+                x
+            })
+            .collect();
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            xs = self.layer_forward(il, layer, state, batch, xs);
+        }
+
+        let normed: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| rms_norm_mul(x, &self.output_norm, hp.rms_eps))
+            .collect();
+        let mut logits = matmul(self.output.as_ref().unwrap_or(&self.token_embd), &normed);
+        if let Some(cap) = hp.final_logit_softcap {
+            for l in logits.iter_mut().flatten() {
+                *l = cap * (*l / cap).tanh();
+            }
+        }
+        logits
+    }
+
+    fn layer_forward(
+        &self,
+        il: usize,
+        layer: &RefLayer,
+        state: &mut RefState,
+        batch: &[(u32, i32, u32)],
+        xs: Vec<Vec<f32>>,
+    ) -> Vec<Vec<f32>> {
+        let hp = &self.hp;
+        let eps = hp.rms_eps;
+        let (n_head, n_head_kv) = (hp.n_head as usize, hp.n_head_kv as usize);
+        let (dk, dv) = (hp.head_dim_k as usize, hp.head_dim_v as usize);
+        let base = hp.rope_base(il as u32);
+        let neox = hp.arch.rope_neox();
+
+        let h: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| rms_norm_mul(x, &layer.attn_norm, eps))
+            .collect();
+        let mut qs = matmul(&layer.wq, &h);
+        let mut ks = matmul(&layer.wk, &h);
+        let mut vs = matmul(&layer.wv, &h);
+        for (rows, bias) in [
+            (&mut qs, &layer.bq),
+            (&mut ks, &layer.bk),
+            (&mut vs, &layer.bv),
+        ] {
+            if let Some(bias) = bias {
+                rows.iter_mut().for_each(|r| add_in_place(r, bias));
+            }
+        }
+        for (i, &(_, pos, _)) in batch.iter().enumerate() {
+            for (heads, norm) in [(&mut qs[i], &layer.q_norm), (&mut ks[i], &layer.k_norm)] {
+                for head in heads.chunks_exact_mut(dk) {
+                    if let Some(norm) = norm {
+                        let normed = rms_norm_mul(head, norm, eps);
+                        head.copy_from_slice(&normed);
+                    }
+                    rope(head, pos, hp.n_rot as usize, base, hp.rope_freq_scale, neox);
+                }
+            }
+        }
+
+        for (i, &(_, _, seq)) in batch.iter().enumerate() {
+            let s = state.seqs.get_mut(&seq).expect("sequence created above");
+            s.k[il].push(ks[i].clone());
+            s.v[il].push(vs[i].clone());
+        }
+
+        let window = hp.is_swa_layer(il as u32).then_some(hp.n_swa as i64);
+        let group = n_head / n_head_kv;
+        let attn: Vec<Vec<f32>> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, pos_q, seq))| {
+                let s = &state.seqs[&seq];
+                // Keys this query may see: its own sequence, not in its future,
+                // and inside the window on SWA layers.
+                let visible: Vec<usize> = (0..s.k[il].len())
+                    .filter(|&c| {
+                        let pos_k = s.pos[c];
+                        pos_k <= pos_q && window.is_none_or(|w| (pos_q as i64 - pos_k as i64) < w)
+                    })
+                    .collect();
+                let mut out = vec![0f32; n_head * dv];
+                for hq in 0..n_head {
+                    let hk = hq / group;
+                    let q = &qs[i][hq * dk..(hq + 1) * dk];
+                    let scores: Vec<f32> = visible
+                        .iter()
+                        .map(|&c| dot(q, &s.k[il][c][hk * dk..(hk + 1) * dk]) * hp.attn_scale)
+                        .collect();
+                    let weights = softmax(&scores);
+                    let o = &mut out[hq * dv..(hq + 1) * dv];
+                    for (&c, &w) in visible.iter().zip(&weights) {
+                        let v = &s.v[il][c][hk * dv..(hk + 1) * dv];
+                        o.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+                    }
+                }
+                out
+            })
+            .collect();
+
+        let mut attn_out = matmul(&layer.wo, &attn);
+        if let Some(norm) = &layer.post_attn_norm {
+            attn_out = attn_out
+                .iter()
+                .map(|o| rms_norm_mul(o, norm, eps))
+                .collect();
+        }
+        let mut xs = xs;
+        xs.iter_mut()
+            .zip(&attn_out)
+            .for_each(|(x, o)| add_in_place(x, o));
+
+        let h: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| rms_norm_mul(x, &layer.ffn_norm, eps))
+            .collect();
+        let gate = matmul(&layer.w_gate, &h);
+        let up = matmul(&layer.w_up, &h);
+        let act: fn(f32) -> f32 = if hp.arch == Arch::Gemma3 {
+            gelu_tanh
+        } else {
+            silu
+        };
+        let inner: Vec<Vec<f32>> = gate
+            .iter()
+            .zip(&up)
+            .map(|(g, u)| g.iter().zip(u).map(|(&g, &u)| act(g) * u).collect())
+            .collect();
+        let mut ffn_out = matmul(&layer.w_down, &inner);
+        if let Some(norm) = &layer.post_ffn_norm {
+            ffn_out = ffn_out.iter().map(|o| rms_norm_mul(o, norm, eps)).collect();
+        }
+        xs.iter_mut()
+            .zip(&ffn_out)
+            .for_each(|(x, o)| add_in_place(x, o));
+        xs
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// `v / sqrt(mean(v^2) + eps) * weight`, elementwise.
+pub fn rms_norm_mul(v: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    assert_eq!(v.len(), weight.len());
+    let mean_sq = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() / v.len() as f64;
+    let scale = (1.0 / (mean_sq + eps as f64).sqrt()) as f32;
+    v.iter().zip(weight).map(|(&x, &w)| x * scale * w).collect()
+}
+
+/// Rotates the first `n_rot` values of one head by position `pos`: pair `i`
+/// turns by `pos * freq_scale * base^(-2i/n_rot)`. Normal mode pairs
+/// (2i, 2i+1); NeoX mode pairs (i, i + n_rot/2). Values past `n_rot` stay.
+pub fn rope(head: &mut [f32], pos: i32, n_rot: usize, base: f32, freq_scale: f32, neox: bool) {
+    assert!(n_rot.is_multiple_of(2) && n_rot <= head.len());
+    let half = n_rot / 2;
+    for i in 0..half {
+        let theta =
+            pos as f64 * freq_scale as f64 * (base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+        let (sin, cos) = (theta.sin() as f32, theta.cos() as f32);
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0 * cos - x1 * sin;
+        head[b] = x0 * sin + x1 * cos;
+    }
+}
+
+/// Numerically stable softmax (max subtracted, sum in f64).
+pub fn softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = scores.iter().map(|&s| ((s - max) as f64).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (what Gemma and ggml's `ggml_gelu` use).
+pub fn gelu_tanh(x: f32) -> f32 {
+    let sqrt_2_over_pi = (2.0 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (sqrt_2_over_pi * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    assert_eq!(x.len(), y.len());
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+}
+
+/// Dot product with eight independent partial sums, which the compiler vectorizes.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for lane in 0..8 {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `w * x` for every `x` in `xs`. Output rows are split over threads; each row
+/// of `w` is read once for the whole batch.
+pub fn matmul(w: &Matrix, xs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let n_tok = xs.len();
+    if n_tok == 0 {
+        return Vec::new();
+    }
+    for x in xs {
+        assert_eq!(x.len(), w.cols, "reference: matmul input width");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows_per_thread = w.rows.div_ceil(threads).max(1);
+    // Laid out [row][token] while computing, transposed at the end.
+    let mut by_row = vec![0f32; w.rows * n_tok];
+    std::thread::scope(|scope| {
+        for (chunk_index, chunk) in by_row.chunks_mut(rows_per_thread * n_tok).enumerate() {
+            scope.spawn(move || {
+                for (r, out) in chunk.chunks_mut(n_tok).enumerate() {
+                    let row = w.row(chunk_index * rows_per_thread + r);
+                    for (o, x) in out.iter_mut().zip(xs) {
+                        *o = dot(row, x);
+                    }
+                }
+            });
+        }
+    });
+    (0..n_tok)
+        .map(|t| (0..w.rows).map(|r| by_row[r * n_tok + t]).collect())
+        .collect()
+}
