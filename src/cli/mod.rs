@@ -3,6 +3,7 @@
 
 mod format;
 mod info;
+mod perplexity;
 mod run;
 mod synth;
 mod tokenize;
@@ -35,6 +36,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Generate text from a prompt.
     Run(run::RunArgs),
+    /// Perplexity of a text file (llama.cpp's convention).
+    Perplexity(perplexity::PerplexityArgs),
     /// Turn text into token ids with the model's vocabulary.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -59,6 +62,7 @@ pub fn main() -> i32 {
         Command::Synth(args) => synth::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Run(args) => run::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -54,6 +54,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.top_p) || !(0.0..=1.0).contains(&args.min_p) {
         return Err(UsageError("--top-p and --min-p must be within 0..1".into()).into());
     }
+    if args.prompt.is_empty() {
+        return Err(UsageError("the prompt is empty: give some text with -p".into()).into());
+    }
     if args.ctx == 0 || args.threads == Some(0) {
         return Err(UsageError("-c and -t must be at least 1".into()).into());
     }
@@ -64,9 +67,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let load_s = t_load.elapsed().as_secs_f64();
     let tok = &model.tokenizer;
     let prompt = tok.encode(&args.prompt, tok.add_bos_default())?;
-    if prompt.is_empty() {
-        return Err(UsageError("the prompt is empty".into()).into());
-    }
     if prompt.len() + args.n_predict > args.ctx {
         anyhow::bail!(
             "the prompt ({} tokens) plus {} tokens to generate exceeds the context of {} (raise -c)",

@@ -1,0 +1,142 @@
+//! `rbench perplexity`: llama.cpp's perplexity convention, so numbers compare
+//! with `llama-perplexity`: the text is tokenized once (with BOS), cut into
+//! chunks of `-c` tokens, each chunk starts with BOS, and only the second half
+//! of each chunk is scored.
+
+use super::UsageError;
+use crate::engine::perplexity::{scored_range, token_nll, PerplexityAccumulator};
+use crate::engine::{default_threads, Batch, Engine, EngineConfig};
+use crate::model::weights::LoadOptions;
+use crate::model::Model;
+use anyhow::Context as _;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct PerplexityArgs {
+    /// Model file (GGUF) or synth:PRESET[:FTYPE].
+    #[arg(short = 'm', long = "model")]
+    pub model: String,
+    /// Text file to score.
+    #[arg(short = 'f', long = "file")]
+    pub file: std::path::PathBuf,
+    /// Tokens per chunk.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    pub ctx: usize,
+    /// Score at most this many chunks.
+    #[arg(long = "chunks")]
+    pub chunks: Option<usize>,
+    /// CPU threads.
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Flash attention: on or off.
+    #[arg(long = "flash-attn", short = 'F', default_value = "on", value_parser = ["on", "off"])]
+    pub flash_attn: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct PerplexityReport {
+    model: String,
+    file: String,
+    n_ctx: usize,
+    n_chunks: usize,
+    n_tokens_scored: u64,
+    ppl: f64,
+    ppl_error: f64,
+    chunk_ppl: Vec<f64>,
+    seconds: f64,
+}
+
+pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
+    if args.ctx < 8 {
+        return Err(UsageError(format!("-c must be at least 8, got {}", args.ctx)).into());
+    }
+    if args.threads == Some(0) || args.chunks == Some(0) {
+        return Err(UsageError("-t and --chunks must be at least 1".into()).into());
+    }
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let path = crate::model::resolve_model_path(&args.model)?;
+    let model = Model::load(&path, &LoadOptions::default()).with_context(|| format!("loading {}", path.display()))?;
+    let tok = &model.tokenizer;
+    let add_bos = tok.add_bos_default();
+    let tokens = tok.encode(&text, add_bos)?;
+    let available = tokens.len() / args.ctx;
+    if available == 0 {
+        anyhow::bail!(
+            "{} has {} tokens, fewer than one chunk of {} (use a smaller -c)",
+            args.file.display(),
+            tokens.len(),
+            args.ctx
+        );
+    }
+    let n_chunks = args.chunks.map_or(available, |c| c.min(available));
+    let cfg = EngineConfig {
+        n_ctx: args.ctx,
+        n_ubatch: args.ctx.min(512),
+        n_threads: args.threads.unwrap_or_else(default_threads),
+        flash_attn: args.flash_attn == "on",
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(&model, cfg)?;
+    let bos = tok.bos_id();
+    let scored = scored_range(args.ctx);
+    let mut acc = PerplexityAccumulator::default();
+    let mut chunk_ppl = Vec::with_capacity(n_chunks);
+    let start = Instant::now();
+    if !args.json {
+        eprintln!("perplexity: {} tokens, {} chunks of {}", tokens.len(), n_chunks, args.ctx);
+    }
+    for chunk in 0..n_chunks {
+        let mut ids = tokens[chunk * args.ctx..(chunk + 1) * args.ctx].to_vec();
+        if let (true, Some(b)) = (add_bos, bos) {
+            ids[0] = b;
+        }
+        engine.clear();
+        let mut batch = Batch::with_capacity(ids.len());
+        for (i, &t) in ids.iter().enumerate() {
+            batch.add(t, i as i32, &[0], scored.contains(&i))?;
+        }
+        let logits = engine.decode(&batch)?;
+        let mut chunk_acc = PerplexityAccumulator::default();
+        for i in scored.clone() {
+            let row = logits.get(i).context("missing logits row")?;
+            let nll = token_nll(row, ids[i + 1]);
+            acc.add(nll);
+            chunk_acc.add(nll);
+        }
+        chunk_ppl.push(chunk_acc.ppl());
+        if !args.json {
+            eprint!("[{}]{:.4},", chunk + 1, acc.ppl());
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let report = PerplexityReport {
+            model: path.display().to_string(),
+            file: args.file.display().to_string(),
+            n_ctx: args.ctx,
+            n_chunks,
+            n_tokens_scored: acc.count(),
+            ppl: acc.ppl(),
+            ppl_error: acc.ppl_error(),
+            chunk_ppl,
+            seconds,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!();
+        println!("PPL = {:.4} +/- {:.5}", acc.ppl(), acc.ppl_error());
+        println!(
+            "{} chunks of {} tokens, {} tokens scored, {:.1} s ({:.0} tokens/s)",
+            n_chunks,
+            args.ctx,
+            acc.count(),
+            seconds,
+            (n_chunks * args.ctx) as f64 / seconds
+        );
+    }
+    Ok(())
+}
