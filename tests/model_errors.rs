@@ -35,14 +35,25 @@ fn rewrite(
             let bytes = t.ggml_type.bytes_for(n).unwrap() as usize;
             let mut data = data;
             data.resize(bytes, 0);
-            w.add_tensor(name, &dims, t.ggml_type, TensorSource::Bytes(data)).unwrap();
+            w.add_tensor(name, &dims, t.ggml_type, TensorSource::Bytes(data))
+                .unwrap();
         }
     }
     w.write_file(dst).unwrap();
 }
 
 fn run_hi(path: &Path) -> std::process::Output {
-    rbench(&["run", "-m", path.to_str().unwrap(), "-p", "hi", "-n", "2", "--temp", "0"])
+    rbench(&[
+        "run",
+        "-m",
+        path.to_str().unwrap(),
+        "-p",
+        "hi",
+        "-n",
+        "2",
+        "--temp",
+        "0",
+    ])
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -57,13 +68,22 @@ fn unsupported_architecture_lists_the_supported_ones() {
     rewrite(
         &src,
         &dst,
-        |k, v| Some(if k == "general.architecture" { Value::String("mamba".into()) } else { v.clone() }),
+        |k, v| {
+            Some(if k == "general.architecture" {
+                Value::String("mamba".into())
+            } else {
+                v.clone()
+            })
+        },
         |n, d| Some((n.to_string(), d.to_vec())),
     );
     for out in [run_hi(&dst), rbench(&["info", "-m", dst.to_str().unwrap()])] {
         assert_eq!(out.status.code(), Some(1));
         let err = stderr(&out);
-        assert!(err.contains("unsupported architecture 'mamba'") && err.contains("gemma3"), "{err}");
+        assert!(
+            err.contains("unsupported architecture 'mamba'") && err.contains("gemma3"),
+            "{err}"
+        );
     }
 }
 
@@ -72,10 +92,19 @@ fn missing_tokenizer_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let src = synth_file(dir.path(), "llama-15m");
     let dst = dir.path().join("notok.gguf");
-    rewrite(&src, &dst, |k, v| (!k.starts_with("tokenizer.")).then(|| v.clone()), |n, d| Some((n.to_string(), d.to_vec())));
+    rewrite(
+        &src,
+        &dst,
+        |k, v| (!k.starts_with("tokenizer.")).then(|| v.clone()),
+        |n, d| Some((n.to_string(), d.to_vec())),
+    );
     let out = run_hi(&dst);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("tokenizer.ggml.tokens"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tokenizer.ggml.tokens"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -83,10 +112,19 @@ fn missing_or_misshapen_tensors_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let src = synth_file(dir.path(), "llama-15m");
     let dst = dir.path().join("missing.gguf");
-    rewrite(&src, &dst, |_, v| Some(v.clone()), |n, d| (n != "blk.3.ffn_up.weight").then(|| (n.to_string(), d.to_vec())));
+    rewrite(
+        &src,
+        &dst,
+        |_, v| Some(v.clone()),
+        |n, d| (n != "blk.3.ffn_up.weight").then(|| (n.to_string(), d.to_vec())),
+    );
     let out = run_hi(&dst);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("blk.3.ffn_up.weight"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("blk.3.ffn_up.weight"),
+        "{}",
+        stderr(&out)
+    );
 
     let dst = dir.path().join("shape.gguf");
     rewrite(
@@ -103,14 +141,33 @@ fn missing_or_misshapen_tensors_are_named() {
     );
     let out = run_hi(&dst);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("blk.2.attn_q.weight"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("blk.2.attn_q.weight"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn synthetic_models_of_every_architecture_generate() {
     for preset in ["llama-15m", "qwen3-0.6b", "gemma3-270m"] {
-        let out = rbench(&["run", "-m", &format!("synth:{preset}"), "-p", "Hello", "-n", "4", "--temp", "0", "-c", "64"]);
+        let out = rbench(&[
+            "run",
+            "-m",
+            &format!("synth:{preset}"),
+            "-p",
+            "Hello",
+            "-n",
+            "4",
+            "--temp",
+            "0",
+            "-c",
+            "64",
+        ]);
         assert!(out.status.success(), "{preset}: {}", stderr(&out));
-        assert!(stderr(&out).contains("synthetic"), "{preset} should be labelled synthetic");
+        assert!(
+            stderr(&out).contains("synthetic"),
+            "{preset} should be labelled synthetic"
+        );
     }
 }

@@ -57,9 +57,11 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     if args.threads == Some(0) || args.chunks == Some(0) {
         return Err(UsageError("-t and --chunks must be at least 1".into()).into());
     }
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let path = crate::model::resolve_model_path(&args.model)?;
-    let model = Model::load(&path, &LoadOptions::default()).with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load(&path, &LoadOptions::default())
+        .with_context(|| format!("loading {}", path.display()))?;
     let tok = &model.tokenizer;
     let add_bos = tok.add_bos_default();
     let tokens = tok.encode(&text, add_bos)?;
@@ -87,7 +89,12 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let mut chunk_ppl = Vec::with_capacity(n_chunks);
     let start = Instant::now();
     if !args.json {
-        eprintln!("perplexity: {} tokens, {} chunks of {}", tokens.len(), n_chunks, args.ctx);
+        eprintln!(
+            "perplexity: {} tokens, {} chunks of {}",
+            tokens.len(),
+            n_chunks,
+            args.ctx
+        );
     }
     for chunk in 0..n_chunks {
         let mut ids = tokens[chunk * args.ctx..(chunk + 1) * args.ctx].to_vec();

@@ -62,8 +62,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let path = crate::model::resolve_model_path(&args.model)?;
     let t_load = Instant::now();
-    let model = Model::load(&path, &LoadOptions { repack: !args.no_repack })
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load(
+        &path,
+        &LoadOptions {
+            repack: !args.no_repack,
+        },
+    )
+    .with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
     let tok = &model.tokenizer;
     let prompt = tok.encode(&args.prompt, tok.add_bos_default())?;
@@ -92,7 +97,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..SamplerConfig::default()
     });
     if model.info.synthetic {
-        eprintln!("note: {} is a synthetic model (random weights): its text is noise", model.path.display());
+        eprintln!(
+            "note: {} is a synthetic model (random weights): its text is noise",
+            model.path.display()
+        );
     }
 
     let t_prompt = Instant::now();
@@ -120,7 +128,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let mut b = Batch::with_capacity(1);
         b.add(next, history.len() as i32 - 1, &[0], true)?;
-        last = engine.decode(&b)?.last().map(<[f32]>::to_vec).unwrap_or_default();
+        last = engine
+            .decode(&b)?
+            .last()
+            .map(<[f32]>::to_vec)
+            .unwrap_or_default();
     }
     if let Some(text) = stream.flush() {
         out.write_all(text.as_bytes())?;

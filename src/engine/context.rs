@@ -40,7 +40,9 @@ impl Default for EngineConfig {
 /// Physical cores are what ggml scales with; without a better source use
 /// the available parallelism.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,11 @@ pub enum EngineError {
     #[error("ggml: {0}")]
     Ggml(#[from] ggml::GgmlError),
     #[error("token id {token} at batch index {index} is outside the vocabulary of {n_vocab}")]
-    BadToken { token: u32, index: usize, n_vocab: usize },
+    BadToken {
+        token: u32,
+        index: usize,
+        n_vocab: usize,
+    },
     #[error("the batch is empty")]
     EmptyBatch,
     #[error("invalid engine setting: {0}")]
@@ -95,7 +101,13 @@ impl<'m> Engine<'m> {
         let mut backend = CpuBackend::new()?;
         backend.set_n_threads(cfg.n_threads)?;
         let galloc = Gallocr::new(BufferType::cpu())?;
-        let mut engine = Engine { model, kv, backend, galloc, cfg };
+        let mut engine = Engine {
+            model,
+            kv,
+            backend,
+            galloc,
+            cfg,
+        };
         engine.reserve()?;
         Ok(engine)
     }
@@ -128,7 +140,11 @@ impl<'m> Engine<'m> {
     /// to the whole context with every row's logits wanted.
     fn reserve(&mut self) -> Result<(), EngineError> {
         let n_tokens = self.cfg.n_ubatch.min(self.cfg.n_ctx);
-        let shape = ForwardShape { n_tokens, n_kv: self.cfg.n_ctx, flash_attn: self.cfg.flash_attn };
+        let shape = ForwardShape {
+            n_tokens,
+            n_kv: self.cfg.n_ctx,
+            flash_attn: self.cfg.flash_attn,
+        };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
         let (graph, _, _) = build_graph(self.model, &self.kv, graph_size, &gctx, shape, n_tokens)?;
@@ -148,8 +164,17 @@ impl<'m> Engine<'m> {
             return Err(EngineError::EmptyBatch);
         }
         let n_vocab = self.model.hparams.n_vocab as usize;
-        if let Some((index, &token)) = batch.tokens.iter().enumerate().find(|(_, &t)| t as usize >= n_vocab) {
-            return Err(EngineError::BadToken { token, index, n_vocab });
+        if let Some((index, &token)) = batch
+            .tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= n_vocab)
+        {
+            return Err(EngineError::BadToken {
+                token,
+                index,
+                n_vocab,
+            });
         }
         let mut logits = Logits::new(n_vocab, &batch.want_logits);
         let mut out_row = 0;
@@ -158,9 +183,12 @@ impl<'m> Engine<'m> {
             let end = (start + self.cfg.n_ubatch).min(batch.len());
             let want = &batch.want_logits[start..end];
             let n_out = want.iter().filter(|w| **w).count();
-            let rows = self.decode_ubatch(&batch.tokens[start..end], &batch.places[start..end], want)?;
+            let rows =
+                self.decode_ubatch(&batch.tokens[start..end], &batch.places[start..end], want)?;
             if n_out > 0 {
-                logits.rows_mut(out_row, n_out).copy_from_slice(&rows[..n_out * n_vocab]);
+                logits
+                    .rows_mut(out_row, n_out)
+                    .copy_from_slice(&rows[..n_out * n_vocab]);
             }
             out_row += n_out;
             start = end;
@@ -168,7 +196,12 @@ impl<'m> Engine<'m> {
         Ok(logits)
     }
 
-    fn decode_ubatch(&mut self, tokens: &[u32], places: &[TokenPlace], want: &[bool]) -> Result<Vec<f32>, EngineError> {
+    fn decode_ubatch(
+        &mut self,
+        tokens: &[u32],
+        places: &[TokenPlace],
+        want: &[bool],
+    ) -> Result<Vec<f32>, EngineError> {
         let slots = self.kv.cells.place(places)?;
         let result = self.compute_ubatch(tokens, places, want, &slots);
         if result.is_err() {
@@ -185,16 +218,32 @@ impl<'m> Engine<'m> {
         slots: &[u32],
     ) -> Result<Vec<f32>, EngineError> {
         let n_tokens = tokens.len();
-        let mut out_ids: Vec<i32> = want.iter().enumerate().filter(|(_, w)| **w).map(|(i, _)| i as i32).collect();
+        let mut out_ids: Vec<i32> = want
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w)
+            .map(|(i, _)| i as i32)
+            .collect();
         if out_ids.is_empty() {
             // The graph always ends in logits; compute the last row's and drop them.
             out_ids.push(n_tokens as i32 - 1);
         }
         let n_kv = self.kv.cells.n_kv(N_KV_PAD);
-        let shape = ForwardShape { n_tokens, n_kv, flash_attn: self.cfg.flash_attn };
+        let shape = ForwardShape {
+            n_tokens,
+            n_kv,
+            flash_attn: self.cfg.flash_attn,
+        };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
-        let (graph, inputs, logits) = build_graph(self.model, &self.kv, graph_size, &gctx, shape, out_ids.len())?;
+        let (graph, inputs, logits) = build_graph(
+            self.model,
+            &self.kv,
+            graph_size,
+            &gctx,
+            shape,
+            out_ids.len(),
+        )?;
         self.galloc.alloc_graph(&graph)?;
 
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
@@ -207,7 +256,9 @@ impl<'m> Engine<'m> {
         self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
         ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
         if let Some(mask_swa) = inputs.mask_swa {
-            self.kv.cells.fill_mask(places, n_kv, Some(self.model.hparams.n_swa), &mut mask);
+            self.kv
+                .cells
+                .fill_mask(places, n_kv, Some(self.model.hparams.n_swa), &mut mask);
             ggml::tensor_set(mask_swa, &f16_bytes(&mask), 0)?;
         }
         if let Some(t) = inputs.out_ids {
@@ -234,32 +285,62 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
-    let mask = gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?.named("inp_mask");
+    let mask = gctx
+        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+        .named("inp_mask");
     let hp = &model.hparams;
     let mask_swa = if hp.n_swa > 0 {
-        Some(gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?.named("inp_mask_swa"))
+        Some(
+            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+                .named("inp_mask_swa"),
+        )
     } else {
         None
     };
     let out_ids = if n_outputs < shape.n_tokens {
-        Some(gctx.new_tensor_1d(GgmlType::I32, n_outputs as i64)?.named("inp_out_ids"))
+        Some(
+            gctx.new_tensor_1d(GgmlType::I32, n_outputs as i64)?
+                .named("inp_out_ids"),
+        )
     } else {
         None
     };
-    for x in [Some(tokens), Some(pos), Some(kv_idx), Some(mask), mask_swa, out_ids].into_iter().flatten() {
+    for x in [
+        Some(tokens),
+        Some(pos),
+        Some(kv_idx),
+        Some(mask),
+        mask_swa,
+        out_ids,
+    ]
+    .into_iter()
+    .flatten()
+    {
         x.set_input();
     }
-    let inputs = ForwardInputs { tokens, pos, kv_idx, mask, mask_swa, out_ids };
+    let inputs = ForwardInputs {
+        tokens,
+        pos,
+        kv_idx,
+        mask,
+        mask_swa,
+        out_ids,
+    };
     let mut cache = Vec::with_capacity(hp.n_layer as usize);
     for il in 0..hp.n_layer as usize {
         let (k, v) = kv.layer(il)?;
         cache.push(KvLayer { k, v });
     }
     let graph = Graph::new(gctx, graph_size)?;
-    let mut b = Builder { ctx: gctx, graph, hp, shape, inputs };
+    let mut b = Builder {
+        ctx: gctx,
+        graph,
+        hp,
+        shape,
+        inputs,
+    };
     let logits = model.build_forward(&mut b, &cache)?;
     logits.set_output();
     b.graph.build_forward_expand(logits)?;
     Ok((b.graph, inputs, logits))
 }
-

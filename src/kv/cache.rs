@@ -51,14 +51,22 @@ pub enum KvCacheError {
     #[error("KV cache: {0}")]
     Ggml(#[from] ggml::GgmlError),
     #[error("KV cache rows of {width} values cannot be stored as {ty} (blocks of {block})")]
-    BadType { width: usize, ty: GgmlType, block: usize },
+    BadType {
+        width: usize,
+        ty: GgmlType,
+        block: usize,
+    },
 }
 
 impl KvCache {
     pub fn new(shape: KvShape) -> Result<KvCache, KvCacheError> {
         for (width, ty) in [(shape.k_width, shape.type_k), (shape.v_width, shape.type_v)] {
             if width % ty.block_size() != 0 {
-                return Err(KvCacheError::BadType { width, ty, block: ty.block_size() });
+                return Err(KvCacheError::BadType {
+                    width,
+                    ty,
+                    block: ty.block_size(),
+                });
             }
         }
         let ctx = Context::for_tensors(2 * shape.n_layer + 1)?;
@@ -74,7 +82,13 @@ impl KvCache {
         }
         // Masked cells still enter attention as 0 * value: keep them finite.
         ggml::alloc_ctx_tensors(&ctx, BufferType::cpu())?.clear(0)?;
-        Ok(KvCache { cells: CellTable::new(shape.n_ctx), shape, ctx, k, v })
+        Ok(KvCache {
+            cells: CellTable::new(shape.n_ctx),
+            shape,
+            ctx,
+            k,
+            v,
+        })
     }
 
     pub fn shape(&self) -> &KvShape {

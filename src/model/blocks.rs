@@ -67,7 +67,11 @@ impl<'g> Builder<'g> {
     /// RoPE of `[head_dim, n_head, n_tokens]` at layer `il`.
     pub fn rope(&self, x: Tensor<'g>, il: u32, freq_factors: Option<Tensor<'g>>) -> R<Tensor<'g>> {
         let hp = self.hp;
-        let mode = if hp.arch.rope_neox() { RopeMode::NEOX } else { RopeMode::NORMAL };
+        let mode = if hp.arch.rope_neox() {
+            RopeMode::NEOX
+        } else {
+            RopeMode::NORMAL
+        };
         Ok(self.ctx.rope_ext(
             x,
             self.inputs.pos,
@@ -144,10 +148,21 @@ impl<'g> Builder<'g> {
     }
 
     /// Gated FFN: `down(act(gate x) * up x)` with SiLU or GELU.
-    pub fn ffn(&self, x: Tensor<'g>, gate: Tensor<'g>, up: Tensor<'g>, down: Tensor<'g>, gelu: bool) -> R<Tensor<'g>> {
+    pub fn ffn(
+        &self,
+        x: Tensor<'g>,
+        gate: Tensor<'g>,
+        up: Tensor<'g>,
+        down: Tensor<'g>,
+        gelu: bool,
+    ) -> R<Tensor<'g>> {
         let g = self.ctx.mul_mat(gate, x)?;
         let u = self.ctx.mul_mat(up, x)?;
-        let h = if gelu { self.ctx.geglu_split(g, u)? } else { self.ctx.swiglu_split(g, u)? };
+        let h = if gelu {
+            self.ctx.geglu_split(g, u)?
+        } else {
+            self.ctx.swiglu_split(g, u)?
+        };
         Ok(self.ctx.mul_mat(down, h)?)
     }
 

@@ -11,7 +11,11 @@ fn required<T>(v: Option<T>, what: &str) -> Result<T, ModelError> {
     v.ok_or_else(|| ModelError::Internal(format!("gemma3 layer without {what}")))
 }
 
-pub fn build<'g>(b: &mut Builder<'g>, w: &'g Weights, cache: &[KvLayer<'g>]) -> Result<Tensor<'g>, ModelError> {
+pub fn build<'g>(
+    b: &mut Builder<'g>,
+    w: &'g Weights,
+    cache: &[KvLayer<'g>],
+) -> Result<Tensor<'g>, ModelError> {
     let ctx = b.ctx;
     let hp = b.hp;
     let t = b.shape.n_tokens as i64;
@@ -39,10 +43,19 @@ pub fn build<'g>(b: &mut Builder<'g>, w: &'g Weights, cache: &[KvLayer<'g>]) -> 
             attn = b.select_outputs(attn)?;
             x = b.select_outputs(x)?;
         }
-        let attn = b.norm(attn, w.get(required(lw.attn_post_norm, "post_attention_norm")?)?)?;
+        let attn = b.norm(
+            attn,
+            w.get(required(lw.attn_post_norm, "post_attention_norm")?)?,
+        )?;
         let x_attn = ctx.add(attn, x)?;
         let h = b.norm(x_attn, w.get(lw.ffn_norm)?)?;
-        let f = b.ffn(h, w.get(lw.ffn_gate)?, w.get(lw.ffn_up)?, w.get(lw.ffn_down)?, true)?;
+        let f = b.ffn(
+            h,
+            w.get(lw.ffn_gate)?,
+            w.get(lw.ffn_up)?,
+            w.get(lw.ffn_down)?,
+            true,
+        )?;
         let f = b.norm(f, w.get(required(lw.ffn_post_norm, "post_ffw_norm")?)?)?;
         x = ctx.add(f, x_attn)?;
     }

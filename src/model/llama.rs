@@ -7,7 +7,11 @@ use super::ModelError;
 use crate::ggml::Tensor;
 
 /// Builds the forward pass; returns the logits `[n_vocab, n_outputs]`.
-pub fn build<'g>(b: &mut Builder<'g>, w: &'g Weights, cache: &[KvLayer<'g>]) -> Result<Tensor<'g>, ModelError> {
+pub fn build<'g>(
+    b: &mut Builder<'g>,
+    w: &'g Weights,
+    cache: &[KvLayer<'g>],
+) -> Result<Tensor<'g>, ModelError> {
     let ctx = b.ctx;
     let hp = b.hp;
     let t = b.shape.n_tokens as i64;
@@ -37,7 +41,13 @@ pub fn build<'g>(b: &mut Builder<'g>, w: &'g Weights, cache: &[KvLayer<'g>]) -> 
         }
         let x_attn = ctx.add(attn, x)?;
         let h = b.norm(x_attn, w.get(lw.ffn_norm)?)?;
-        let f = b.ffn(h, w.get(lw.ffn_gate)?, w.get(lw.ffn_up)?, w.get(lw.ffn_down)?, false)?;
+        let f = b.ffn(
+            h,
+            w.get(lw.ffn_gate)?,
+            w.get(lw.ffn_up)?,
+            w.get(lw.ffn_down)?,
+            false,
+        )?;
         x = ctx.add(f, x_attn)?;
     }
     let x = b.norm(x, w.get(w.output_norm)?)?;

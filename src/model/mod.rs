@@ -64,7 +64,14 @@ impl Model {
         let info = info::ModelInfo::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let weights = weights::Weights::load(&file, &hparams, opts)?;
-        Ok(Model { path: path.to_path_buf(), file, hparams, weights, tokenizer, info })
+        Ok(Model {
+            path: path.to_path_buf(),
+            file,
+            hparams,
+            weights,
+            tokenizer,
+            info,
+        })
     }
 
     /// Adds this model's forward pass to `b`'s graph; returns the logits.

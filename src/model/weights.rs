@@ -101,7 +101,12 @@ fn new_like<'c>(ctx: &'c Context, info: &TensorInfo, name: &str) -> Result<Tenso
         [a, b] => ctx.new_tensor_2d(info.ggml_type, *a, *b)?,
         [a, b, c] => ctx.new_tensor_3d(info.ggml_type, *a, *b, *c)?,
         [a, b, c, e] => ctx.new_tensor_4d(info.ggml_type, *a, *b, *c, *e)?,
-        _ => return Err(ModelError::Internal(format!("tensor {name} has {} dims", d.len()))),
+        _ => {
+            return Err(ModelError::Internal(format!(
+                "tensor {name} has {} dims",
+                d.len()
+            )))
+        }
     };
     t.set_name(name);
     Ok(t)
@@ -117,7 +122,11 @@ impl Weights {
         let repacked = Context::for_tensors(n)?;
         let probes = Context::for_tensors(n)?;
 
-        let extra: Option<BufferType> = if opts.repack { ggml::cpu_extra_buffer_types().into_iter().next() } else { None };
+        let extra: Option<BufferType> = if opts.repack {
+            ggml::cpu_extra_buffer_types().into_iter().next()
+        } else {
+            None
+        };
 
         // Decide each tensor's home, then create it in that context.
         let mut placed: Vec<(Resolved<'_>, WeightRef, String)> = Vec::with_capacity(n);
@@ -142,13 +151,27 @@ impl Weights {
                     if ggml::weight_supported(buft, probe, WeightOp::MulMat) {
                         home = Home::Repacked;
                         let t = new_like(&repacked, r.info, &name)?;
-                        placed.push((r, WeightRef { home, id: repacked.tensor_id(t)? }, name));
+                        placed.push((
+                            r,
+                            WeightRef {
+                                home,
+                                id: repacked.tensor_id(t)?,
+                            },
+                            name,
+                        ));
                         continue;
                     }
                 }
             }
             let t = new_like(&mapped, r.info, &name)?;
-            placed.push((r, WeightRef { home, id: mapped.tensor_id(t)? }, name));
+            placed.push((
+                r,
+                WeightRef {
+                    home,
+                    id: mapped.tensor_id(t)?,
+                },
+                name,
+            ));
         }
 
         // Mapped tensors point into the file; repacked ones are copied (and repacked) once.
@@ -215,7 +238,9 @@ impl Weights {
             .into_iter()
             .enumerate()
             .map(|(il, s)| {
-                let req = |w: Option<WeightRef>, what: &str| w.ok_or_else(|| missing(&format!("blk.{il}.{what}")));
+                let req = |w: Option<WeightRef>, what: &str| {
+                    w.ok_or_else(|| missing(&format!("blk.{il}.{what}")))
+                };
                 Ok(LayerWeights {
                     attn_norm: req(s.attn_norm, "attn_norm")?,
                     wq: req(s.wq, "attn_q")?,
@@ -242,7 +267,10 @@ impl Weights {
             Some(info) if info.ggml_type == crate::quant::GgmlType::F32 => {
                 let t = new_like(&mapped, info, "rope_freqs.weight")?;
                 mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(info) as usize)?;
-                Some(WeightRef { home: Home::Mapped, id: mapped.tensor_id(t)? })
+                Some(WeightRef {
+                    home: Home::Mapped,
+                    id: mapped.tensor_id(t)?,
+                })
             }
             _ => None,
         };
