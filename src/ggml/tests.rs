@@ -1101,6 +1101,17 @@ fn shape_errors_are_reported_not_aborted() {
     assert!(invalid(ctx.view_1d(a, 8, 100)));
     assert!(invalid(ctx.view_2d(a, 8, 4, 40, 0)));
     assert!(invalid(ctx.view_1d(a, -1, 0)));
+    assert!(invalid(ctx.view_4d(
+        a,
+        1,
+        3,
+        3,
+        3,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+        0
+    )));
     assert!(invalid(ctx.permute(a, 0, 1, 1, 3)));
     assert!(invalid(ctx.permute(a, 0, 1, 2, 4)));
     assert!(invalid(ctx.concat(a, b, 1)));
