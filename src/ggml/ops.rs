@@ -335,6 +335,9 @@ impl Context {
         require(q.ty() == GgmlType::F32, OP, || {
             format!("q must be F32, got {}", q.ty())
         })?;
+        require(is_kv_type(k.ty()) && is_kv_type(v.ty()), OP, || {
+            format!("no kernel for k {} / v {}", k.ty(), v.ty())
+        })?;
         require(nk[0] == nq[0], OP, || {
             format!("q {nq:?} and k {nk:?} head sizes differ")
         })?;
@@ -445,6 +448,9 @@ impl Context {
         })?;
         require(rows_contiguous(a) && rows_contiguous(b), OP, || {
             "rows must be contiguous".into()
+        })?;
+        require(has_cpu_from_float(a.ty()), OP, || {
+            format!("cannot convert rows to {}", a.ty())
         })?;
         call_op!(self, OP, ggml_set_rows(a.as_ptr(), b.as_ptr(), c.as_ptr()))
     }
