@@ -28,6 +28,26 @@
 //! All these types stay on the thread that made them (they are not `Send`);
 //! ggml parallelises compute internally ([`CpuBackend::set_n_threads`]).
 //!
+//! # Building graphs
+//!
+//! Write graph-building helpers as functions with one lifetime for the
+//! context and all tensors (closures cannot express it):
+//!
+//! ```ignore
+//! fn ffn<'a>(ctx: &'a Context, x: Tensor<'a>, w: &Weights<'a>) -> Result<Tensor<'a>> {
+//!     let gate = ctx.mul_mat(w.gate, x)?;
+//!     let up = ctx.mul_mat(w.up, x)?;
+//!     ctx.mul_mat(w.down, ctx.swiglu_split(gate, up)?)
+//! }
+//! ```
+//!
+//! A decode step: `Context::for_graph(n)` → ops → `Graph::new` +
+//! `build_forward_expand` (expand cache writes such as `set_rows` before the
+//! attention that reads the cache: nodes run in expansion order) →
+//! [`Gallocr::alloc_graph`] → `tensor_set_*` on inputs → `compute` →
+//! `tensor_get_*` on outputs → drop the context (which releases the
+//! allocator for the next step).
+//!
 //! # What is checked
 //!
 //! ggml aborts the process on a failed assertion. The wrapper checks

@@ -81,6 +81,28 @@ fn row_bytes(ty: GgmlType, n: i64) -> u128 {
     n.max(0) as u128 / ty.block_size() as u128 * ty.type_size() as u128
 }
 
+/// Types the CPU backend can use as the first `mul_mat` operand (it has a
+/// dot-product kernel for them; for the rest it would call a null pointer).
+fn has_cpu_vec_dot(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    !matches!(ty, Q8_1 | Q8_K | I8 | I16 | I32 | I64 | F64)
+}
+
+/// Types the CPU backend can convert F32 rows into (for `set_rows`).
+fn has_cpu_from_float(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    !matches!(
+        ty,
+        IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S | IQ2_S | IQ1_S | IQ1_M | I8 | I16 | I64 | F64
+    )
+}
+
+/// KV cache types flash attention has kernels for.
+fn is_kv_type(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0)
+}
+
 fn to_c_int(op: &'static str, what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| invalid(op, format!("{what} = {v} does not fit ggml's int")))
 }
@@ -118,6 +140,9 @@ impl Context {
         })?;
         let (sa, sb) = (a.nb(), b.nb());
         require(sa[0] <= sa[1], OP, || "a must not be transposed".into())?;
+        require(has_cpu_vec_dot(a.ty()), OP, || {
+            format!("no matmul kernel for {} weights", a.ty())
+        })?;
         require(
             sa[0] == a.ty().type_size() && sb[0] == b.ty().type_size(),
             OP,
@@ -310,6 +335,9 @@ impl Context {
         require(q.ty() == GgmlType::F32, OP, || {
             format!("q must be F32, got {}", q.ty())
         })?;
+        require(is_kv_type(k.ty()) && is_kv_type(v.ty()), OP, || {
+            format!("no kernel for k {} / v {}", k.ty(), v.ty())
+        })?;
         require(nk[0] == nq[0], OP, || {
             format!("q {nq:?} and k {nk:?} head sizes differ")
         })?;
@@ -421,6 +449,9 @@ impl Context {
         require(rows_contiguous(a) && rows_contiguous(b), OP, || {
             "rows must be contiguous".into()
         })?;
+        require(has_cpu_from_float(a.ty()), OP, || {
+            format!("cannot convert rows to {}", a.ty())
+        })?;
         call_op!(self, OP, ggml_set_rows(a.as_ptr(), b.as_ptr(), c.as_ptr()))
     }
 
@@ -450,18 +481,23 @@ impl Context {
             .fold(row_bytes(ty, ne[0]), |acc, &n| acc * n as u128);
         let mut reach = dense;
         if !ne.contains(&0) {
-            let strided: u128 = ne[1..]
+            // Saturating: absurd strides must fail the check, not wrap.
+            let strided = ne[1..]
                 .iter()
                 .zip(nb)
-                .map(|(&n, &stride)| (n as u128 - 1) * stride as u128)
-                .sum();
-            reach = reach.max(row_bytes(ty, ne[0]) + strided);
+                .map(|(&n, &stride)| (n as u128 - 1).saturating_mul(stride as u128))
+                .fold(0u128, u128::saturating_add);
+            reach = reach.max(row_bytes(ty, ne[0]).saturating_add(strided));
         } else {
             reach = 0;
         }
-        require(reach == 0 || base + reach <= root_bytes as u128, op, || {
-            format!("view {ne:?} (strides {nb:?}) at offset {offset} reaches past the {root_bytes} bytes it views")
-        })
+        require(
+            reach == 0 || base.saturating_add(reach) <= root_bytes as u128,
+            op,
+            || {
+                format!("view {ne:?} (strides {nb:?}) at offset {offset} reaches past the {root_bytes} bytes it views")
+            },
+        )
     }
 
     /// A 1-d view of `ne0` elements starting `offset` bytes into `a`.

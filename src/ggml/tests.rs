@@ -1101,6 +1101,17 @@ fn shape_errors_are_reported_not_aborted() {
     assert!(invalid(ctx.view_1d(a, 8, 100)));
     assert!(invalid(ctx.view_2d(a, 8, 4, 40, 0)));
     assert!(invalid(ctx.view_1d(a, -1, 0)));
+    assert!(invalid(ctx.view_4d(
+        a,
+        1,
+        3,
+        3,
+        3,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+        0
+    )));
     assert!(invalid(ctx.permute(a, 0, 1, 1, 3)));
     assert!(invalid(ctx.permute(a, 0, 1, 2, 4)));
     assert!(invalid(ctx.concat(a, b, 1)));
@@ -1219,6 +1230,13 @@ fn shape_errors_are_reported_not_aborted() {
     assert!(invalid(ctx.set_rows(table, f32t(&[8, 3]), idx64)));
     assert!(invalid(ctx.set_rows(table, f32t(&[8, 2]), f32t(&[2]))));
     ctx.set_rows(table, f32t(&[8, 2]), idx64).unwrap();
+    let i32_weights = ctx.new_tensor_2d(GgmlType::I32, 8, 2).unwrap();
+    assert!(invalid(ctx.mul_mat(i32_weights, f32t(&[8, 1]))));
+    let iq_table = ctx.new_tensor_2d(GgmlType::IQ2_XXS, 256, 4).unwrap();
+    let rows = ctx.new_tensor_2d(GgmlType::F32, 256, 2).unwrap();
+    assert!(invalid(ctx.set_rows(iq_table, rows, idx64)));
+    let k_i8 = ctx.new_tensor_3d(GgmlType::I8, 16, 7, 2).unwrap();
+    assert!(invalid(ctx.flash_attn_ext(q, k_i8, v, None, 1.0, 0.0, 0.0)));
 
     assert!(matches!(
         ctx.mul_mat_set_prec_f32(table),
