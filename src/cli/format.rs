@@ -35,7 +35,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_like_llama_cpp() {
+    fn formats_like_upstream_tools() {
         assert_eq!(bytes(246_587_904), "235.16 MiB");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(params(268_098_176), "268.10 M");

@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// Flash attention: on or off.
     #[arg(long = "flash-attn", short = 'f', default_value = "on", value_parser = ["on", "off"])]
     pub flash_attn: String,
+    /// KV cache type for K: f16, q8_0 or f32.
+    #[arg(long = "cache-type-k", short = 'K', default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for V: f16, q8_0 or f32 (q8_0 needs flash attention).
+    #[arg(long = "cache-type-v", short = 'V', default_value = "f16")]
+    pub cache_type_v: String,
     /// Do not use the CPU backend's repacked weight layouts.
     #[arg(long)]
     pub no_repack: bool,
@@ -60,6 +66,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.ctx == 0 || args.threads == Some(0) {
         return Err(UsageError("-c and -t must be at least 1".into()).into());
     }
+    let cache_type = |s: &str, flag: &str| {
+        crate::kv::parse_cache_type(s)
+            .ok_or_else(|| UsageError(format!("{flag} must be f16, q8_0 or f32, got '{s}'")))
+    };
+    let type_k = cache_type(&args.cache_type_k, "--cache-type-k")?;
+    let type_v = cache_type(&args.cache_type_v, "--cache-type-v")?;
     let path = crate::model::resolve_model_path(&args.model)?;
     let t_load = Instant::now();
     let model = Model::load(
@@ -84,6 +96,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         n_ctx: args.ctx,
         n_threads: args.threads.unwrap_or_else(default_threads),
         flash_attn: args.flash_attn == "on",
+        type_k,
+        type_v,
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(&model, cfg)?;

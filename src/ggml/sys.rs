@@ -1,6 +1,51 @@
-//! The one door to the ggml C API: no other module names `llama_cpp_sys_2`.
-//! Only `ggml_*` items are used; llama.cpp's `llama_*` API is never called
-//! (CI greps for it).
-#![allow(unused_imports)]
+//! The one door to the ggml C API: no other module names the bindings crate.
+//! Only ggml's own items are re-exported here, by name, so llama.cpp's
+//! model-level API cannot be reached from rbench.
 
-pub use llama_cpp_sys_2::*;
+pub use llama_cpp_sys_2::{
+    ggml_add, ggml_argmax, ggml_backend, ggml_backend_alloc_ctx_tensors_from_buft,
+    ggml_backend_alloc_ctx_tensors_from_buft_size, ggml_backend_buffer, ggml_backend_buffer_clear,
+    ggml_backend_buffer_free, ggml_backend_buffer_get_alloc_size, ggml_backend_buffer_get_base,
+    ggml_backend_buffer_get_size, ggml_backend_buffer_get_type, ggml_backend_buffer_is_host,
+    ggml_backend_buffer_name, ggml_backend_buffer_set_usage, ggml_backend_buffer_t,
+    ggml_backend_buffer_type, ggml_backend_buffer_type_t, ggml_backend_buft_alloc_buffer,
+    ggml_backend_buft_get_alignment, ggml_backend_buft_get_device, ggml_backend_buft_get_max_size,
+    ggml_backend_buft_is_host, ggml_backend_buft_name, ggml_backend_cpu_buffer_from_ptr,
+    ggml_backend_cpu_buffer_type, ggml_backend_cpu_init, ggml_backend_cpu_reg,
+    ggml_backend_cpu_set_n_threads, ggml_backend_dev_backend_reg, ggml_backend_dev_buffer_type,
+    ggml_backend_dev_by_type, ggml_backend_dev_count, ggml_backend_dev_description,
+    ggml_backend_dev_get, ggml_backend_dev_init, ggml_backend_dev_memory, ggml_backend_dev_name,
+    ggml_backend_dev_supports_op, ggml_backend_dev_t, ggml_backend_dev_type, ggml_backend_device,
+    ggml_backend_free, ggml_backend_get_default_buffer_type, ggml_backend_get_device,
+    ggml_backend_graph_compute, ggml_backend_is_cpu, ggml_backend_name, ggml_backend_reg_dev_count,
+    ggml_backend_reg_dev_get, ggml_backend_reg_get_proc_address, ggml_backend_supports_buft,
+    ggml_backend_supports_op, ggml_backend_t, ggml_backend_tensor_alloc, ggml_backend_tensor_get,
+    ggml_backend_tensor_set, ggml_blck_size, ggml_build_forward_expand, ggml_cast, ggml_cgraph,
+    ggml_commit, ggml_concat, ggml_cont, ggml_context, ggml_cpu_has_amx_int8, ggml_cpu_has_arm_fma,
+    ggml_cpu_has_avx, ggml_cpu_has_avx2, ggml_cpu_has_avx512, ggml_cpu_has_avx512_bf16,
+    ggml_cpu_has_avx512_vbmi, ggml_cpu_has_avx512_vnni, ggml_cpu_has_avx_vnni, ggml_cpu_has_bmi2,
+    ggml_cpu_has_dotprod, ggml_cpu_has_f16c, ggml_cpu_has_fma, ggml_cpu_has_fp16_va,
+    ggml_cpu_has_llamafile, ggml_cpu_has_matmul_int8, ggml_cpu_has_neon, ggml_cpu_has_riscv_v,
+    ggml_cpu_has_sme, ggml_cpu_has_sse3, ggml_cpu_has_ssse3, ggml_cpu_has_sve, ggml_cpu_has_vsx,
+    ggml_cpu_has_vxe, ggml_cpu_has_wasm_simd, ggml_cpu_init, ggml_cpy, ggml_element_size,
+    ggml_flash_attn_ext, ggml_free, ggml_gallocr, ggml_gallocr_alloc_graph, ggml_gallocr_free,
+    ggml_gallocr_get_buffer_size, ggml_gallocr_new, ggml_gallocr_reserve, ggml_geglu_split,
+    ggml_gelu, ggml_get_first_tensor, ggml_get_mem_size, ggml_get_next_tensor, ggml_get_rows,
+    ggml_get_tensor, ggml_get_type_traits, ggml_get_type_traits_cpu, ggml_graph_n_nodes,
+    ggml_graph_node, ggml_graph_overhead_custom, ggml_init, ggml_init_params, ggml_is_contiguous,
+    ggml_is_contiguous_1, ggml_log_level, ggml_log_set, ggml_mul, ggml_mul_mat, ggml_n_dims,
+    ggml_nbytes, ggml_nelements, ggml_new_graph_custom, ggml_new_tensor, ggml_norm, ggml_op,
+    ggml_op_desc, ggml_permute, ggml_prec_set_acc, ggml_quantize_chunk, ggml_quantize_init,
+    ggml_quantize_requires_imatrix, ggml_reshape_2d, ggml_reshape_3d, ggml_reshape_4d,
+    ggml_rms_norm, ggml_rope_ext, ggml_scale, ggml_set_input, ggml_set_output, ggml_set_rows,
+    ggml_silu, ggml_soft_max_ext, ggml_sqr, ggml_status_to_string, ggml_sum_rows,
+    ggml_swiglu_split, ggml_tanh, ggml_tensor, ggml_tensor_overhead, ggml_time_init, ggml_time_us,
+    ggml_transpose, ggml_type, ggml_type_size, ggml_type_traits, ggml_type_traits_cpu,
+    ggml_used_mem, ggml_version, ggml_view_1d, ggml_view_2d, ggml_view_3d, ggml_view_4d,
+    GGML_BACKEND_BUFFER_USAGE_WEIGHTS, GGML_BACKEND_DEVICE_TYPE_ACCEL,
+    GGML_BACKEND_DEVICE_TYPE_CPU, GGML_BACKEND_DEVICE_TYPE_GPU, GGML_BACKEND_DEVICE_TYPE_IGPU,
+    GGML_BACKEND_DEVICE_TYPE_META, GGML_LOG_LEVEL_CONT, GGML_LOG_LEVEL_DEBUG, GGML_LOG_LEVEL_ERROR,
+    GGML_LOG_LEVEL_INFO, GGML_LOG_LEVEL_NONE, GGML_LOG_LEVEL_WARN, GGML_OP_FLASH_ATTN_EXT,
+    GGML_OP_MUL_MAT, GGML_OP_NONE, GGML_OP_PERMUTE, GGML_OP_RESHAPE, GGML_OP_TRANSPOSE,
+    GGML_OP_VIEW, GGML_PREC_F32, GGML_STATUS_SUCCESS, GGML_TENSOR_FLAG_PARAM,
+};

@@ -529,7 +529,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn q4_k_m_mix_follows_llama_cpp_rules() {
+    fn q4_k_m_mix_follows_upstream_rules() {
         let p = preset("llama-125m").unwrap();
         let specs = p.tensors();
         let ty_of = |name: &str| {

@@ -1,4 +1,4 @@
-//! llama.cpp's model file types (`general.file_type`, the `llama_ftype`
+//! llama.cpp's model file types (`general.file_type`, the `ftype`
 //! enum) and the per-type breakdown of a model's tensors.
 
 use super::GgmlType;
@@ -7,7 +7,7 @@ use super::GgmlType;
 const FTYPE_GUESSED: u32 = 1024;
 
 /// (id, llama.cpp's display name, the short name `llama-quantize` accepts,
-/// the type most weights get as in llama.cpp's `llama_ftype_get_default_type`).
+/// the type most weights get as in llama.cpp's default-type table).
 /// Ids 4..=6 and 33..=35 were removed upstream.
 const FILE_TYPES: &[(u32, &str, &str, GgmlType)] = &[
     (0, "all F32", "f32", GgmlType::F32),
@@ -161,7 +161,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_match_llama_cpp() {
+    fn names_match_upstream() {
         assert_eq!(file_type_name(15), Some("Q4_K - Medium"));
         assert_eq!(file_type_name(7), Some("Q8_0"));
         assert_eq!(file_type_name(1), Some("F16"));

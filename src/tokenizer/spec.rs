@@ -219,7 +219,7 @@ mod tests {
         }
     }
 
-    fn llama_meta() -> FakeMeta {
+    fn spm_meta() -> FakeMeta {
         let mut meta = FakeMeta::default();
         meta.strings.insert(KEY_MODEL, "llama".into());
         let tokens = ["<unk>", "<s>", "</s>", "a"]
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn missing_tokens_means_no_tokenizer() {
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.string_arrays.clear();
         let err = VocabSpec::from_metadata(&meta).unwrap_err();
         assert!(matches!(err, TokenizerError::Missing(KEY_TOKENS)));
@@ -245,13 +245,13 @@ mod tests {
 
     #[test]
     fn missing_model_and_wrong_types_are_named() {
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.strings.clear();
         assert!(matches!(
             VocabSpec::from_metadata(&meta),
             Err(TokenizerError::Missing(KEY_MODEL))
         ));
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.string_arrays.insert(KEY_TOKENS, None);
         assert!(matches!(
             VocabSpec::from_metadata(&meta),
@@ -260,7 +260,7 @@ mod tests {
                 ..
             })
         ));
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.float_arrays.insert(KEY_SCORES, None);
         assert!(matches!(
             VocabSpec::from_metadata(&meta),
@@ -272,8 +272,8 @@ mod tests {
     }
 
     #[test]
-    fn llama_defaults_apply_when_keys_are_absent() {
-        let spec = VocabSpec::from_metadata(&llama_meta()).unwrap();
+    fn spm_defaults_apply_when_keys_are_absent() {
+        let spec = VocabSpec::from_metadata(&spm_meta()).unwrap();
         assert_eq!(
             (spec.unk_id, spec.bos_id, spec.eos_id),
             (Some(0), Some(1), Some(2))
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn file_values_override_defaults() {
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.uints.insert(KEY_BOS, 3);
         meta.uints.insert(KEY_EOT, 2);
         meta.flags.insert(KEY_ADD_BOS, false);
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn gpt2_gets_no_spm_defaults() {
-        let mut meta = llama_meta();
+        let mut meta = spm_meta();
         meta.strings.insert(KEY_MODEL, "gpt2".into());
         meta.strings.insert(KEY_PRE, "qwen2".into());
         let spec = VocabSpec::from_metadata(&meta).unwrap();
@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn bos_defaults_follow_llama_cpp() {
+    fn bos_defaults_follow_upstream() {
         assert!(VocabSpec::default_add_bos("llama", None));
         assert!(VocabSpec::default_add_bos("gpt2", Some("llama-bpe")));
         assert!(!VocabSpec::default_add_bos("gpt2", Some("qwen2")));
