@@ -2,9 +2,9 @@
 //! of every architecture, RoPE / sliding-window / cache properties, and greedy
 //! decoding of the real Gemma 3 270M against llama.cpp's output.
 
+mod common;
 mod reference;
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rbench::gguf::GgufFile;
@@ -311,30 +311,6 @@ fn rope_rotates_the_documented_pairs() {
     close(&h, &[0.3, -0.7, 1.1, 0.2]);
 }
 
-fn test_model() -> Option<PathBuf> {
-    let path = std::env::var_os("RBENCH_TEST_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            dirs::home_dir().map(|h| h.join(".cache/rbench-models/gemma-3-270m-q4_k_m.gguf"))
-        });
-    match path {
-        Some(p) if p.is_file() => Some(p),
-        _ => {
-            eprintln!("skipped: test model not found (set RBENCH_TEST_MODEL)");
-            None
-        }
-    }
-}
-
-/// `shared/reference/NAME`, beside the project root or beside the main checkout of a worktree.
-fn shared_reference(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["../shared/reference", "../../shared/reference"]
-        .iter()
-        .map(|dir| root.join(dir).join(name))
-        .find(|p| p.is_file())
-}
-
 /// How far greedy decoding with the reference follows llama.cpp's completion.
 struct Followed {
     /// Generated tokens whose text is a prefix of llama.cpp's completion.
@@ -399,8 +375,10 @@ fn gemma3_270m_greedy_matches_llama_cpp() {
     const N_TOKENS: usize = 32;
     const NEAR_TIE: f32 = 0.5;
     const MIN_FULL_MATCHES: usize = 2;
-    let Some(path) = test_model() else { return };
-    let Some(expected) = shared_reference("greedy-gemma3-270m.jsonl") else {
+    let Some(path) = common::test_model("gemma3_270m_greedy_matches_llama_cpp") else {
+        return;
+    };
+    let Some(expected) = common::shared_reference("greedy-gemma3-270m.jsonl") else {
         eprintln!("skipped: shared/reference/greedy-gemma3-270m.jsonl not found");
         return;
     };
