@@ -25,3 +25,19 @@ pub fn build_info() -> BuildInfo {
         profile: env!("RBENCH_PROFILE"),
     }
 }
+
+/// The text of `rbench --version`: version, commit, ggml, target, profile, CPU features.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RBENCH_GIT_COMMIT"),
+    ", ggml ",
+    env!("RBENCH_GGML_VERSION"),
+    ", ",
+    env!("RBENCH_TARGET"),
+    ", ",
+    env!("RBENCH_PROFILE"),
+    " build, target features: ",
+    env!("RBENCH_TARGET_FEATURES"),
+    ")"
+);

@@ -17,6 +17,7 @@ pub const EXIT_USAGE: i32 = 2;
 #[command(
     name = "rbench",
     version,
+    long_version = crate::build_info::LONG_VERSION,
     about = "Run and benchmark GGUF language models: Rust owns the model, ggml supplies the kernels",
     propagate_version = true
 )]
