@@ -190,3 +190,35 @@ fn usage_errors_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // Far more output than a pipe buffers (one line per character token).
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("long.txt");
+    std::fs::write(&text, "abc ".repeat(50_000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbench"))
+        .args([
+            "tokenize",
+            "-m",
+            "synth:llama-15m",
+            "-f",
+            text.to_str().unwrap(),
+        ])
+        .env("RBENCH_CACHE_DIR", common::cache_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, as `| head -c 1` would.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -31,10 +31,10 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         if args.tensors {
             value["tensors"] = serde_json::to_value(all_tensors(&file))?;
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    print_human(&path.display().to_string(), &info, &file, args.tensors);
+    print_human(&path.display().to_string(), &info, &file, args.tensors)?;
     Ok(())
 }
 
@@ -50,7 +50,12 @@ fn all_tensors(f: &GgufFile) -> Vec<crate::model::info::TensorRow> {
         .collect()
 }
 
-fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool) {
+fn print_human(
+    path: &str,
+    info: &ModelInfo,
+    file: &GgufFile,
+    list_tensors: bool,
+) -> std::io::Result<()> {
     let label = if info.synthetic {
         "  [synthetic (random weights)]"
     } else {
@@ -107,10 +112,10 @@ fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool
     ));
     let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in &facts {
-        println!("{k:<width$} : {v}");
+        outln!("{k:<width$} : {v}");
     }
 
-    println!();
+    outln!();
     let mut types = Table::new();
     types
         .load_preset(ASCII_MARKDOWN)
@@ -123,15 +128,15 @@ fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool
             Cell::new(format!("{:.1}%", t.share * 100.0)).set_alignment(CellAlignment::Right),
         ]);
     }
-    println!("{types}");
+    outln!("{types}");
 
-    println!();
+    outln!();
     let rows = if list_tensors {
         all_tensors(file)
     } else {
         info.largest_tensors.clone()
     };
-    println!(
+    outln!(
         "{}",
         if list_tensors {
             "tensors:"
@@ -157,5 +162,6 @@ fn print_human(path: &str, info: &ModelInfo, file: &GgufFile, list_tensors: bool
             Cell::new(format::bytes(t.n_bytes)).set_alignment(CellAlignment::Right),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
+    Ok(())
 }

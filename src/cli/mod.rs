@@ -1,6 +1,15 @@
 //! Command-line interface: clap definitions, turning flags into library calls,
 //! and exit codes (0 ok, 1 runtime error, 2 usage error, 130 interrupted).
 
+/// `println!` that returns an error instead of panicking when stdout is gone
+/// (e.g. `rbench info ... | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod format;
 mod info;
 mod perplexity;
@@ -67,6 +76,7 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {
             eprintln!("error: {err:#}");
             if err.downcast_ref::<UsageError>().is_some() {
@@ -76,4 +86,11 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// The reader of our output went away (`| head`): not an error of ours.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -132,11 +132,11 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             chunk_ppl,
             seconds,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprintln!();
-        println!("PPL = {:.4} +/- {:.5}", acc.ppl(), acc.ppl_error());
-        println!(
+        outln!("PPL = {:.4} +/- {:.5}", acc.ppl(), acc.ppl_error());
+        outln!(
             "{} chunks of {} tokens, {} tokens scored, {:.1} s ({:.0} tokens/s)",
             n_chunks,
             args.ctx,

@@ -49,11 +49,11 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let ids = tok.encode(&text, add_bos)?;
     if args.ids {
         let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-        println!("[{}]", list.join(", "));
+        outln!("[{}]", list.join(", "));
     } else {
         for id in ids {
             let piece = tok.token_piece(id).unwrap_or("");
-            println!("{id:>6} -> '{piece}'");
+            outln!("{id:>6} -> '{piece}'");
         }
     }
     Ok(())
