@@ -142,3 +142,39 @@ fn qwen3_matches_reference() {
 fn gemma3_matches_reference() {
     check(Arch::Gemma3);
 }
+
+#[test]
+fn a_batch_that_does_not_fit_leaves_the_cache_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    synth::write_synthetic(&small(Arch::Llama), SynthFtype::Q8_0, 3, &path).unwrap();
+    let model = Model::load(&path, &LoadOptions::default()).unwrap();
+    let cfg = EngineConfig {
+        n_ctx: 16,
+        n_ubatch: 4,
+        n_threads: 1,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(&model, cfg).unwrap();
+    engine
+        .decode(&Batch::from_prompt(&[1, 2, 3, 4, 5, 6], 0, 0).unwrap())
+        .unwrap();
+    assert_eq!(engine.kv.cells.n_used(), 6);
+    // 12 more tokens in three ubatches: the third finds no cells.
+    let tokens: Vec<u32> = (10..22).collect();
+    let err = engine
+        .decode(&Batch::from_prompt(&tokens, 0, 1).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(
+        engine.kv.cells.n_used(),
+        6,
+        "the failed batch must not keep cells"
+    );
+    assert_eq!(engine.kv.cells.seq_cells(1), 0);
+    // Out-of-vocabulary ids are refused before anything is placed.
+    let err = engine
+        .decode(&Batch::from_prompt(&[5000], 6, 0).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+}

@@ -177,14 +177,31 @@ impl<'m> Engine<'m> {
             });
         }
         let mut logits = Logits::new(n_vocab, &batch.want_logits);
+        let mut placed: Vec<u32> = Vec::with_capacity(batch.len());
         let mut out_row = 0;
         let mut start = 0;
         while start < batch.len() {
             let end = (start + self.cfg.n_ubatch).min(batch.len());
             let want = &batch.want_logits[start..end];
             let n_out = want.iter().filter(|w| **w).count();
-            let rows =
-                self.decode_ubatch(&batch.tokens[start..end], &batch.places[start..end], want)?;
+            let places = &batch.places[start..end];
+            let rows = self
+                .kv
+                .cells
+                .place(places)
+                .map_err(EngineError::from)
+                .and_then(|slots| {
+                    placed.extend_from_slice(&slots);
+                    self.compute_ubatch(&batch.tokens[start..end], places, want, &slots)
+                });
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // All or nothing: earlier ubatches of this batch leave the cache too.
+                    self.kv.cells.free(&placed);
+                    return Err(e);
+                }
+            };
             if n_out > 0 {
                 logits
                     .rows_mut(out_row, n_out)
@@ -194,20 +211,6 @@ impl<'m> Engine<'m> {
             start = end;
         }
         Ok(logits)
-    }
-
-    fn decode_ubatch(
-        &mut self,
-        tokens: &[u32],
-        places: &[TokenPlace],
-        want: &[bool],
-    ) -> Result<Vec<f32>, EngineError> {
-        let slots = self.kv.cells.place(places)?;
-        let result = self.compute_ubatch(tokens, places, want, &slots);
-        if result.is_err() {
-            self.kv.cells.free(&slots);
-        }
-        result
     }
 
     fn compute_ubatch(
