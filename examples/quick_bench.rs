@@ -18,7 +18,9 @@ fn main() {
     .unwrap();
     let n_vocab = model.hparams.n_vocab;
     let toks: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
-    for n in [128usize, 512] {
+    let only_pp512 = std::env::var_os("QB_PP512").is_some();
+    let sizes: &[usize] = if only_pp512 { &[512] } else { &[128, 512] };
+    for &n in sizes {
         let mut best = f64::MAX;
         for _ in 0..4 {
             e.clear();

@@ -171,3 +171,60 @@ fn synthetic_models_of_every_architecture_generate() {
         );
     }
 }
+
+#[test]
+fn cache_types_are_checked_and_q8_0_runs() {
+    let base = [
+        "run",
+        "-m",
+        "synth:llama-15m",
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-c",
+        "64",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        rbench(&args)
+    };
+    // llama-15m has heads of 48 values: not whole q8_0 blocks.
+    let out = with(&["--cache-type-k", "q8_0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("heads have 48"), "{}", stderr(&out));
+    let gemma = [
+        "run",
+        "-m",
+        "synth:gemma3-270m",
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-c",
+        "64",
+    ];
+    let out = rbench(
+        &[
+            &gemma[..],
+            &["--cache-type-k", "q8_0", "--cache-type-v", "q8_0"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with(&["--cache-type-v", "q8_0", "--flash-attn", "off"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("needs flash attention"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with(&["--cache-type-k", "q3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--cache-type-k"), "{}", stderr(&out));
+}

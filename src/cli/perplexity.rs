@@ -30,7 +30,7 @@ pub struct PerplexityArgs {
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
     /// Flash attention: on or off.
-    #[arg(long = "flash-attn", short = 'F', default_value = "on", value_parser = ["on", "off"])]
+    #[arg(long = "flash-attn", visible_alias = "fa", default_value = "on", value_parser = ["on", "off"])]
     pub flash_attn: String,
     /// Print the result as JSON.
     #[arg(long)]

@@ -40,13 +40,13 @@ pub struct RunArgs {
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx: usize,
     /// Flash attention: on or off.
-    #[arg(long = "flash-attn", short = 'f', default_value = "on", value_parser = ["on", "off"])]
+    #[arg(long = "flash-attn", visible_alias = "fa", default_value = "on", value_parser = ["on", "off"])]
     pub flash_attn: String,
     /// KV cache type for K: f16, q8_0 or f32.
-    #[arg(long = "cache-type-k", short = 'K', default_value = "f16")]
+    #[arg(long = "cache-type-k", visible_alias = "ctk", default_value = "f16")]
     pub cache_type_k: String,
     /// KV cache type for V: f16, q8_0 or f32 (q8_0 needs flash attention).
-    #[arg(long = "cache-type-v", short = 'V', default_value = "f16")]
+    #[arg(long = "cache-type-v", visible_alias = "ctv", default_value = "f16")]
     pub cache_type_v: String,
     /// Do not use the CPU backend's repacked weight layouts.
     #[arg(long)]

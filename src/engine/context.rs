@@ -85,11 +85,22 @@ impl<'m> Engine<'m> {
         }
         if !cfg.flash_attn && cfg.type_v != GgmlType::F16 && cfg.type_v != GgmlType::F32 {
             return Err(EngineError::Config(format!(
-                "a {} V cache needs flash attention (use -fa on or -ctv f16)",
+                "a {} V cache needs flash attention (use --flash-attn on or --cache-type-v f16)",
                 cfg.type_v
             )));
         }
         let hp = &model.hparams;
+        for (what, ty, head) in [
+            ("K", cfg.type_k, hp.head_dim_k),
+            ("V", cfg.type_v, hp.head_dim_v),
+        ] {
+            if !(head as usize).is_multiple_of(ty.block_size()) {
+                return Err(EngineError::Config(format!(
+                    "a {ty} {what} cache needs heads of a multiple of {} values; this model's heads have {head}",
+                    ty.block_size()
+                )));
+            }
+        }
         let kv = KvCache::new(KvShape {
             n_ctx: cfg.n_ctx,
             n_layer: hp.n_layer as usize,
