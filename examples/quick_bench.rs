@@ -18,6 +18,7 @@ fn main() {
     .unwrap();
     let n_vocab = model.hparams.n_vocab;
     let toks: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    // QB_PP512=1: only pp512 (for profiling prompt processing alone).
     let only_pp512 = std::env::var_os("QB_PP512").is_some();
     let sizes: &[usize] = if only_pp512 { &[512] } else { &[128, 512] };
     for &n in sizes {
@@ -30,6 +31,9 @@ fn main() {
             best = best.min(t.elapsed().as_secs_f64());
         }
         println!("pp{n}: {:.1} t/s", n as f64 / best);
+    }
+    if only_pp512 {
+        return;
     }
     e.clear();
     e.decode(&Batch::from_prompt(&toks[..1], 0, 0).unwrap())
