@@ -55,7 +55,12 @@ pub struct BenchArgs {
     #[arg(short = 't', long = "threads")]
     pub threads: Vec<String>,
     /// Timed repetitions per test.
-    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    #[arg(
+        short = 'r',
+        long = "repetitions",
+        default_value_t = 5,
+        overrides_with = "repetitions"
+    )]
     pub repetitions: usize,
     /// Skip the untimed warm-up run of each test.
     #[arg(long = "no-warmup")]
@@ -70,23 +75,32 @@ pub struct BenchArgs {
     #[arg(long = "flash-attn")]
     pub flash_attn: Vec<String>,
     /// Output format on stdout: md, csv, json or jsonl.
-    #[arg(short = 'o', long = "output", default_value = "md")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "md",
+        overrides_with = "output"
+    )]
     pub output: String,
+    /// Also write the results to stderr in this format (`-oe`, as llama-bench).
+    #[arg(long = "output-err", overrides_with = "output_err")]
+    pub output_err: Option<String>,
     /// Progress lines on stderr.
     #[arg(long)]
     pub progress: bool,
     /// Seed of the random token ids.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, overrides_with = "seed")]
     pub seed: u64,
 }
 
 /// llama-bench's multi-letter single-dash flags and rbench's long names.
-const ALIASES: [(&str, &str); 5] = [
+const ALIASES: [(&str, &str); 6] = [
     ("-pg", "--pg"),
     ("-ub", "--ubatch-size"),
     ("-ctk", "--cache-type-k"),
     ("-ctv", "--cache-type-v"),
     ("-fa", "--flash-attn"),
+    ("-oe", "--output-err"),
 ];
 
 /// Rewrites llama-bench's `-pg`, `-ub`, `-ctk`, `-ctv`, `-fa` into long flags
@@ -258,11 +272,15 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
             t.name()
         )));
     }
-    if Format::parse(&args.output).is_none() {
-        return Err(usage(format!(
-            "-o: unknown format '{}' (use md, csv, json or jsonl)",
-            args.output
-        )));
+    for (flag, f) in [
+        ("-o", Some(&args.output)),
+        ("-oe", args.output_err.as_ref()),
+    ] {
+        if let Some(f) = f.filter(|f| Format::parse(f).is_none()) {
+            return Err(usage(format!(
+                "{flag}: unknown format '{f}' (use md, csv, json or jsonl)"
+            )));
+        }
     }
     let models = if args.models.is_empty() {
         vec![format!("synth:{}", crate::model::synth::DEFAULT_PRESET)]
@@ -296,6 +314,11 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         build: crate::build_info::build_info(),
         hardware: Hardware::detect(),
     };
+    let mut err_exporter = args
+        .output_err
+        .as_deref()
+        .and_then(Format::parse)
+        .map(|f| output::exporter(f, facts.clone()));
     let mut exporter = output::exporter(format, facts);
     let mut stdout = std::io::stdout().lock();
     let progress_on = args.progress;
@@ -328,6 +351,9 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
             );
         }
         let result = crate::bench::run_model(&model, &plan, &tests, &mut progress, &mut |row| {
+            if let Some(e) = err_exporter.as_mut() {
+                e.row(&mut std::io::stderr(), &row)?;
+            }
             exporter.row(&mut stdout, &row)
         });
         match result {
@@ -340,6 +366,9 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         }
     }
     exporter.end(&mut stdout)?;
+    if let Some(e) = err_exporter.as_mut() {
+        e.end(&mut std::io::stderr())?;
+    }
     if failed > 0 {
         anyhow::bail!("{failed} of {} models failed", plan.models.len());
     }
@@ -454,6 +483,7 @@ mod tests {
             &["-ctv", "q8_0", "-fa", "off"],
             &["-fa", "maybe"],
             &["-o", "xml"],
+            &["-oe", "xml"],
             &["-pg", "512"],
             &["-b", "8-1"],
             &["-d", "x"],
