@@ -10,7 +10,8 @@ macro_rules! outln {
     }};
 }
 
-mod format;
+mod bench;
+pub(crate) mod format;
 mod info;
 mod perplexity;
 mod run;
@@ -50,6 +51,12 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Turn text into token ids with the model's vocabulary.
     Tokenize(tokenize::TokenizeArgs),
+    /// Prompt-processing speed (llama-bench's pp tests; default -p 512).
+    Pp(bench::BenchArgs),
+    /// Generation speed (llama-bench's tg tests; default -n 128).
+    Tg(bench::BenchArgs),
+    /// llama-bench: pp, tg and pg tests over every combination of the flags.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure the user caused with flags (exit code 2) rather than at run time.
@@ -58,7 +65,7 @@ enum Command {
 pub struct UsageError(pub String);
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(bench::rewrite_argv(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and errors to stderr (exit 2).
@@ -73,6 +80,9 @@ pub fn main() -> i32 {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Run(args) => run::run(args),
         Command::Perplexity(args) => perplexity::run(args),
+        Command::Pp(args) => bench::run(args, bench::Mode::Pp),
+        Command::Tg(args) => bench::run(args, bench::Mode::Tg),
+        Command::Bench(args) => bench::run(args, bench::Mode::Bench),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,497 @@
+//! `rbench pp`, `rbench tg` and `rbench bench`: llama-bench's flags and
+//! semantics (see `crate::bench`). Every value is validated before any model
+//! loads; a model that fails to load is reported and the others still run.
+
+use super::UsageError;
+use crate::bench::list::{self, Bounds};
+use crate::bench::output::{self, Format, RunFacts};
+use crate::bench::{hardware::Hardware, BenchPlan, TestShape};
+use crate::engine::default_threads;
+use crate::model::weights::LoadOptions;
+use crate::model::Model;
+use crate::quant::GgmlType;
+use std::ffi::OsString;
+
+/// Most tokens per test, depth, batch or ubatch.
+const MAX_TOKENS: u64 = 1_000_000;
+const MAX_REPETITIONS: usize = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Only prompt-processing tests (`-p`, default 512).
+    Pp,
+    /// Only generation tests (`-n`, default 128).
+    Tg,
+    /// llama-bench's defaults: `-p 512 -n 128`, plus any `-pg`.
+    Bench,
+}
+
+/// Flags shared by `pp`, `tg` and `bench`. Numeric flags take comma lists and
+/// ranges (`1-8`, `1-8+2`, `1-16*2`) and may be repeated; every combination runs.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model file (GGUF) or synth:PRESET[:FTYPE]; repeatable [default: synth:llama-125m, synthetic].
+    #[arg(short = 'm', long = "model")]
+    pub models: Vec<String>,
+    /// Prompt lengths of pp tests [default: 512; not for `tg`].
+    #[arg(short = 'p', long = "n-prompt")]
+    pub n_prompt: Vec<String>,
+    /// Generated tokens of tg tests [default: 128; not for `pp`].
+    #[arg(short = 'n', long = "n-gen")]
+    pub n_gen: Vec<String>,
+    /// Prompt-then-generate test, a pair `-pg 512,128` (repeatable; `bench` only).
+    #[arg(long = "pg")]
+    pub pg: Vec<String>,
+    /// KV cache pre-filled to this depth (untimed) before each test [default: 0].
+    #[arg(short = 'd', long = "n-depth")]
+    pub n_depth: Vec<String>,
+    /// Tokens per decode call [default: 2048].
+    #[arg(short = 'b', long = "batch-size")]
+    pub n_batch: Vec<String>,
+    /// Tokens per computed graph (`-ub`) [default: 512].
+    #[arg(long = "ubatch-size")]
+    pub n_ubatch: Vec<String>,
+    /// CPU threads [default: available parallelism].
+    #[arg(short = 't', long = "threads")]
+    pub threads: Vec<String>,
+    /// Timed repetitions per test.
+    #[arg(
+        short = 'r',
+        long = "repetitions",
+        default_value_t = 5,
+        overrides_with = "repetitions"
+    )]
+    pub repetitions: usize,
+    /// Skip the untimed warm-up run of each test.
+    #[arg(long = "no-warmup")]
+    pub no_warmup: bool,
+    /// K cache type (`-ctk`): f16 or q8_0 (f32 too) [default: f16].
+    #[arg(long = "cache-type-k")]
+    pub cache_type_k: Vec<String>,
+    /// V cache type (`-ctv`): f16 or q8_0 (q8_0 needs flash attention) [default: f16].
+    #[arg(long = "cache-type-v")]
+    pub cache_type_v: Vec<String>,
+    /// Flash attention (`-fa`): on, off or auto (= on, the faster path on CPU here) [default: auto].
+    #[arg(long = "flash-attn")]
+    pub flash_attn: Vec<String>,
+    /// Output format on stdout: md, csv, json or jsonl.
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "md",
+        overrides_with = "output"
+    )]
+    pub output: String,
+    /// Also write the results to stderr in this format (`-oe`, as llama-bench).
+    #[arg(long = "output-err", overrides_with = "output_err")]
+    pub output_err: Option<String>,
+    /// Progress lines on stderr.
+    #[arg(long)]
+    pub progress: bool,
+    /// Seed of the random token ids.
+    #[arg(long, default_value_t = 0, overrides_with = "seed")]
+    pub seed: u64,
+}
+
+/// llama-bench's multi-letter single-dash flags and rbench's long names.
+const ALIASES: [(&str, &str); 6] = [
+    ("-pg", "--pg"),
+    ("-ub", "--ubatch-size"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
+    ("-fa", "--flash-attn"),
+    ("-oe", "--output-err"),
+];
+
+/// Rewrites llama-bench's `-pg`, `-ub`, `-ctk`, `-ctv`, `-fa` into long flags
+/// clap understands, only for the `pp`/`tg`/`bench` subcommands (other
+/// commands keep their own short flags) and only before a `--`.
+pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
+    let sub = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|i| i + 1);
+    let Some(sub) = sub else { return args };
+    if !matches!(
+        args.get(sub).and_then(|a| a.to_str()),
+        Some("pp" | "tg" | "bench")
+    ) {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut rewriting = true;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i <= sub || !rewriting {
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            rewriting = false;
+            out.push(arg);
+            continue;
+        }
+        let (flag, value) = match s.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (s, None),
+        };
+        match ALIASES.iter().find(|(short, _)| *short == flag) {
+            Some((_, long)) => out.push(match value {
+                Some(v) => OsString::from(format!("{long}={v}")),
+                None => OsString::from(*long),
+            }),
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(e.to_string()).into()
+}
+
+fn numbers(flag: &str, items: &[String], default: &[u64], min: u64) -> anyhow::Result<Vec<usize>> {
+    let bounds = Bounds {
+        min,
+        max: MAX_TOKENS,
+    };
+    let values = if items.is_empty() {
+        default.to_vec()
+    } else {
+        list::parse_lists(flag, items, bounds).map_err(usage)?
+    };
+    values
+        .into_iter()
+        .map(|v| usize::try_from(v).map_err(usage))
+        .collect()
+}
+
+/// Comma lists of words (`-ctk f16,q8_0`, `-fa on,off`), repeatable.
+fn words(items: &[String], default: &str) -> Vec<String> {
+    if items.is_empty() {
+        return vec![default.to_string()];
+    }
+    items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|w| w.trim().to_ascii_lowercase())
+        .collect()
+}
+
+fn cache_types(flag: &str, items: &[String]) -> anyhow::Result<Vec<GgmlType>> {
+    words(items, "f16")
+        .iter()
+        .map(|w| {
+            crate::kv::parse_cache_type(w).ok_or_else(|| {
+                usage(format!(
+                    "{flag}: unknown cache type '{w}' (use f16 or q8_0)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Turns flags into a validated plan; nothing has run yet.
+pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
+    match mode {
+        Mode::Pp if !args.n_gen.is_empty() || !args.pg.is_empty() => {
+            return Err(usage(
+                "rbench pp takes -p only; use rbench bench for -n/-pg",
+            ));
+        }
+        Mode::Tg if !args.n_prompt.is_empty() || !args.pg.is_empty() => {
+            return Err(usage(
+                "rbench tg takes -n only; use rbench bench for -p/-pg",
+            ));
+        }
+        _ => {}
+    }
+    let mut shapes = Vec::new();
+    if mode != Mode::Tg {
+        for p in numbers("-p", &args.n_prompt, &[512], 1)? {
+            shapes.push(TestShape {
+                n_prompt: p,
+                n_gen: 0,
+            });
+        }
+    }
+    if mode != Mode::Pp {
+        for n in numbers("-n", &args.n_gen, &[128], 1)? {
+            shapes.push(TestShape {
+                n_prompt: 0,
+                n_gen: n,
+            });
+        }
+    }
+    for pg in &args.pg {
+        let bounds = Bounds {
+            min: 1,
+            max: MAX_TOKENS,
+        };
+        let (p, n) = list::parse_pair("-pg", pg, bounds).map_err(usage)?;
+        shapes.push(TestShape {
+            n_prompt: usize::try_from(p).map_err(usage)?,
+            n_gen: usize::try_from(n).map_err(usage)?,
+        });
+    }
+    let threads_default = [default_threads() as u64];
+    let threads = numbers("-t", &args.threads, &threads_default, 1)?;
+    if let Some(&t) = threads.iter().find(|&&t| t > crate::ggml::MAX_THREADS) {
+        return Err(usage(format!(
+            "-t: {t} threads is above the maximum of {}",
+            crate::ggml::MAX_THREADS
+        )));
+    }
+    if args.repetitions == 0 || args.repetitions > MAX_REPETITIONS {
+        return Err(usage(format!(
+            "-r: repetitions must be within 1..={MAX_REPETITIONS}, got {}",
+            args.repetitions
+        )));
+    }
+    let flash_attn = words(&args.flash_attn, "auto")
+        .iter()
+        .map(|w| match w.as_str() {
+            // auto = on: flash attention is the faster CPU path in rbench.
+            "on" | "1" | "auto" => Ok(true),
+            "off" | "0" => Ok(false),
+            _ => Err(usage(format!("-fa: '{w}' is not on, off or auto"))),
+        })
+        .collect::<anyhow::Result<Vec<bool>>>()?;
+    let type_k = cache_types("-ctk", &args.cache_type_k)?;
+    let type_v = cache_types("-ctv", &args.cache_type_v)?;
+    let quantized_v = type_v
+        .iter()
+        .find(|t| !matches!(t, GgmlType::F16 | GgmlType::F32));
+    if let (Some(t), true) = (quantized_v, flash_attn.contains(&false)) {
+        return Err(usage(format!(
+            "-ctv {}: a quantized V cache needs flash attention (-fa on)",
+            t.name()
+        )));
+    }
+    for (flag, f) in [
+        ("-o", Some(&args.output)),
+        ("-oe", args.output_err.as_ref()),
+    ] {
+        if let Some(f) = f.filter(|f| Format::parse(f).is_none()) {
+            return Err(usage(format!(
+                "{flag}: unknown format '{f}' (use md, csv, json or jsonl)"
+            )));
+        }
+    }
+    let models = if args.models.is_empty() {
+        vec![format!("synth:{}", crate::model::synth::DEFAULT_PRESET)]
+    } else {
+        args.models.clone()
+    };
+    if let Some(m) = models.iter().find(|m| m.trim().is_empty()) {
+        return Err(usage(format!("-m: empty model name '{m}'")));
+    }
+    Ok(BenchPlan {
+        models,
+        shapes,
+        n_depth: numbers("-d", &args.n_depth, &[0], 0)?,
+        n_batch: numbers("-b", &args.n_batch, &[2048], 1)?,
+        n_ubatch: numbers("-ub", &args.n_ubatch, &[512], 1)?,
+        threads,
+        type_k,
+        type_v,
+        flash_attn,
+        repetitions: args.repetitions,
+        warmup: !args.no_warmup,
+        seed: args.seed,
+    })
+}
+
+pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
+    let plan = plan(&args, mode)?;
+    let format = Format::parse(&args.output).unwrap_or(Format::Md);
+    let tests = plan.instances();
+    let facts = RunFacts {
+        build: crate::build_info::build_info(),
+        hardware: Hardware::detect(),
+    };
+    let mut err_exporter = args
+        .output_err
+        .as_deref()
+        .and_then(Format::parse)
+        .map(|f| output::exporter(f, facts.clone()));
+    let mut exporter = output::exporter(format, facts);
+    let mut stdout = std::io::stdout().lock();
+    let progress_on = args.progress;
+    let mut progress = |msg: &str| {
+        if progress_on {
+            eprintln!("rbench: {msg}");
+        }
+    };
+    let mut failed = 0;
+    for spec in &plan.models {
+        let loaded = crate::model::resolve_model_path(spec)
+            .map_err(anyhow::Error::from)
+            .and_then(|path| {
+                progress(&format!("loading {}", path.display()));
+                Model::load(&path, &LoadOptions::default()).map_err(|e| {
+                    anyhow::Error::from(e).context(format!("loading {}", path.display()))
+                })
+            });
+        let model = match loaded {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: model '{spec}': {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        if model.info.synthetic {
+            eprintln!(
+                "note: {spec} is a synthetic model (random weights): its timings are real, its text would be noise"
+            );
+        }
+        let result = crate::bench::run_model(&model, &plan, &tests, &mut progress, &mut |row| {
+            if let Some(e) = err_exporter.as_mut() {
+                e.row(&mut std::io::stderr(), &row)?;
+            }
+            exporter.row(&mut stdout, &row)
+        });
+        match result {
+            Ok(()) => {}
+            Err(crate::bench::BenchError::Output(e)) => return Err(e.into()),
+            Err(e) => {
+                eprintln!("error: model '{spec}': {e}");
+                failed += 1;
+            }
+        }
+    }
+    exporter.end(&mut stdout)?;
+    if let Some(e) = err_exporter.as_mut() {
+        e.end(&mut std::io::stderr())?;
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} models failed", plan.models.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn args(v: &[&str]) -> BenchArgs {
+        let mut argv = vec!["rbench", "bench"];
+        argv.extend_from_slice(v);
+        let rewritten = rewrite_argv(os(&argv));
+        // Drop "bench" so the flattened args parse on their own.
+        let mut flat = vec![rewritten[0].clone()];
+        flat.extend(rewritten.into_iter().skip(2));
+        Wrap::try_parse_from(flat).unwrap().args
+    }
+
+    #[test]
+    fn llama_bench_flags_are_rewritten() {
+        let v = rewrite_argv(os(&[
+            "rbench",
+            "--verbose",
+            "bench",
+            "-pg",
+            "512,128",
+            "-ub",
+            "256",
+            "-ctk",
+            "q8_0",
+            "-ctv=f16",
+            "-fa",
+            "on",
+            "-p",
+            "64",
+            "--",
+            "-fa",
+        ]));
+        assert_eq!(
+            v,
+            os(&[
+                "rbench",
+                "--verbose",
+                "bench",
+                "--pg",
+                "512,128",
+                "--ubatch-size",
+                "256",
+                "--cache-type-k",
+                "q8_0",
+                "--cache-type-v=f16",
+                "--flash-attn",
+                "on",
+                "-p",
+                "64",
+                "--",
+                "-fa"
+            ])
+        );
+        // Other commands keep their flags untouched.
+        let run = os(&["rbench", "run", "-p", "hi", "-fa"]);
+        assert_eq!(rewrite_argv(run.clone()), run);
+        assert_eq!(rewrite_argv(os(&["rbench"])), os(&["rbench"]));
+    }
+
+    #[test]
+    fn plans_follow_the_mode() {
+        let a = args(&["-pg", "32,8", "-ub", "128", "-fa", "on,off"]);
+        assert_eq!(a.n_ubatch, vec!["128"]);
+        let p = plan(&a, Mode::Bench).unwrap();
+        let shapes: Vec<(usize, usize)> = p.shapes.iter().map(|s| (s.n_prompt, s.n_gen)).collect();
+        assert_eq!(shapes, vec![(512, 0), (0, 128), (32, 8)]);
+        assert_eq!(p.flash_attn, vec![true, false]);
+        assert_eq!(p.instances().len(), 6);
+
+        let p = plan(&args(&["-p", "16-64*2"]), Mode::Pp).unwrap();
+        assert_eq!(p.shapes.len(), 3);
+        assert!(p.shapes.iter().all(|s| s.n_gen == 0));
+        let p = plan(&args(&[]), Mode::Tg).unwrap();
+        assert_eq!(
+            p.shapes,
+            vec![TestShape {
+                n_prompt: 0,
+                n_gen: 128
+            }]
+        );
+        assert!(plan(&args(&["-n", "4"]), Mode::Pp).is_err());
+        assert!(plan(&args(&["-p", "4"]), Mode::Tg).is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_usage_errors() {
+        for bad in [
+            &["-p", "0"][..],
+            &["-t", "0"],
+            &["-t", "100000"],
+            &["-r", "0"],
+            &["-ctk", "q3"],
+            &["-ctv", "q8_0", "-fa", "off"],
+            &["-fa", "maybe"],
+            &["-o", "xml"],
+            &["-oe", "xml"],
+            &["-pg", "512"],
+            &["-b", "8-1"],
+            &["-d", "x"],
+        ] {
+            let err = plan(&args(bad), Mode::Bench).unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{bad:?}: {err}");
+        }
+        assert!(plan(&args(&["-ctv", "q8_0", "-fa", "auto"]), Mode::Bench).is_ok());
+        assert!(plan(&args(&["-d", "0,512"]), Mode::Bench).is_ok());
+    }
+}
