@@ -49,6 +49,8 @@ pub struct ModelInfo {
     pub rope_freq_base: f32,
     pub tokenizer_model: Option<String>,
     pub n_tokens: Option<usize>,
+    /// `general.size_label` ("270M"), the size name llama.cpp's model_type uses.
+    pub size_label: Option<String>,
     pub types: Vec<TypeShare>,
     pub largest_tensors: Vec<TensorRow>,
 }
@@ -103,6 +105,7 @@ impl ModelInfo {
             rope_freq_base: hp.rope_freq_base,
             tokenizer_model: f.get_str("tokenizer.ggml.model").map(str::to_string),
             n_tokens: f.get_array("tokenizer.ggml.tokens").map(<[_]>::len),
+            size_label: f.get_str("general.size_label").map(str::to_string),
             types: mix
                 .rows
                 .iter()
@@ -123,7 +126,9 @@ impl ModelInfo {
         format!(
             "{} {} {}",
             self.architecture,
-            size_label(self.n_params),
+            self.size_label
+                .clone()
+                .unwrap_or_else(|| size_label(self.n_params)),
             self.file_type
         )
     }

@@ -10,7 +10,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the bytes written for a preset change, so cached files are remade.
-pub const SYNTH_FORMAT_VERSION: u32 = 1;
+pub const SYNTH_FORMAT_VERSION: u32 = 2;
 
 /// A real model's shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -396,6 +396,13 @@ pub fn write_synthetic(
         )),
     );
     w.add_kv("general.file_type", Value::U32(ftype.file_type_id()));
+    // "llama-125m" -> "125M", the label llama.cpp's model_type shows.
+    if let Some((_, size)) = preset.name.rsplit_once('-') {
+        w.add_kv(
+            "general.size_label",
+            Value::String(size.to_ascii_uppercase()),
+        );
+    }
     w.add_kv("general.quantization_version", Value::U32(2));
     w.add_kv("rbench.synthetic", Value::Bool(true));
     w.add_kv("rbench.synthetic.preset", Value::String(preset.name.into()));
