@@ -56,6 +56,17 @@ fn run_hi(path: &Path) -> std::process::Output {
     ])
 }
 
+/// `rbench run` on `path` fails at run time (exit 1) with `needle` in its message.
+fn assert_refused(path: &Path, needle: &str) {
+    let out = run_hi(path);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(&out)
+    );
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -98,13 +109,7 @@ fn missing_tokenizer_is_named() {
         |k, v| (!k.starts_with("tokenizer.")).then(|| v.clone()),
         |n, d| Some((n.to_string(), d.to_vec())),
     );
-    let out = run_hi(&dst);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("tokenizer.ggml.tokens"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&dst, "tokenizer.ggml.tokens");
 }
 
 #[test]
@@ -118,13 +123,7 @@ fn missing_or_misshapen_tensors_are_named() {
         |_, v| Some(v.clone()),
         |n, d| (n != "blk.3.ffn_up.weight").then(|| (n.to_string(), d.to_vec())),
     );
-    let out = run_hi(&dst);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("blk.3.ffn_up.weight"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&dst, "blk.3.ffn_up.weight");
 
     let dst = dir.path().join("shape.gguf");
     rewrite(
@@ -139,13 +138,7 @@ fn missing_or_misshapen_tensors_are_named() {
             Some((n.to_string(), d))
         },
     );
-    let out = run_hi(&dst);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("blk.2.attn_q.weight"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&dst, "blk.2.attn_q.weight");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! cache, gated feed-forward networks.
 
 use super::hparams::Hparams;
+use super::weights::{LayerWeights, Weights};
 use super::ModelError;
 use crate::ggml::{Context, Graph, RopeMode, Tensor};
 
@@ -62,6 +63,29 @@ impl<'g> Builder<'g> {
             Some(b) => self.ctx.add(y, b)?,
             None => y,
         })
+    }
+
+    /// Q, K and V projections of `h` (with biases where the layer has them),
+    /// as `[head_dim, heads, n_tokens]`.
+    pub fn qkv(
+        &self,
+        h: Tensor<'g>,
+        w: &'g Weights,
+        lw: &LayerWeights,
+    ) -> R<(Tensor<'g>, Tensor<'g>, Tensor<'g>)> {
+        let hp = self.hp;
+        let t = self.shape.n_tokens as i64;
+        let q = self.linear(w.get(lw.wq)?, h, w.get_opt(lw.bq)?)?;
+        let k = self.linear(w.get(lw.wk)?, h, w.get_opt(lw.bk)?)?;
+        let v = self.linear(w.get(lw.wv)?, h, w.get_opt(lw.bv)?)?;
+        Ok((
+            self.ctx
+                .reshape_3d(q, hp.head_dim_k as i64, hp.n_head as i64, t)?,
+            self.ctx
+                .reshape_3d(k, hp.head_dim_k as i64, hp.n_head_kv as i64, t)?,
+            self.ctx
+                .reshape_3d(v, hp.head_dim_v as i64, hp.n_head_kv as i64, t)?,
+        ))
     }
 
     /// RoPE of `[head_dim, n_head, n_tokens]` at layer `il`.

@@ -18,19 +18,12 @@ pub fn build<'g>(
 ) -> Result<Tensor<'g>, ModelError> {
     let ctx = b.ctx;
     let hp = b.hp;
-    let t = b.shape.n_tokens as i64;
-    let (hd, n_head, n_head_kv) = (hp.head_dim_k as i64, hp.n_head as i64, hp.n_head_kv as i64);
     let x = ctx.get_rows(w.get(w.tok_embd)?, b.inputs.tokens)?;
     let mut x = ctx.scale(x, (hp.n_embd as f32).sqrt())?;
     let n_layer = hp.n_layer as usize;
     for (il, lw) in w.layers.iter().enumerate() {
         let h = b.norm(x, w.get(lw.attn_norm)?)?;
-        let q = ctx.mul_mat(w.get(lw.wq)?, h)?;
-        let k = ctx.mul_mat(w.get(lw.wk)?, h)?;
-        let v = ctx.mul_mat(w.get(lw.wv)?, h)?;
-        let q = ctx.reshape_3d(q, hd, n_head, t)?;
-        let k = ctx.reshape_3d(k, hd, n_head_kv, t)?;
-        let v = ctx.reshape_3d(v, hp.head_dim_v as i64, n_head_kv, t)?;
+        let (q, k, v) = b.qkv(h, w, lw)?;
         let q = b.norm(q, w.get(required(lw.q_norm, "attn_q_norm")?)?)?;
         let k = b.norm(k, w.get(required(lw.k_norm, "attn_k_norm")?)?)?;
         let q = b.rope(q, il as u32, None)?;

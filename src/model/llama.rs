@@ -14,19 +14,12 @@ pub fn build<'g>(
 ) -> Result<Tensor<'g>, ModelError> {
     let ctx = b.ctx;
     let hp = b.hp;
-    let t = b.shape.n_tokens as i64;
-    let (hd, n_head, n_head_kv) = (hp.head_dim_k as i64, hp.n_head as i64, hp.n_head_kv as i64);
     let freq_factors = w.get_opt(w.rope_freqs)?;
     let mut x = ctx.get_rows(w.get(w.tok_embd)?, b.inputs.tokens)?;
     let n_layer = hp.n_layer as usize;
     for (il, lw) in w.layers.iter().enumerate() {
         let h = b.norm(x, w.get(lw.attn_norm)?)?;
-        let q = b.linear(w.get(lw.wq)?, h, w.get_opt(lw.bq)?)?;
-        let k = b.linear(w.get(lw.wk)?, h, w.get_opt(lw.bk)?)?;
-        let v = b.linear(w.get(lw.wv)?, h, w.get_opt(lw.bv)?)?;
-        let mut q = ctx.reshape_3d(q, hd, n_head, t)?;
-        let mut k = ctx.reshape_3d(k, hd, n_head_kv, t)?;
-        let v = ctx.reshape_3d(v, hp.head_dim_v as i64, n_head_kv, t)?;
+        let (mut q, mut k, v) = b.qkv(h, w, lw)?;
         if let (Some(qn), Some(kn)) = (w.get_opt(lw.q_norm)?, w.get_opt(lw.k_norm)?) {
             q = b.norm(q, qn)?;
             k = b.norm(k, kn)?;
