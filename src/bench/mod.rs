@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn test_names_follow_llama_bench() {
+    fn test_names_follow_the_upstream_bench() {
         assert_eq!(params(512, 0, 0).name(), "pp512");
         assert_eq!(params(0, 128, 0).name(), "tg128");
         assert_eq!(params(512, 128, 0).name(), "pp512+tg128");

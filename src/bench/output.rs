@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn markdown_has_llama_bench_columns() {
+    fn markdown_has_the_upstream_bench_columns() {
         let md = render(Format::Md, &[row(16, 0, true), row(0, 4, true)]);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 4, "{md}");

@@ -401,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn llama_bench_flags_are_rewritten() {
+    fn multi_letter_flags_are_rewritten() {
         let v = rewrite_argv(os(&[
             "rbench",
             "--verbose",
