@@ -1,27 +1,18 @@
 //! The real test model (Gemma 3 270M Q4_K_M), when present.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use rbench::gguf::{GgufFile, GgufWriter, SharedBytes, TensorSource, Value, ValueType};
 use rbench::quant::GgmlType;
 
-fn test_model() -> Option<PathBuf> {
-    let path = std::env::var_os("RBENCH_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/rbench-models/gemma-3-270m-q4_k_m.gguf"));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipped: test model not found at {}", path.display());
-        None
-    }
-}
-
 #[test]
 fn gemma3_270m_opens_fast_with_expected_metadata_and_tensors() {
-    let Some(path) = test_model() else { return };
+    let Some(path) = common::test_model("gguf_model") else {
+        return;
+    };
     let start = Instant::now();
     let f = GgufFile::open(&path).unwrap();
     eprintln!(
@@ -112,7 +103,9 @@ impl Write for CompareWriter {
 
 #[test]
 fn gemma3_270m_rewritten_by_the_writer_is_byte_identical() {
-    let Some(path) = test_model() else { return };
+    let Some(path) = common::test_model("gguf_model") else {
+        return;
+    };
     let f = GgufFile::open(&path).unwrap();
     let mut w = GgufWriter::new();
     for (k, v) in f.metadata() {

@@ -1,24 +1,12 @@
 //! Our token ids must equal llama.cpp's (`llama-tokenize --ids`) on the reference file.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use rbench::gguf::GgufFile;
 use rbench::tokenizer::Tokenizer;
-
-fn test_model() -> Option<PathBuf> {
-    let path = std::env::var_os("RBENCH_TEST_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            dirs::home_dir().map(|h| h.join(".cache/rbench-models/gemma-3-270m-q4_k_m.gguf"))
-        })?;
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("skipped: test model not found at {}", path.display());
-        None
-    }
-}
 
 /// `shared/` sits beside the project root (or beside the main checkout for worktrees).
 fn reference_rows() -> Option<Vec<(String, Vec<u32>)>> {
@@ -53,7 +41,7 @@ fn reference_rows() -> Option<Vec<(String, Vec<u32>)>> {
 }
 
 fn load() -> Option<Tokenizer> {
-    let path = test_model()?;
+    let path = common::test_model("tokenizer_reference")?;
     let file = GgufFile::open(&path).unwrap();
     let start = Instant::now();
     let tok = Tokenizer::from_gguf(&file).unwrap();
