@@ -29,25 +29,13 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         value["model_filename"] = path.display().to_string().into();
         value["model_type"] = info.model_type().into();
         if args.tensors {
-            value["tensors"] = serde_json::to_value(all_tensors(&file))?;
+            value["tensors"] = serde_json::to_value(crate::model::info::tensor_rows(&file))?;
         }
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     print_human(&path.display().to_string(), &info, &file, args.tensors)?;
     Ok(())
-}
-
-fn all_tensors(f: &GgufFile) -> Vec<crate::model::info::TensorRow> {
-    f.tensors()
-        .iter()
-        .map(|t| crate::model::info::TensorRow {
-            name: t.name.clone(),
-            ty: t.ggml_type.name().to_string(),
-            dims: t.dims.clone(),
-            n_bytes: t.n_bytes,
-        })
-        .collect()
 }
 
 fn print_human(
@@ -132,7 +120,7 @@ fn print_human(
 
     outln!();
     let rows = if list_tensors {
-        all_tensors(file)
+        crate::model::info::tensor_rows(file)
     } else {
         info.largest_tensors.clone()
     };

@@ -24,6 +24,19 @@ pub struct TensorRow {
     pub n_bytes: u64,
 }
 
+/// One row per tensor of the file, in file order.
+pub fn tensor_rows(f: &GgufFile) -> Vec<TensorRow> {
+    f.tensors()
+        .iter()
+        .map(|t| TensorRow {
+            name: t.name.clone(),
+            ty: t.ggml_type.name().to_string(),
+            dims: t.dims.clone(),
+            n_bytes: t.n_bytes,
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelInfo {
     pub name: Option<String>,
@@ -71,16 +84,7 @@ impl ModelInfo {
                 .unwrap_or_else(|| format!("unknown ({id})")),
             None => guess_file_type(f),
         };
-        let mut largest: Vec<TensorRow> = f
-            .tensors()
-            .iter()
-            .map(|t| TensorRow {
-                name: t.name.clone(),
-                ty: t.ggml_type.name().to_string(),
-                dims: t.dims.clone(),
-                n_bytes: t.n_bytes,
-            })
-            .collect();
+        let mut largest = tensor_rows(f);
         largest.sort_by(|a, b| b.n_bytes.cmp(&a.n_bytes).then_with(|| a.name.cmp(&b.name)));
         largest.truncate(5);
         Ok(ModelInfo {
