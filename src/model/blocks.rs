@@ -175,13 +175,13 @@ impl<'g> Builder<'g> {
     pub fn ffn(
         &self,
         x: Tensor<'g>,
-        gate: Tensor<'g>,
-        up: Tensor<'g>,
-        down: Tensor<'g>,
+        w: &'g Weights,
+        lw: &LayerWeights,
         gelu: bool,
     ) -> R<Tensor<'g>> {
-        let g = self.ctx.mul_mat(gate, x)?;
-        let u = self.ctx.mul_mat(up, x)?;
+        let g = self.ctx.mul_mat(w.get(lw.ffn_gate)?, x)?;
+        let u = self.ctx.mul_mat(w.get(lw.ffn_up)?, x)?;
+        let down = w.get(lw.ffn_down)?;
         let h = if gelu {
             self.ctx.geglu_split(g, u)?
         } else {

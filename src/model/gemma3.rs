@@ -42,13 +42,7 @@ pub fn build<'g>(
         )?;
         let x_attn = ctx.add(attn, x)?;
         let h = b.norm(x_attn, w.get(lw.ffn_norm)?)?;
-        let f = b.ffn(
-            h,
-            w.get(lw.ffn_gate)?,
-            w.get(lw.ffn_up)?,
-            w.get(lw.ffn_down)?,
-            true,
-        )?;
+        let f = b.ffn(h, w, lw, true)?;
         let f = b.norm(f, w.get(required(lw.ffn_post_norm, "post_ffw_norm")?)?)?;
         x = ctx.add(f, x_attn)?;
     }

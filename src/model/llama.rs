@@ -34,13 +34,7 @@ pub fn build<'g>(
         }
         let x_attn = ctx.add(attn, x)?;
         let h = b.norm(x_attn, w.get(lw.ffn_norm)?)?;
-        let f = b.ffn(
-            h,
-            w.get(lw.ffn_gate)?,
-            w.get(lw.ffn_up)?,
-            w.get(lw.ffn_down)?,
-            false,
-        )?;
+        let f = b.ffn(h, w, lw, false)?;
         x = ctx.add(f, x_attn)?;
     }
     let x = b.norm(x, w.get(w.output_norm)?)?;
