@@ -196,27 +196,21 @@ impl<'m> Engine<'m> {
             let want = &batch.want_logits[start..end];
             let n_out = want.iter().filter(|w| **w).count();
             let places = &batch.places[start..end];
-            let rows = self
+            // Wanted rows are read straight into their place in `logits`.
+            let dest = (n_out > 0).then(|| logits.rows_mut(out_row, n_out));
+            let result = self
                 .kv
                 .cells
                 .place(places)
                 .map_err(EngineError::from)
                 .and_then(|slots| {
                     placed.extend_from_slice(&slots);
-                    self.compute_ubatch(&batch.tokens[start..end], places, want, &slots)
+                    self.compute_ubatch(&batch.tokens[start..end], places, want, &slots, dest)
                 });
-            let rows = match rows {
-                Ok(rows) => rows,
-                Err(e) => {
-                    // All or nothing: earlier ubatches of this batch leave the cache too.
-                    self.kv.cells.free(&placed);
-                    return Err(e);
-                }
-            };
-            if n_out > 0 {
-                logits
-                    .rows_mut(out_row, n_out)
-                    .copy_from_slice(&rows[..n_out * n_vocab]);
+            if let Err(e) = result {
+                // All or nothing: earlier ubatches of this batch leave the cache too.
+                self.kv.cells.free(&placed);
+                return Err(e);
             }
             out_row += n_out;
             start = end;
@@ -230,7 +224,8 @@ impl<'m> Engine<'m> {
         places: &[TokenPlace],
         want: &[bool],
         slots: &[u32],
-    ) -> Result<Vec<f32>, EngineError> {
+        dest: Option<&mut [f32]>,
+    ) -> Result<(), EngineError> {
         let n_tokens = tokens.len();
         let mut out_ids: Vec<i32> = want
             .iter()
@@ -279,7 +274,11 @@ impl<'m> Engine<'m> {
             ggml::tensor_set_i32(t, &out_ids)?;
         }
         self.backend.compute(&graph)?;
-        Ok(ggml::tensor_get_f32(logits)?)
+        // Without a destination no row was wanted: the one computed is dropped.
+        if let Some(dest) = dest {
+            ggml::tensor_get_f32_into(logits, dest)?;
+        }
+        Ok(())
     }
 }
 

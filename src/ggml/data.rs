@@ -143,6 +143,16 @@ pub fn tensor_set_f32(t: Tensor<'_>, values: &[f32]) -> Result<()> {
     }
 }
 
+/// Reads all elements of a contiguous F32 tensor into `out`, which must
+/// hold exactly that many (no intermediate copy: for big logit tensors).
+pub fn tensor_get_f32_into(t: Tensor<'_>, out: &mut [f32]) -> Result<()> {
+    check_whole(t, out.len())?;
+    if t.ty() != GgmlType::F32 {
+        return Err(type_mismatch(t, "F32"));
+    }
+    get_plain(t, out, 0)
+}
+
 /// Reads all elements of a contiguous F32, F16 or BF16 tensor as `f32`.
 pub fn tensor_get_f32(t: Tensor<'_>) -> Result<Vec<f32>> {
     let n = t.n_elements();
@@ -150,7 +160,7 @@ pub fn tensor_get_f32(t: Tensor<'_>) -> Result<Vec<f32>> {
     match t.ty() {
         GgmlType::F32 => {
             let mut out = vec![0f32; n];
-            get_plain(t, &mut out, 0)?;
+            tensor_get_f32_into(t, &mut out)?;
             Ok(out)
         }
         GgmlType::F16 | GgmlType::BF16 => {

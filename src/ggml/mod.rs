@@ -76,7 +76,8 @@ pub use buffer::{
 };
 pub use context::{tensor_overhead, Context, TensorId};
 pub use data::{
-    tensor_get, tensor_get_f32, tensor_get_i32, tensor_set, tensor_set_f32, tensor_set_i32,
+    tensor_get, tensor_get_f32, tensor_get_f32_into, tensor_get_i32, tensor_set, tensor_set_f32,
+    tensor_set_i32,
 };
 pub use error::{GgmlError, Result};
 pub use gallocr::Gallocr;
