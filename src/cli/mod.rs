@@ -10,6 +10,7 @@ macro_rules! outln {
     }};
 }
 
+mod analyze;
 mod bench;
 pub(crate) mod format;
 mod info;
@@ -57,6 +58,8 @@ enum Command {
     Tg(bench::BenchArgs),
     /// llama-bench: pp, tg and pg tests over every combination of the flags.
     Bench(bench::BenchArgs),
+    /// Token statistics of a dataset and the -p / -n to benchmark with.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// A failure the user caused with flags (exit code 2) rather than at run time.
@@ -83,6 +86,7 @@ pub fn main() -> i32 {
         Command::Pp(args) => bench::run(args, bench::Mode::Pp),
         Command::Tg(args) => bench::run(args, bench::Mode::Tg),
         Command::Bench(args) => bench::run(args, bench::Mode::Bench),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(()) => 0,
