@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Records larger than this are skipped unless the caller sets another limit.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 << 20;
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 
 const BUFFER_BYTES: usize = 256 << 10;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
