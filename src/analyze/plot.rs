@@ -7,10 +7,11 @@ use super::report::AnalysisReport;
 use crate::bench::stats::Tally;
 
 const WIDTH: f64 = 900.0;
-const PANEL_HEIGHT: f64 = 300.0;
+const PANEL_HEIGHT: f64 = 340.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 30.0;
-const TOP: f64 = 40.0;
+/// Room above each plot for its title and one legend line per marker.
+const TOP: f64 = 84.0;
 const BOTTOM: f64 = 50.0;
 /// Histogram bins per doubling of length.
 const BINS_PER_OCTAVE: f64 = 4.0;
@@ -118,14 +119,23 @@ fn panel(svg: &mut String, y0: f64, title: &str, t: &Tally, markers: &[Marker]) 
     );
     for (k, m) in markers.iter().enumerate() {
         let x = x_of(log2(m.at));
+        let legend_y = y0 + 44.0 + 15.0 * k as f64;
         let _ = writeln!(
             svg,
-            r#"<line x1="{x:.1}" y1="{top_y}" x2="{x:.1}" y2="{base_y}" stroke="{}" stroke-width="2" stroke-dasharray="6,4"/><text x="{:.1}" y="{:.1}" font-size="12" fill="{}">{}</text>"#,
-            m.color,
-            x + 4.0,
-            top_y + 14.0 + 15.0 * k as f64,
-            m.color,
-            escape(&m.label)
+            r#"<line x1="{x:.1}" y1="{top_y}" x2="{x:.1}" y2="{base_y}" stroke="{c}" stroke-width="2" stroke-dasharray="6,4"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="{c}">{}</text>"#,
+            top_y - 3.0,
+            m.at,
+            c = m.color,
+        );
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{LEFT}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="{c}" stroke-width="2" stroke-dasharray="6,4"/><text x="{}" y="{legend_y:.1}" font-size="12" fill="{c}">{}</text>"#,
+            legend_y - 4.0,
+            LEFT + 24.0,
+            legend_y - 4.0,
+            LEFT + 30.0,
+            escape(&m.label),
+            c = m.color,
         );
     }
 }
@@ -144,13 +154,17 @@ pub fn svg(report: &AnalysisReport, prompt: &Tally, output: &Tally) -> String {
         2.0 * PANEL_HEIGHT
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let name = std::path::Path::new(&report.input)
+        .file_name()
+        .map_or(report.input.clone(), |n| n.to_string_lossy().into_owned());
     let r = &report.recommendation;
     let prompt_marks = [Marker {
         at: r.n_prompt,
         label: format!(
-            "n-prompt {} ({:.1}% of prompts)",
+            "n-prompt {}: {:.1}% of prompts (p95 = {})",
             r.n_prompt,
-            100.0 * r.prompt_coverage
+            100.0 * r.prompt_coverage,
+            report.prompt_tokens.p95
         ),
         color: "#e15759",
     }];
@@ -162,10 +176,12 @@ pub fn svg(report: &AnalysisReport, prompt: &Tally, output: &Tally) -> String {
         .map(|(t, &color)| Marker {
             at: t.n_predict,
             label: format!(
-                "{} n-predict {} ({:.1}% of outputs)",
+                "{} n-predict {}: {:.1}% of outputs (p{} = {})",
                 t.name,
                 t.n_predict,
-                100.0 * t.coverage
+                100.0 * t.coverage,
+                t.target_percentile,
+                t.percentile_tokens
             ),
             color,
         })
@@ -173,11 +189,7 @@ pub fn svg(report: &AnalysisReport, prompt: &Tally, output: &Tally) -> String {
     panel(
         &mut s,
         0.0,
-        &format!(
-            "Prompt lengths{unit}: {} records, {}",
-            prompt.len(),
-            report.input
-        ),
+        &format!("Prompt lengths{unit}: {} records of {name}", prompt.len()),
         prompt,
         &prompt_marks,
     );
