@@ -17,6 +17,13 @@ pub enum AnalyzeError {
         line: u64,
         source: std::io::Error,
     },
+    /// None of the first records parses, so the file is not JSON Lines or a JSON array.
+    #[error("none of the first {sampled} records is valid JSON (line {line}: {reason}); expected JSON Lines or one JSON array")]
+    NotJson {
+        sampled: usize,
+        line: u64,
+        reason: String,
+    },
     /// No record in the first part of the file fits any known shape.
     #[error("no known record shape in the first {sampled} records (keys seen: {keys}); set the fields with --prompt-field F --output-field G")]
     NoShape { sampled: usize, keys: String },

@@ -185,14 +185,18 @@ fn detect_shape(reader: &mut RecordReader) -> Result<(Shape, Vec<Item>), Analyze
     let mut items = Vec::new();
     let mut samples = Vec::new();
     let mut records = 0;
+    let mut first_error = None;
     while records < DETECT_SAMPLE {
         let Some(item) = reader.next_item()? else {
             break;
         };
         if let Item::Record(r) = &item {
             records += 1;
-            if let Ok(v) = parse(&r.bytes) {
-                samples.push(v);
+            match parse(&r.bytes) {
+                Ok(v) => samples.push(v),
+                Err(reason) => {
+                    first_error.get_or_insert((r.line, reason));
+                }
             }
         }
         items.push(item);
@@ -202,6 +206,14 @@ fn detect_shape(reader: &mut RecordReader) -> Result<(Shape, Vec<Item>), Analyze
         None if records == 0 => Err(AnalyzeError::NoRecords {
             skipped: items.len() as u64,
         }),
+        None if samples.is_empty() => {
+            let (line, reason) = first_error.unwrap_or_default();
+            Err(AnalyzeError::NotJson {
+                sampled: records,
+                line,
+                reason,
+            })
+        }
         None => Err(AnalyzeError::NoShape {
             sampled: records,
             keys: sample_keys(&samples),

@@ -203,3 +203,56 @@ pub fn svg(report: &AnalysisReport, prompt: &Tally, output: &Tally) -> String {
     s += "</svg>\n";
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::input::Layout;
+    use crate::analyze::pipeline::Analysis;
+    use crate::analyze::{Shape, SkipCounts};
+
+    #[test]
+    fn svg_has_bars_markers_and_escaped_text() {
+        let mut prompt = Tally::new();
+        let mut output = Tally::new();
+        for i in 1..=500u64 {
+            prompt.add(10 + i % 90);
+            output.add(i);
+        }
+        let analysis = Analysis {
+            layout: Layout::Jsonl,
+            gzip: false,
+            shape: Shape::QuestionAnswer,
+            records: 500,
+            empty_outputs: 0,
+            skipped: SkipCounts::default(),
+            problems: Vec::new(),
+            prompt: prompt.clone(),
+            output: output.clone(),
+        };
+        let report = AnalysisReport::new(&analysis, "dir/a<b>&c.jsonl", None, "n/a", 0.0).unwrap();
+        let svg = svg(&report, &prompt, &output);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("a&lt;b&gt;&amp;c.jsonl") && !svg.contains("a<b>"));
+        // One dashed line on the plot and one in the legend per marker: n-prompt and 3 tiers.
+        // p95 of 10 + i % 90 (i = 1..=500): the 25 values above 94 are residues 85..=89.
+        assert_eq!(svg.matches("stroke-dasharray").count(), 8);
+        assert!(
+            svg.contains("n-prompt 128: 100.0% of prompts (p95 = 94)"),
+            "{svg}"
+        );
+        assert!(svg.contains("Recommended n-predict 512: "));
+        assert!(svg.contains("(estimated tokens)"));
+        // Every bar has a positive height and stays inside the picture.
+        for rect in svg.split("<rect x=").skip(1) {
+            let height: f64 = rect
+                .split("height=\"")
+                .nth(1)
+                .and_then(|h| h.split('"').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(height > 0.0 && height <= PANEL_HEIGHT);
+        }
+    }
+}
