@@ -168,6 +168,17 @@ mod tests {
     }
 
     #[test]
+    fn loop_controls_and_tojson_compile() {
+        let source = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}\
+            {{ m | tojson }}{% endfor %}";
+        let t = ChatTemplate::new(source, "", "").unwrap();
+        assert_eq!(
+            t.render(&[msg("user", "a"), msg("user", "b")]).unwrap(),
+            r#"{"role":"user","content":"a"}"#
+        );
+    }
+
+    #[test]
     fn broken_template_is_an_error() {
         assert!(matches!(
             ChatTemplate::new("{% for %}", "", ""),
