@@ -115,7 +115,7 @@ pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
     let Some(sub) = sub else { return args };
     if !matches!(
         args.get(sub).and_then(|a| a.to_str()),
-        Some("pp" | "tg" | "bench")
+        Some("pp" | "tg" | "bench" | "parallel")
     ) {
         return args;
     }

@@ -13,6 +13,7 @@ macro_rules! outln {
 mod bench;
 pub(crate) mod format;
 mod info;
+mod parallel;
 mod perplexity;
 mod run;
 mod synth;
@@ -57,6 +58,8 @@ enum Command {
     Tg(bench::BenchArgs),
     /// llama-bench: pp, tg and pg tests over every combination of the flags.
     Bench(bench::BenchArgs),
+    /// Many sequences at once: throughput scaling, latency and the worker count to use.
+    Parallel(parallel::ParallelArgs),
 }
 
 /// A failure the user caused with flags (exit code 2) rather than at run time.
@@ -83,6 +86,7 @@ pub fn main() -> i32 {
         Command::Pp(args) => bench::run(args, bench::Mode::Pp),
         Command::Tg(args) => bench::run(args, bench::Mode::Tg),
         Command::Bench(args) => bench::run(args, bench::Mode::Bench),
+        Command::Parallel(args) => parallel::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -5,7 +5,7 @@
 use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
-use crate::model::blocks::{Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
 
@@ -22,6 +22,10 @@ pub struct EngineConfig {
     pub flash_attn: bool,
     pub type_k: GgmlType,
     pub type_v: GgmlType,
+    /// Flash attention one query row at a time, so a sequence's results do not
+    /// depend on what shares its batch (continuous batching); off, ggml's
+    /// tiled and KV-split kernels are used where they are faster.
+    pub row_attention: bool,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +37,7 @@ impl Default for EngineConfig {
             flash_attn: true,
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
+            row_attention: false,
         }
     }
 }
@@ -155,6 +160,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv: self.cfg.n_ctx,
             flash_attn: self.cfg.flash_attn,
+            row_attention: self.cfg.row_attention,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -242,6 +248,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv,
             flash_attn: self.cfg.flash_attn,
+            row_attention: self.cfg.row_attention,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -261,7 +268,11 @@ impl<'m> Engine<'m> {
         ggml::tensor_set_i32(inputs.pos, &pos)?;
         let idx: Vec<i32> = slots.iter().map(|&c| c as i32).collect();
         ggml::tensor_set_i32(inputs.kv_idx, &idx)?;
-        let mut mask = vec![half::f16::ZERO; n_kv * n_tokens];
+        let mut mask =
+            vec![
+                half::f16::ZERO;
+                n_kv * attention_rows(n_tokens, self.cfg.flash_attn && self.cfg.row_attention)
+            ];
         self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
         ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
         if let Some(mask_swa) = inputs.mask_swa {
@@ -298,13 +309,14 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
+    let mask_rows = attention_rows(shape.n_tokens, shape.flash_attn && shape.row_attention) as i64;
     let mask = gctx
-        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
         .named("inp_mask");
     let hp = &model.hparams;
     let mask_swa = if hp.n_swa > 0 {
         Some(
-            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
                 .named("inp_mask_swa"),
         )
     } else {
