@@ -221,3 +221,62 @@ fn a_shared_prefix_gives_the_completions_of_the_whole_prompt() {
         );
     }
 }
+
+#[test]
+fn run_batch_mode_prints_completions_in_input_order() {
+    let Some(path) = common::test_model("run_batch_mode_prints_completions_in_input_order") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    // Two prompts whose greedy completions llama.cpp made (../shared/reference),
+    // the second holding a newline, in three slots with a repeat.
+    std::fs::write(
+        &prompts,
+        "\"The capital of France is\"\n\"def add(a, b):\\n\"\n\n\"The capital of France is\"\n",
+    )
+    .unwrap();
+    let out = common::rbench(&[
+        "run",
+        "-m",
+        path.to_str().unwrap(),
+        "--prompts-file",
+        prompts.to_str().unwrap(),
+        "--parallel",
+        "3",
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "-o",
+        "jsonl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let expect = [
+        (
+            "The capital of France is",
+            " the capital of the country of France.",
+        ),
+        ("def add(a, b):\n", "    return a + b\n\ndef sub(a, b"),
+        (
+            "The capital of France is",
+            " the capital of the country of France.",
+        ),
+    ];
+    for (line, (prompt, start)) in lines.iter().zip(expect) {
+        assert_eq!(line["prompt"], prompt);
+        let completion = line["completion"].as_str().unwrap();
+        assert!(completion.starts_with(start), "{prompt:?} → {completion:?}");
+    }
+}
