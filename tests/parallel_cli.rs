@@ -244,3 +244,166 @@ fn analysis_results_set_prompt_and_generation_lengths() {
         stderr(&out)
     );
 }
+
+mod scheduler {
+    use rbench::engine::{
+        serve, Engine, EngineConfig, Request, SamplerConfig, ScheduleConfig, ScheduleError,
+        StopReason,
+    };
+    use rbench::model::synth::{self, SynthFtype};
+    use rbench::model::weights::LoadOptions;
+    use rbench::model::Model;
+    use std::cell::Cell;
+
+    fn model(dir: &std::path::Path) -> Model {
+        let path = dir.join("m.gguf");
+        synth::write_synthetic(
+            synth::preset("llama-15m").unwrap(),
+            SynthFtype::Q8_0,
+            5,
+            &path,
+        )
+        .unwrap();
+        Model::load(&path, &LoadOptions { repack: true }).unwrap()
+    }
+
+    fn cfg(n_slots: usize) -> ScheduleConfig {
+        ScheduleConfig {
+            n_slots,
+            max_batch_tokens: 512,
+            stop_at_eog: false,
+            sampler: SamplerConfig::greedy(),
+            shared_prefix: vec![],
+        }
+    }
+
+    fn req(len: usize, n_predict: usize) -> Request {
+        Request {
+            prompt: (0..len as u32).map(|i| 10 + i % 50).collect(),
+            n_predict,
+        }
+    }
+
+    #[test]
+    fn queues_finish_in_input_order_with_each_requests_own_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let mut engine = Engine::new(
+            &model,
+            EngineConfig {
+                n_ctx: 1024,
+                n_threads: 1,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap();
+        let requests: Vec<Request> = (0..7).map(|i| req(3 + i, 1 + i)).collect();
+        let mut order = Vec::new();
+        let report = serve(&mut engine, &requests, &cfg(3), &|| false, &mut |c| {
+            order.push(c.index)
+        })
+        .unwrap();
+        assert_eq!(order.len(), 7);
+        assert!(!report.interrupted);
+        for (i, c) in report.completions.iter().enumerate() {
+            assert_eq!(c.index, i);
+            assert_eq!(
+                c.tokens.len(),
+                1 + i,
+                "request {i} asked for {} tokens",
+                1 + i
+            );
+            assert_eq!(c.prompt_tokens, 3 + i);
+            assert_eq!(c.stop, StopReason::Length);
+            assert!(c.token_times.windows(2).all(|w| w[0] <= w[1]));
+        }
+        // Never more than 3 sequences' cells at once (3 slots).
+        assert!(report.peak_cells <= 3 * (9 + 7), "{}", report.peak_cells);
+        let tokens: usize = report
+            .steps
+            .iter()
+            .map(|s| s.prompt_tokens + s.gen_tokens)
+            .sum();
+        let prompt: usize = requests.iter().map(|r| r.prompt.len()).sum();
+        let decoded: usize = requests.iter().map(|r| r.n_predict - 1).sum();
+        assert_eq!(
+            tokens,
+            prompt + decoded,
+            "every prompt token and every fed-back token decoded once"
+        );
+        assert_eq!(engine.kv.cells.n_used(), 0);
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_run_between_steps_with_what_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let mut engine = Engine::new(
+            &model,
+            EngineConfig {
+                n_ctx: 1024,
+                n_threads: 1,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap();
+        let requests: Vec<Request> = (0..4)
+            .map(|i| req(4, if i == 0 { 2 } else { 50 }))
+            .collect();
+        let steps = Cell::new(0);
+        let stop = || {
+            steps.set(steps.get() + 1);
+            steps.get() > 5
+        };
+        let report = serve(&mut engine, &requests, &cfg(4), &stop, &mut |_| {}).unwrap();
+        assert!(report.interrupted);
+        assert_eq!(
+            report.completions.len(),
+            1,
+            "only the short request finished"
+        );
+        assert_eq!(report.completions[0].index, 0);
+        assert_eq!(engine.kv.cells.n_used(), 0, "the cache is left empty");
+    }
+
+    #[test]
+    fn bad_requests_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let mut engine = Engine::new(
+            &model,
+            EngineConfig {
+                n_ctx: 256,
+                n_threads: 1,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap();
+        let never = || false;
+        let mut err = |requests: &[Request], c: &ScheduleConfig| {
+            serve(&mut engine, requests, c, &never, &mut |_| {}).unwrap_err()
+        };
+        assert!(matches!(
+            err(&[req(2, 1)], &cfg(0)),
+            ScheduleError::Slots(0)
+        ));
+        assert!(matches!(
+            err(&[req(0, 1)], &cfg(1)),
+            ScheduleError::EmptyPrompt { index: 0 }
+        ));
+        assert!(matches!(
+            err(&[req(2, 1), req(2, 0)], &cfg(1)),
+            ScheduleError::NothingToGenerate { index: 1 }
+        ));
+        let mut tight = cfg(4);
+        tight.max_batch_tokens = 2;
+        assert!(matches!(
+            err(&[req(2, 1)], &tight),
+            ScheduleError::BatchTooSmall { .. }
+        ));
+        // More cells than the cache has: the engine's KV error, cache left empty.
+        let e = err(&[req(200, 100)], &cfg(1));
+        assert!(e.to_string().contains("KV cache is full"), "{e}");
+        assert_eq!(engine.kv.cells.n_used(), 0);
+    }
+}
