@@ -94,7 +94,12 @@ impl GgufFile {
             source,
         };
         let file = File::open(path).map_err(|e| io_err("open", e))?;
-        let len = file.metadata().map_err(|e| io_err("stat", e))?.len();
+        let meta = file.metadata().map_err(|e| io_err("stat", e))?;
+        if meta.is_dir() {
+            // Opening succeeds on Linux; mapping would fail with "No such device".
+            return Err(io_err("read", std::io::ErrorKind::IsADirectory.into()));
+        }
+        let len = meta.len();
         if len == 0 {
             // Mapping an empty file fails on some platforms; an empty Vec
             // gives the same "truncated header" error as any short file.
