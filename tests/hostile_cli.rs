@@ -26,6 +26,7 @@ struct Files {
     text: PathBuf,
     tiny_text: PathBuf,
     not_utf8: PathBuf,
+    fifo: PathBuf,
 }
 
 fn files() -> Files {
@@ -54,6 +55,13 @@ fn files() -> Files {
     .unwrap();
     std::fs::write(p("tiny.txt"), "hi").unwrap();
     std::fs::write(p("latin1.txt"), b"caf\xe9 cr\xe8me \xff\xfe").unwrap();
+    // Opening a FIFO for reading waits for a writer: a model path must not.
+    let fifo = p("fifo.gguf");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     Files {
         missing: p("missing.gguf"),
         directory: p("directory.gguf"),
@@ -64,6 +72,7 @@ fn files() -> Files {
         text: p("text.txt"),
         tiny_text: p("tiny.txt"),
         not_utf8: p("latin1.txt"),
+        fifo,
         _dir: dir,
     }
 }
@@ -164,6 +173,12 @@ fn hostile_model_files_are_refused_naming_the_problem() {
             &["directory.gguf", "is a directory"],
         ));
         cases.push(with(&f.empty, RUNTIME, &["truncated header", "0 bytes"]));
+        cases.push(with(&f.fifo, RUNTIME, &["fifo.gguf", "not a regular file"]));
+        cases.push(with(
+            Path::new("/dev/zero"),
+            RUNTIME,
+            &["/dev/zero", "not a regular file"],
+        ));
         cases.push(with(&f.garbage, RUNTIME, &["bad magic", "offset 0"]));
         cases.push(with(&f.truncated, RUNTIME, &["tensor data", "tensor '"]));
         cases.push(with(&f.header_only, RUNTIME, &["tensor data", "tensor '"]));
