@@ -57,7 +57,7 @@ fn physical_cores(cpuinfo: &str) -> Option<usize> {
 }
 
 /// A `Key: N kB` line of /proc/meminfo, in bytes.
-fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
+pub(crate) fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
     let v = meminfo.lines().find_map(|l| field(l, key))?;
     let kb: u64 = v.strip_suffix("kB").unwrap_or(v).trim().parse().ok()?;
     kb.checked_mul(1024)

@@ -328,7 +328,12 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         }
     };
     let mut failed = 0;
-    for spec in &plan.models {
+    let mut interrupted = None;
+    for (done, spec) in plan.models.iter().enumerate() {
+        if super::interrupt::requested() {
+            interrupted = Some(format!("{done} of {} models", plan.models.len()));
+            break;
+        }
         let loaded = crate::model::resolve_model_path(spec)
             .map_err(anyhow::Error::from)
             .and_then(|path| {
@@ -359,6 +364,10 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         match result {
             Ok(()) => {}
             Err(crate::bench::BenchError::Output(e)) => return Err(e.into()),
+            Err(crate::bench::BenchError::Interrupted { done, total }) => {
+                interrupted = Some(format!("{done} of {total} tests of model '{spec}'"));
+                break;
+            }
             Err(e) => {
                 eprintln!("error: model '{spec}': {e}");
                 failed += 1;
@@ -368,6 +377,9 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
     exporter.end(&mut stdout)?;
     if let Some(e) = err_exporter.as_mut() {
         e.end(&mut std::io::stderr())?;
+    }
+    if let Some(done) = interrupted {
+        return Err(super::interrupt::Interrupted { done }.into());
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} models failed", plan.models.len());

@@ -13,6 +13,7 @@ macro_rules! outln {
 mod bench;
 pub(crate) mod format;
 mod info;
+pub mod interrupt;
 mod parallel;
 mod perplexity;
 mod run;
@@ -77,6 +78,10 @@ pub fn main() -> i32 {
         }
     };
     crate::ggml::set_log_verbose(cli.verbose);
+    if let Err(e) = interrupt::install() {
+        // Ctrl-C then simply ends the process, as it would without us.
+        eprintln!("warning: {e}");
+    }
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Synth(args) => synth::run(args),
@@ -92,8 +97,10 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            if err.downcast_ref::<UsageError>().is_some() {
+            eprintln!("error: {}", one_line(&err));
+            if err.downcast_ref::<interrupt::Interrupted>().is_some() {
+                interrupt::EXIT_INTERRUPTED
+            } else if err.downcast_ref::<UsageError>().is_some() {
                 EXIT_USAGE
             } else {
                 EXIT_RUNTIME
@@ -102,9 +109,72 @@ pub fn main() -> i32 {
     }
 }
 
+/// `-t`: ggml's thread pool has a fixed maximum.
+fn check_threads(threads: Option<usize>) -> Result<(), UsageError> {
+    match threads {
+        Some(t) if t > crate::ggml::MAX_THREADS => Err(UsageError(format!(
+            "-t: {t} threads is above the maximum of {}",
+            crate::ggml::MAX_THREADS
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `-c`: token positions are i32.
+fn check_ctx(ctx: usize) -> Result<(), UsageError> {
+    if ctx > crate::engine::context::MAX_CTX {
+        return Err(UsageError(format!(
+            "-c: a context of {ctx} tokens is above the maximum of {}",
+            crate::engine::context::MAX_CTX
+        )));
+    }
+    Ok(())
+}
+
+/// The error and its causes on one line, leaving out a cause whose text
+/// the message before it already contains (many errors quote their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// The reader of our output went away (`| head`): not an error of ours.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_do_not_repeat_a_quoted_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoting = anyhow::Error::msg(format!("cannot open x: {io}"));
+        let err = anyhow::Error::new(io).context("cannot open x: no such file");
+        assert_eq!(one_line(&err), "cannot open x: no such file");
+        assert_eq!(one_line(&quoting), "cannot open x: no such file");
+        let chained = anyhow::anyhow!("truncated header").context("reading m.gguf");
+        assert_eq!(one_line(&chained), "reading m.gguf: truncated header");
+    }
+
+    #[test]
+    fn thread_and_context_limits_are_usage_errors() {
+        assert!(check_threads(None).is_ok());
+        assert!(check_threads(Some(crate::ggml::MAX_THREADS)).is_ok());
+        assert!(check_threads(Some(crate::ggml::MAX_THREADS + 1)).is_err());
+        assert!(check_ctx(4096).is_ok());
+        assert!(check_ctx(usize::MAX).is_err());
+    }
 }

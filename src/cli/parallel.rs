@@ -3,7 +3,6 @@
 //! worker count to use (see `crate::bench::parallel` for what is timed).
 
 use super::UsageError;
-use crate::bench::hardware::Hardware;
 use crate::bench::list::{self, Bounds};
 use crate::bench::parallel::{self as par, ParallelResult, PrefixSharing, WorkerRun};
 use crate::engine::{
@@ -12,6 +11,7 @@ use crate::engine::{
 use crate::gguf::GgufFile;
 use crate::kv::sizing;
 use crate::model::hparams::Hparams;
+use crate::model::memory::{self, MemoryInfo};
 use crate::model::weights::LoadOptions;
 use crate::model::{synth, Model};
 use crate::quant::GgmlType;
@@ -152,26 +152,6 @@ fn model_shape(spec: &str) -> anyhow::Result<ModelShape> {
     })
 }
 
-/// A rough upper bound of ggml's compute buffer for one ubatch: the
-/// activations of a layer, the attention scores and the logits rows.
-fn compute_estimate(hp: &Hparams, n_ubatch: usize, n_ctx: usize, flash_attn: bool) -> u64 {
-    let t = n_ubatch.min(n_ctx) as u64;
-    let f32b = 4u64;
-    let widths = 4 * hp.n_embd as u64
-        + 3 * hp.n_ff as u64
-        + (hp.n_head as u64 * hp.head_dim_k as u64)
-        + 2 * hp.n_embd_k_gqa() as u64;
-    let activations = t * widths * f32b;
-    let masks = 2 * t * n_ctx as u64 * 2;
-    let scores = if flash_attn {
-        0
-    } else {
-        2 * hp.n_head as u64 * t * n_ctx as u64 * f32b
-    };
-    let logits = t * hp.n_vocab as u64 * f32b;
-    activations + masks + scores + logits
-}
-
 fn cache_type(s: &str, flag: &str) -> anyhow::Result<GgmlType> {
     crate::kv::parse_cache_type(s)
         .ok_or_else(|| UsageError(format!("{flag} must be f16, q8_0 or f32, got '{s}'")).into())
@@ -289,9 +269,14 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<(Plan, Hp
     let kv_shape =
         sizing::kv_shape(&hp, n_ctx, type_k, type_v).map_err(|e| UsageError(e.to_string()))?;
     let kv_bytes = kv_shape.bytes();
-    let compute = compute_estimate(&hp, args.n_ubatch, n_ctx, flash_attn_on(&args.flash_attn));
+    let compute = memory::compute_estimate(
+        &hp,
+        args.n_ubatch.min(n_ctx) as u64,
+        n_ctx as u64,
+        flash_attn_on(&args.flash_attn),
+    );
     let total = shape.model_bytes + kv_bytes + compute;
-    let available = Hardware::detect().ram_available_bytes;
+    let available = MemoryInfo::detect().available;
     let max_fit = available.map(|a| {
         let budget = a.saturating_sub(shape.model_bytes + compute);
         sizing::max_workers_within(budget, &kv_shape, per_seq)

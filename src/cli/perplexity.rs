@@ -57,6 +57,8 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     if args.threads == Some(0) || args.chunks == Some(0) {
         return Err(UsageError("-t and --chunks must be at least 1".into()).into());
     }
+    super::check_threads(args.threads)?;
+    super::check_ctx(args.ctx)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let path = crate::model::resolve_model_path(&args.model)?;
@@ -96,7 +98,11 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             args.ctx
         );
     }
+    let mut chunks_done = 0;
     for chunk in 0..n_chunks {
+        if super::interrupt::requested() {
+            break;
+        }
         let mut ids = tokens[chunk * args.ctx..(chunk + 1) * args.ctx].to_vec();
         if let (true, Some(b)) = (add_bos, bos) {
             ids[0] = b;
@@ -118,14 +124,21 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         if !args.json {
             eprint!("[{}]{:.4},", chunk + 1, acc.ppl());
         }
+        chunks_done += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
+    if chunks_done == 0 {
+        return Err(super::interrupt::Interrupted {
+            done: format!("0 of {n_chunks} chunks"),
+        }
+        .into());
+    }
     if args.json {
         let report = PerplexityReport {
             model: path.display().to_string(),
             file: args.file.display().to_string(),
             n_ctx: args.ctx,
-            n_chunks,
+            n_chunks: chunks_done,
             n_tokens_scored: acc.count(),
             ppl: acc.ppl(),
             ppl_error: acc.ppl_error(),
@@ -138,12 +151,19 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         outln!("PPL = {:.4} +/- {:.5}", acc.ppl(), acc.ppl_error());
         outln!(
             "{} chunks of {} tokens, {} tokens scored, {:.1} s ({:.0} tokens/s)",
-            n_chunks,
+            chunks_done,
             args.ctx,
             acc.count(),
             seconds,
-            (n_chunks * args.ctx) as f64 / seconds
+            (chunks_done * args.ctx) as f64 / seconds
         );
+    }
+    if chunks_done < n_chunks {
+        // The figure above covers the chunks that finished.
+        return Err(super::interrupt::Interrupted {
+            done: format!("{chunks_done} of {n_chunks} chunks"),
+        }
+        .into());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use super::UsageError;
 use crate::engine::{default_threads, Batch, Engine, EngineConfig, Sampler, SamplerConfig};
 use crate::model::weights::LoadOptions;
 use crate::model::Model;
+use crate::quant::GgmlType;
 use anyhow::Context as _;
 use std::io::Write;
 use std::time::Instant;
@@ -79,11 +80,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.prompt.as_deref().is_some_and(str::is_empty) {
         return Err(UsageError("the prompt is empty: give some text with -p".into()).into());
     }
-    if args.n_predict == 0 {
-        return Err(UsageError("-n/--n-predict must be at least 1".into()).into());
-    }
     if args.ctx == 0 || args.threads == Some(0) {
         return Err(UsageError("-c and -t must be at least 1".into()).into());
+    }
+    super::check_threads(args.threads)?;
+    super::check_ctx(args.ctx)?;
+    if !args.repeat_penalty.is_finite() || args.repeat_penalty <= 0.0 {
+        return Err(UsageError(format!(
+            "--repeat-penalty must be a positive number, got {}",
+            args.repeat_penalty
+        ))
+        .into());
+    }
+    if args.n_predict == 0 {
+        return Err(UsageError("-n must be at least 1".into()).into());
+    }
+    // Batch mode sizes its context from the prompts.
+    if args.prompts_file.is_none() && args.n_predict >= args.ctx {
+        return Err(UsageError(format!(
+            "-n {} leaves no room for the prompt in a context of {} tokens (raise -c)",
+            args.n_predict, args.ctx
+        ))
+        .into());
     }
     let cache_type = |s: &str, flag: &str| {
         crate::kv::parse_cache_type(s)
@@ -91,6 +109,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let type_k = cache_type(&args.cache_type_k, "--cache-type-k")?;
     let type_v = cache_type(&args.cache_type_v, "--cache-type-v")?;
+    if args.flash_attn == "off" && !matches!(type_v, GgmlType::F16 | GgmlType::F32) {
+        return Err(UsageError(format!(
+            "--cache-type-v {}: a quantized V cache needs flash attention (--flash-attn on)",
+            args.cache_type_v
+        ))
+        .into());
+    }
     // A bad prompts file is reported before the model loads.
     let batch_prompts = match &args.prompts_file {
         Some(p) => read_prompts(p)?,
@@ -125,7 +150,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         return run_batch(&args, batch_prompts, &model, type_k, type_v, load_s);
     };
     let prompt = tok.encode(prompt_text, tok.add_bos_default())?;
-    if prompt.len() + args.n_predict > args.ctx {
+    if prompt.len().saturating_add(args.n_predict) > args.ctx {
         anyhow::bail!(
             "the prompt ({} tokens) plus {} tokens to generate exceeds the context of {} (raise -c)",
             prompt.len(),

@@ -6,11 +6,14 @@ use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
 use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
 
 /// Cells attention looks at are rounded up to this, so graphs repeat shapes.
 const N_KV_PAD: usize = 256;
+/// Largest context: positions are i32.
+pub const MAX_CTX: usize = i32::MAX as usize;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -58,6 +61,8 @@ pub enum EngineError {
     Kv(#[from] KvError),
     #[error(transparent)]
     KvCache(#[from] KvCacheError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("ggml: {0}")]
     Ggml(#[from] ggml::GgmlError),
     #[error("token id {token} at batch index {index} is outside the vocabulary of {n_vocab}")]
@@ -88,6 +93,13 @@ impl<'m> Engine<'m> {
                 cfg.n_ctx, cfg.n_ubatch, cfg.n_threads
             )));
         }
+        // Positions are i32, as in ggml's rope.
+        if cfg.n_ctx > MAX_CTX {
+            return Err(EngineError::Config(format!(
+                "a context of {} tokens is above the maximum of {MAX_CTX}",
+                cfg.n_ctx
+            )));
+        }
         if !cfg.flash_attn && cfg.type_v != GgmlType::F16 && cfg.type_v != GgmlType::F32 {
             return Err(EngineError::Config(format!(
                 "a {} V cache needs flash attention (use --flash-attn on or --cache-type-v f16)",
@@ -106,14 +118,21 @@ impl<'m> Engine<'m> {
                 )));
             }
         }
-        let kv = KvCache::new(KvShape {
+        let shape = KvShape {
             n_ctx: cfg.n_ctx,
             n_layer: hp.n_layer as usize,
             k_width: hp.n_embd_k_gqa() as usize,
             v_width: hp.n_embd_v_gqa() as usize,
             type_k: cfg.type_k,
             type_v: cfg.type_v,
-        })?;
+        };
+        let n_tokens = cfg.n_ubatch.min(cfg.n_ctx) as u64;
+        let need = ContextNeed {
+            kv_cache: shape.bytes(),
+            compute: compute_estimate(hp, n_tokens, cfg.n_ctx as u64, cfg.flash_attn),
+        };
+        check_context(need, &MemoryInfo::detect())?;
+        let kv = KvCache::new(shape)?;
         let mut backend = CpuBackend::new()?;
         backend.set_n_threads(cfg.n_threads)?;
         let galloc = Gallocr::new(BufferType::cpu())?;
