@@ -77,6 +77,14 @@ fn table(header: Vec<String>, rows: Vec<Vec<String>>, right_from: usize) -> Stri
     t.to_string()
 }
 
+fn workers_label(n: u64) -> String {
+    if n == 1 {
+        "1 worker".into()
+    } else {
+        format!("{n} workers")
+    }
+}
+
 fn opt(v: Option<u32>) -> String {
     v.map_or_else(|| "–".into(), |n| n.to_string())
 }
@@ -341,11 +349,11 @@ fn headline(s: &Sections, opts: &Options) -> Option<String> {
         let sc = analysis::scaling(&p.runs, opts.tpot_budget_ms);
         if let (Some(i), Some(b)) = (&sc.interactive, &sc.batch) {
             return Some(format!(
-                "serve interactive traffic with {} workers ({:.1} t/s generation{}) and offline batches with {} workers ({:.1} t/s overall).",
-                i.workers,
+                "serve interactive traffic with {} ({:.1} t/s generation{}) and offline batches with {} ({:.1} t/s overall).",
+                workers_label(i.workers),
                 i.gen_tps,
                 i.tpot_ms.map(|t| format!(", TPOT p99 {:.1} ms", t.p99)).unwrap_or_default(),
-                b.workers,
+                workers_label(b.workers),
                 b.overall_tps
             ));
         }
@@ -1108,12 +1116,16 @@ fn recommendations(md: &mut String, s: &Sections, opts: &Options) {
         if let Some(r) = analysis::scaling(&p.runs, opts.tpot_budget_ms).interactive {
             w!(
                 md,
-                "- `{}`: **{} workers**: {:.1} t/s of generation in total{}{} (TPOT p99 budget {:.0} ms).",
+                "- `{}`: **{}**: {:.1} t/s of generation in total{}{} (TPOT p99 budget {:.0} ms).",
                 input.name,
-                r.workers,
+                workers_label(r.workers),
                 r.gen_tps,
-                r.tpot_ms.map(|t| format!(", TPOT p99 {:.1} ms", t.p99)).unwrap_or_default(),
-                r.ttft_ms.map(|t| format!(", TTFT p99 {:.1} ms", t.p99)).unwrap_or_default(),
+                r.tpot_ms
+                    .map(|t| format!(", TPOT p99 {:.1} ms", t.p99))
+                    .unwrap_or_default(),
+                r.ttft_ms
+                    .map(|t| format!(", TTFT p99 {:.1} ms", t.p99))
+                    .unwrap_or_default(),
                 opts.tpot_budget_ms
             );
             said = true;
@@ -1143,7 +1155,15 @@ fn recommendations(md: &mut String, s: &Sections, opts: &Options) {
     let mut said = false;
     for (input, p) in &s.parallel {
         if let Some(r) = analysis::scaling(&p.runs, opts.tpot_budget_ms).batch {
-            w!(md, "- `{}`: **{} workers**: {:.1} t/s overall ({:.1} t/s generation, efficiency {:.0}%).", input.name, r.workers, r.overall_tps, r.gen_tps, r.efficiency.unwrap_or(0.0) * 100.0);
+            w!(
+                md,
+                "- `{}`: **{}**: {:.1} t/s overall ({:.1} t/s generation, efficiency {:.0}%).",
+                input.name,
+                workers_label(r.workers),
+                r.overall_tps,
+                r.gen_tps,
+                r.efficiency.unwrap_or(0.0) * 100.0
+            );
             said = true;
         }
     }
