@@ -154,7 +154,7 @@ fn bench_save_round_trips_and_reports_with_a_parallel_result() {
     let saved = SavedResult::read(&bench).unwrap();
     assert_eq!(saved.kind, ResultKind::Bench);
     assert_eq!(saved.schema, 1);
-    assert_eq!(saved.command_line[1..4], ["bench", "-m", MODEL]);
+    assert_eq!(saved.command_line[..4], ["rbench", "bench", "-m", MODEL]);
     let model = saved.model.as_ref().unwrap();
     assert!(model.synthetic && model.model_size > 0);
     assert_eq!(model.sha256_first_mib.len(), 64);

@@ -147,17 +147,17 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(err) if is_broken_pipe(&err) => 0,
+        Err(err) if err.downcast_ref::<UsageError>().is_some() => {
+            // One line, with where to look next.
+            eprintln!(
+                "error: {err:#} (see `rbench {} --help` for the flags and an example)",
+                subcommand_name()
+            );
+            EXIT_USAGE
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
-            if err.downcast_ref::<UsageError>().is_some() {
-                eprintln!(
-                    "(see `rbench {} --help` for the flags and an example)",
-                    subcommand_name()
-                );
-                EXIT_USAGE
-            } else {
-                EXIT_RUNTIME
-            }
+            EXIT_RUNTIME
         }
     }
 }

@@ -225,10 +225,18 @@ impl SavedResult {
     }
 }
 
-/// The process's command line as the user typed it (lossy for non-UTF-8).
+/// The process's command line as typed (lossy for non-UTF-8), the program
+/// named by its file name only so saved files do not carry build paths.
 pub fn command_line() -> Vec<String> {
     std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
+        .enumerate()
+        .map(|(i, a)| {
+            let p = std::path::PathBuf::from(&a);
+            match (i, p.file_name()) {
+                (0, Some(name)) => name.to_string_lossy().into_owned(),
+                _ => a.to_string_lossy().into_owned(),
+            }
+        })
         .collect()
 }
 
