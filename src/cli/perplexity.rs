@@ -6,8 +6,6 @@
 use super::UsageError;
 use crate::engine::perplexity::{scored_range, token_nll, PerplexityAccumulator};
 use crate::engine::{default_threads, Batch, Engine, EngineConfig};
-use crate::model::weights::LoadOptions;
-use crate::model::Model;
 use anyhow::Context as _;
 use serde::Serialize;
 use std::time::Instant;
@@ -35,6 +33,10 @@ pub struct PerplexityArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also save the result with the build, model and hardware facts to this
+    /// JSON file (for `rbench report` and `rbench compare`).
+    #[arg(long, value_name = "FILE.json")]
+    pub save: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -61,9 +63,8 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     super::check_ctx(args.ctx)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let path = crate::model::resolve_model_path(&args.model)?;
-    let model = Model::load(&path, &LoadOptions::default())
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = super::progress::load_model(&args.model)?;
+    let path = model.path.clone();
     let tok = &model.tokenizer;
     let add_bos = tok.add_bos_default();
     let tokens = tok.encode(&text, add_bos)?;
@@ -133,18 +134,18 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         }
         .into());
     }
+    let report = PerplexityReport {
+        model: path.display().to_string(),
+        file: args.file.display().to_string(),
+        n_ctx: args.ctx,
+        n_chunks: chunks_done,
+        n_tokens_scored: acc.count(),
+        ppl: acc.ppl(),
+        ppl_error: acc.ppl_error(),
+        chunk_ppl,
+        seconds,
+    };
     if args.json {
-        let report = PerplexityReport {
-            model: path.display().to_string(),
-            file: args.file.display().to_string(),
-            n_ctx: args.ctx,
-            n_chunks: chunks_done,
-            n_tokens_scored: acc.count(),
-            ppl: acc.ppl(),
-            ppl_error: acc.ppl_error(),
-            chunk_ppl,
-            seconds,
-        };
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprintln!();
@@ -158,8 +159,22 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             (chunks_done * args.ctx) as f64 / seconds
         );
     }
+    if let Some(save) = &args.save {
+        use crate::report::saved::{self, ModelIdentity, ResultKind};
+        let identity = ModelIdentity::of(&model)?;
+        let result = serde_json::to_value(&report)?;
+        saved::save(
+            save,
+            ResultKind::Perplexity,
+            &saved::command_line(),
+            Some(identity),
+            result,
+        )
+        .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+        eprintln!("saved {}", save.display());
+    }
     if chunks_done < n_chunks {
-        // The figure above covers the chunks that finished.
+        // The figure above (and the saved result) covers the chunks that finished.
         return Err(super::interrupt::Interrupted {
             done: format!("{chunks_done} of {n_chunks} chunks"),
         }
