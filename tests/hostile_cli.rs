@@ -470,3 +470,46 @@ fn ctrl_c_stops_perplexity_after_the_current_chunk_with_a_partial_figure() {
     assert!(stderr.contains("interrupted by Ctrl-C after"), "{stderr}");
     assert!(stderr.contains("chunks"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_stops_parallel_after_a_worker_count_and_saves_what_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("par.json");
+    let out = interrupt_when(
+        &[
+            "parallel",
+            "-m",
+            "synth:llama-15m",
+            "--workers",
+            "1,8",
+            "-p",
+            "32",
+            "-n",
+            "800",
+            "-t",
+            "1",
+            "-o",
+            "json",
+            "--save",
+            save.to_str().unwrap(),
+        ],
+        "workers 8:",
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("1 of 2 worker counts"),
+        "{err}"
+    );
+    // stdout and the saved envelope hold the finished worker count only.
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["kind"], "parallel");
+    assert_eq!(saved["result"], printed);
+    let runs = printed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["workers"], 1);
+    assert_eq!(runs[0]["output_tokens"], 800);
+    assert_eq!(printed["interrupted"], true);
+}

@@ -436,6 +436,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
             .collect()
     };
     let never = || false;
+    let ctrl_c = super::interrupt::requested;
     if !args.no_warmup {
         let w = workers.iter().copied().max().unwrap_or(1);
         let warm: Vec<Request> = (0..w)
@@ -468,24 +469,41 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
                 "workers {w}: {n_req} requests × ({} prompt + {} generated)",
                 args.n_prompt, args.n_predict
             );
+            let bar = super::progress::Progress::bar(n_req as u64, format!("{w} workers"));
             let report = serve(
                 &mut engine,
                 &requests_for(n_req, false),
                 &schedule(w, &prefix),
-                &never,
-                &mut |_| {},
+                &ctrl_c,
+                &mut |_| bar.inc(1),
             )
             .with_context(|| format!("{w} workers"))?;
+            drop(bar);
+            if report.interrupted {
+                // A worker count cut short would report wrong figures: left out.
+                result.interrupted = true;
+                return Err(super::interrupt::Interrupted {
+                    done: format!("{} of {} worker counts", result.runs.len(), workers.len()),
+                }
+                .into());
+            }
             let mut run = WorkerRun::from_report(w, args.n_predict, prefix.len(), &report);
             if !prefix.is_empty() {
                 let unshared = serve(
                     &mut engine,
                     &requests_for(n_req, true),
                     &schedule(w, &[]),
-                    &never,
+                    &ctrl_c,
                     &mut |_| {},
                 )
                 .with_context(|| format!("{w} workers, prefix not shared"))?;
+                if unshared.interrupted {
+                    result.interrupted = true;
+                    return Err(super::interrupt::Interrupted {
+                        done: format!("{} of {} worker counts", result.runs.len(), workers.len()),
+                    }
+                    .into());
+                }
                 let wall_unshared = (unshared.finished - unshared.started).as_secs_f64();
                 run.shared_prefix = Some(PrefixSharing {
                     tokens: prefix.len(),
@@ -510,11 +528,27 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
     par::fill_scaling(&mut result.runs);
     result.recommendation = par::recommend(&result.runs, args.tpot_budget);
     if let Err(e) = &outcome {
-        result.error = Some(format!("{e:#}"));
+        if !result.interrupted {
+            result.error = Some(format!("{e:#}"));
+        }
     }
     if let Some(path) = &args.save {
-        let text = serde_json::to_string_pretty(&result)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        // Saved even when a later worker count failed or Ctrl-C stopped the run.
+        use crate::report::saved::{self, ModelIdentity, ResultKind};
+        let identity = ModelIdentity::of(&model).map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+        saved::save(
+            path,
+            ResultKind::Parallel,
+            &saved::command_line(),
+            Some(identity),
+            serde_json::to_value(&result)?,
+        )
+        .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+        eprintln!(
+            "saved {} (make a report with: rbench report {} -o report.md)",
+            path.display(),
+            path.display()
+        );
     }
     if args.output == "json" {
         outln!("{}", serde_json::to_string_pretty(&result)?);
