@@ -144,6 +144,7 @@ fn main() {
                 chat_template: None,
                 threads,
                 progress: None,
+                stop: None,
             },
         )
         .expect("analyze");

@@ -13,4 +13,5 @@ pub mod gguf;
 pub mod kv;
 pub mod model;
 pub mod quant;
+pub mod report;
 pub mod tokenizer;

@@ -178,3 +178,59 @@ fn gzip_json_array_is_streamed() {
     assert_eq!(report["output_tokens"]["p90"], nearest_rank(&outputs, 90.0));
     assert_eq!(report["skipped"], 0);
 }
+
+/// Ctrl-C stops reading after the current chunk: what was read is reported (JSON with
+/// `"interrupted": true`) and the exit code is 130. The dataset is a FIFO the test keeps
+/// feeding, so the signal surely arrives mid-file.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_reports_what_was_read_and_exits_130() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stream.jsonl");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let child = Command::new(env!("CARGO_BIN_EXE_rbench"))
+        .args(["analyze", fifo.to_str().unwrap(), "-o", "json", "-t", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening blocks until rbench opens the FIFO, after its Ctrl-C handler is installed.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let batch = "{\"question\":\"abcdefgh\",\"answer\":\"abcd\"}\n".repeat(100);
+    for _ in 0..6 {
+        writer.write_all(batch.as_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Keep the file going until rbench stops reading (the write then fails).
+    let start = Instant::now();
+    while writer.write_all(batch.as_bytes()).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rbench kept reading"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
+    let records = report["records"].as_u64().unwrap();
+    assert!(records >= 256, "{records}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+}

@@ -63,6 +63,9 @@ pub struct Options<'a> {
     pub threads: usize,
     /// Called now and then with the bytes read from the file so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Asked between chunks; `true` stops reading (e.g. on Ctrl-C) and the records read so
+    /// far are analysed.
+    pub stop: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
 
 /// What an analysis found, before statistics.
@@ -82,6 +85,8 @@ pub struct Analysis {
     pub prompt: Tally,
     /// Output tokens of the records with a non-empty output.
     pub output: Tally,
+    /// Reading stopped early on request: the analysis covers only the start of the file.
+    pub interrupted: bool,
 }
 
 /// Per-worker results, merged at the end.
@@ -263,7 +268,7 @@ pub fn analyze(mut reader: RecordReader, opts: &Options<'_>) -> Result<Analysis,
             })
             .collect();
         drop(rx);
-        let read_result = feed(&mut reader, first_items, &tx, opts.progress);
+        let read_result = feed(&mut reader, first_items, &tx, opts);
         drop(tx);
         let mut total = Partial::default();
         for handle in handles {
@@ -275,7 +280,7 @@ pub fn analyze(mut reader: RecordReader, opts: &Options<'_>) -> Result<Analysis,
         }
         (total, read_result)
     });
-    read_result?;
+    let interrupted = read_result?;
 
     if total.records == 0 {
         return Err(AnalyzeError::NoRecords {
@@ -292,16 +297,17 @@ pub fn analyze(mut reader: RecordReader, opts: &Options<'_>) -> Result<Analysis,
         problems: total.problems,
         prompt: total.prompt,
         output: total.output,
+        interrupted,
     })
 }
 
-/// Sends the records to the workers in chunks.
+/// Sends the records to the workers in chunks; `Ok(true)` when asked to stop early.
 fn feed(
     reader: &mut RecordReader,
     first_items: Vec<Item>,
     tx: &channel::Sender<Vec<Item>>,
-    progress: Option<&(dyn Fn(u64) + Sync)>,
-) -> Result<(), AnalyzeError> {
+    opts: &Options<'_>,
+) -> Result<bool, AnalyzeError> {
     let mut chunk = first_items;
     let mut chunk_bytes = 0usize;
     loop {
@@ -316,15 +322,18 @@ fn feed(
         if at_end || chunk.len() >= CHUNK_RECORDS || chunk_bytes >= CHUNK_BYTES {
             if !chunk.is_empty() && tx.send(std::mem::take(&mut chunk)).is_err() {
                 // Workers only stop early when they are gone; nothing more to do.
-                return Ok(());
+                return Ok(false);
             }
             chunk_bytes = 0;
-            if let Some(report) = progress {
+            if let Some(report) = opts.progress {
                 report(reader.bytes_read());
+            }
+            if !at_end && opts.stop.is_some_and(|stop| stop()) {
+                return Ok(true);
             }
         }
         if at_end {
-            return Ok(());
+            return Ok(false);
         }
     }
 }
@@ -348,6 +357,7 @@ mod tests {
                 chat_template: None,
                 threads,
                 progress: None,
+                stop: None,
             },
         )
     }
@@ -401,6 +411,36 @@ mod tests {
         assert_eq!(one.skipped.bad_json, 3000 / 7 + 1);
         let lines: Vec<u64> = one.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, (0..10).map(|k| 4 + 7 * k).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn stop_request_ends_reading_early() {
+        let line = "{\"prompt\":\"abcd\",\"completion\":\"abcd\"}\n";
+        let data = line.repeat(10 * CHUNK_RECORDS);
+        let reader = RecordReader::new(
+            std::io::Cursor::new(data.into_bytes()),
+            Path::new("t"),
+            1 << 20,
+        )
+        .unwrap();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        // Stop at the second check: two chunks sent.
+        let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1;
+        let a = analyze(
+            reader,
+            &Options {
+                shape: None,
+                counter: Counter::Estimate,
+                chat_template: None,
+                threads: 2,
+                progress: None,
+                stop: Some(&stop),
+            },
+        )
+        .unwrap();
+        assert!(a.interrupted);
+        assert_eq!(a.records, 2 * CHUNK_RECORDS as u64);
+        assert!(!run(line, None, 1).unwrap().interrupted);
     }
 
     #[test]

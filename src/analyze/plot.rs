@@ -229,6 +229,7 @@ mod tests {
             problems: Vec::new(),
             prompt: prompt.clone(),
             output: output.clone(),
+            interrupted: false,
         };
         let report = AnalysisReport::new(&analysis, "dir/a<b>&c.jsonl", None, "n/a", 0.0).unwrap();
         let svg = svg(&report, &prompt, &output);

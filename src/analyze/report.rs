@@ -83,6 +83,8 @@ pub struct AnalysisReport {
     pub tiers: Vec<Tier>,
     /// The first problems by line number.
     pub problems: Vec<Problem>,
+    /// Stopped early (Ctrl-C): the numbers cover only the start of the file.
+    pub interrupted: bool,
     pub seconds: f64,
     /// Peak resident memory of the process (Linux), bytes.
     pub peak_rss_bytes: Option<u64>,
@@ -137,6 +139,7 @@ impl AnalysisReport {
             },
             tiers,
             problems: a.problems.clone(),
+            interrupted: a.interrupted,
             seconds,
             peak_rss_bytes: peak_rss_bytes(),
         })
@@ -159,6 +162,9 @@ impl AnalysisReport {
             "tokens"
         };
         s += &format!("dataset     {} ({})\n", self.input, self.format);
+        if self.interrupted {
+            s += "INTERRUPTED: only the records read before Ctrl-C are counted\n";
+        }
         s += &format!(
             "shape       {}: {}; {} records matched\n",
             self.shape, self.shape_description, self.records

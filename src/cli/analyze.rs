@@ -5,7 +5,6 @@ use crate::analyze::{
     self, chat::ChatTemplate, AnalysisReport, Counter, FieldPath, Options, RecordReader, Shape,
 };
 use anyhow::Context;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Files at least this large get a progress bar (when stderr is a terminal).
@@ -35,7 +34,12 @@ ceil(characters / 4), labelled as such in every report.
 
 Percentiles are nearest-rank. n-prompt = smallest power of two >= p95 of prompt
 lengths (at least 32); n-predict tiers = power of two nearest (log scale) to p75, p90,
-p99 of output lengths; the p90 tier is the recommendation.")]
+p99 of output lengths; the p90 tier is the recommendation.
+
+Examples:
+  rbench analyze data.jsonl -m model.gguf --plot lengths.svg
+  rbench analyze chats.json.gz -m model.gguf -o json > analysis.json
+  rbench bench -m model.gguf $(rbench analyze data.jsonl -m model.gguf --emit-args)")]
 pub struct AnalyzeArgs {
     /// Dataset: JSON Lines or a JSON array file, optionally gzip-compressed.
     #[arg(value_name = "DATASET")]
@@ -145,7 +149,7 @@ fn chat_template(source: &TokenSource, disabled: bool) -> (Option<ChatTemplate>,
 
 fn progress_bar(dataset: &std::path::Path) -> Option<indicatif::ProgressBar> {
     let size = std::fs::metadata(dataset).ok()?.len();
-    if size < PROGRESS_MIN_BYTES || !std::io::stderr().is_terminal() {
+    if size < PROGRESS_MIN_BYTES || !super::progress::enabled() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(size);
@@ -194,9 +198,18 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             chat_template: template.as_ref(),
             threads,
             progress: Some(&report_progress),
+            stop: Some(&super::interrupt::requested),
         },
-    )
-    .with_context(|| format!("analysing {}", args.dataset.display()))?;
+    );
+    let analysis = match analysis {
+        Err(_) if super::interrupt::requested() => {
+            return Err(super::interrupt::Interrupted {
+                done: "0 records".into(),
+            }
+            .into())
+        }
+        other => other.with_context(|| format!("analysing {}", args.dataset.display()))?,
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -222,14 +235,21 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     }
     if args.emit_args {
         outln!("{}", report.bench_args());
-        return Ok(());
-    }
-    match args.output {
-        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => {
-            let text = report.to_text(&analysis.prompt, &analysis.output);
-            outln!("{}", text.trim_end());
+    } else {
+        match args.output {
+            OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+            OutputFormat::Text => {
+                let text = report.to_text(&analysis.prompt, &analysis.output);
+                outln!("{}", text.trim_end());
+            }
         }
+    }
+    if analysis.interrupted {
+        // What was read is reported above; the exit code says it is not the whole file.
+        return Err(super::interrupt::Interrupted {
+            done: format!("{} records", analysis.records),
+        }
+        .into());
     }
     Ok(())
 }
