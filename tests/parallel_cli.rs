@@ -409,3 +409,71 @@ mod scheduler {
         assert_eq!(engine.kv.cells.n_used(), 0);
     }
 }
+
+#[test]
+fn dataset_prompts_drive_the_requests_and_bad_lines_are_counted() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/problems.jsonl");
+    let out = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--dataset",
+        data,
+        "--workers",
+        "2",
+        "--requests",
+        "4",
+        "-p",
+        "256",
+        "-n",
+        "4",
+        "-t",
+        "1",
+        "-o",
+        "json",
+    ]);
+    let v = json(&out);
+    let err = stderr(&out);
+    assert!(err.contains("6 records left out"), "{err}");
+    let run = &v["runs"][0];
+    assert_eq!(run["requests"], 4);
+    assert_eq!(run["output_tokens"], 16);
+    // Real prompts have their own lengths, not -p.
+    let n_prompt = run["n_prompt"].as_u64().unwrap();
+    assert!(n_prompt > 0 && n_prompt < 256, "{run}");
+    // Too short a -p for every prompt is an error saying what to raise.
+    let out = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--dataset",
+        data,
+        "--workers",
+        "2",
+        "-p",
+        "1",
+        "-n",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("raise -p"), "{}", stderr(&out));
+    // A file with no known record shape.
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd.jsonl");
+    std::fs::write(&odd, "{\"x\": 1}\nnot json\n").unwrap();
+    let out = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--dataset",
+        odd.to_str().unwrap(),
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no record has a known shape"),
+        "{}",
+        stderr(&out)
+    );
+}

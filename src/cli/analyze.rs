@@ -65,6 +65,10 @@ pub struct AnalyzeArgs {
     /// Print only the flags to benchmark with (`-p N -n M`), for `rbench bench` / `rbench parallel`.
     #[arg(long, conflicts_with = "output")]
     emit_args: bool,
+    /// Also save the JSON report in rbench's result envelope (for `rbench report`,
+    /// `rbench parallel --from-analysis`).
+    #[arg(long)]
+    save: Option<PathBuf>,
     /// Join chat messages even when the model has a chat template.
     #[arg(long)]
     no_chat_template: bool,
@@ -244,6 +248,9 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(path) = &args.save {
+        save(path, &args, &report)?;
+    }
     if analysis.interrupted {
         // What was read is reported above; the exit code says it is not the whole file.
         return Err(super::interrupt::Interrupted {
@@ -251,5 +258,35 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
         .into());
     }
+    Ok(())
+}
+
+/// `--save`: the report in the result envelope, with the model's identity when
+/// a model's tokenizer counted the tokens.
+fn save(path: &std::path::Path, args: &AnalyzeArgs, report: &AnalysisReport) -> anyhow::Result<()> {
+    use crate::report::saved::{self, ModelIdentity, ResultKind};
+    let identity = match &args.model {
+        Some(spec) => {
+            let file_path = crate::model::resolve_model_path(spec)?;
+            let file = crate::gguf::GgufFile::open(&file_path)
+                .with_context(|| format!("reading {}", file_path.display()))?;
+            let info = crate::model::info::ModelInfo::from_gguf(&file)
+                .with_context(|| format!("reading {}", file_path.display()))?;
+            Some(
+                ModelIdentity::from_info(&file_path, &info)
+                    .map_err(|e| anyhow::anyhow!("--save: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    saved::save(
+        path,
+        ResultKind::Analyze,
+        &saved::command_line(),
+        identity,
+        serde_json::to_value(report)?,
+    )
+    .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+    eprintln!("saved {}", path.display());
     Ok(())
 }

@@ -50,6 +50,11 @@ pub struct ParallelArgs {
     /// computed once and shared in the KV cache (also run unshared to compare).
     #[arg(long = "shared-prefix", default_value_t = 0)]
     pub shared_prefix: usize,
+    /// Real prompts from a dataset (JSONL / JSON array, .gz; the shapes `rbench
+    /// analyze` reads), one per request in file order, instead of random tokens;
+    /// -p is then the longest prompt kept (longer ones are left out and counted).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
     /// Take -p / -n from an `rbench analyze -o json` result.
     #[arg(long = "from-analysis")]
     pub from_analysis: Option<PathBuf>,
@@ -150,6 +155,111 @@ fn model_shape(spec: &str) -> anyhow::Result<ModelShape> {
         hparams,
         model_bytes: file.tensor_data_size(),
     })
+}
+
+/// Up to `want` prompts of a dataset as token ids (with BOS as the model
+/// asks), in file order, and how many records were left out.
+fn dataset_prompts(
+    path: &std::path::Path,
+    tok: &crate::tokenizer::Tokenizer,
+    want: usize,
+) -> anyhow::Result<(Vec<Vec<u32>>, String, u64)> {
+    use crate::analyze::chat::{join_messages, ChatTemplate};
+    use crate::analyze::input::Item;
+    use crate::analyze::shape::Exchange;
+    use crate::analyze::{RecordReader, Shape, DEFAULT_MAX_RECORD_BYTES};
+    let mut reader = RecordReader::open(path, DEFAULT_MAX_RECORD_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let piece = |id: Option<u32>| id.and_then(|i| tok.token_piece(i)).unwrap_or("");
+    let template = tok
+        .chat_template()
+        .and_then(|t| ChatTemplate::new(t, piece(tok.bos_id()), piece(tok.eos_id())).ok());
+    // The shape is decided on the first records, as `rbench analyze` does.
+    let mut records = Vec::new();
+    let mut skipped = 0u64;
+    let mut shape = None;
+    let mut prompts = Vec::new();
+    let take = |shape: &Shape, v: &serde_json::Value, prompts: &mut Vec<Vec<u32>>| -> bool {
+        let text = match shape.extract(v) {
+            Ok(Exchange::Text { prompt, .. }) => prompt,
+            Ok(Exchange::Chat { history, .. }) => match &template {
+                Some(t) => match t.render(&history) {
+                    Ok(text) => text,
+                    Err(_) => return false,
+                },
+                None => join_messages(&history),
+            },
+            Err(_) => return false,
+        };
+        match tok.encode(&text, tok.add_bos_default()) {
+            Ok(ids) if !text.is_empty() && !ids.is_empty() => {
+                prompts.push(ids);
+                true
+            }
+            _ => false,
+        }
+    };
+    while prompts.len() < want {
+        let Some(item) = reader
+            .next_item()
+            .with_context(|| format!("reading {}", path.display()))?
+        else {
+            break;
+        };
+        let Item::Record(raw) = item else {
+            skipped += 1;
+            continue;
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&raw.bytes) else {
+            skipped += 1;
+            continue;
+        };
+        match &shape {
+            Some(sh) => {
+                if !take(sh, &value, &mut prompts) {
+                    skipped += 1;
+                }
+            }
+            None => {
+                records.push(value);
+                if records.len() >= 64 {
+                    shape = Shape::detect(&records).map(|(sh, _)| sh);
+                    let Some(sh) = &shape else { break };
+                    for v in records.drain(..) {
+                        if !take(sh, &v, &mut prompts) {
+                            skipped += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if shape.is_none() && !records.is_empty() {
+        shape = Shape::detect(&records).map(|(sh, _)| sh);
+        if let Some(sh) = &shape {
+            for v in records.drain(..) {
+                if !take(sh, &v, &mut prompts) {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    let Some(shape) = shape else {
+        return Err(UsageError(format!(
+            "{}: no record has a known shape (see `rbench analyze --help` for the shapes)",
+            path.display()
+        ))
+        .into());
+    };
+    prompts.truncate(want);
+    if prompts.is_empty() {
+        return Err(UsageError(format!(
+            "{}: no usable prompt ({skipped} records left out)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok((prompts, shape.name(), skipped))
 }
 
 fn cache_type(s: &str, flag: &str) -> anyhow::Result<GgmlType> {
@@ -413,7 +523,34 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         .map(|&w| args.requests.unwrap_or(w))
         .max()
         .unwrap_or(1);
-    let prompts: Vec<Vec<u32>> = (0..n_requests_max).map(|_| random(args.n_prompt)).collect();
+    let prompts: Vec<Vec<u32>> = match &args.dataset {
+        None => (0..n_requests_max).map(|_| random(args.n_prompt)).collect(),
+        Some(path) => {
+            let (mut prompts, shape, skipped) =
+                dataset_prompts(path, &model.tokenizer, n_requests_max)?;
+            // Every prompt must fit the cells planned per sequence.
+            let limit = plan
+                .per_sequence_cells
+                .saturating_sub(args.n_predict + args.shared_prefix);
+            let too_long = prompts.iter().filter(|p| p.len() > limit).count();
+            prompts.retain(|p| p.len() <= limit);
+            eprintln!(
+                "dataset {}: {} prompts ({shape}), {skipped} records left out, {too_long} longer than -p {} left out",
+                path.display(),
+                prompts.len(),
+                args.n_prompt
+            );
+            if prompts.is_empty() {
+                anyhow::bail!("no dataset prompt fits -p {} (raise -p)", args.n_prompt);
+            }
+            // Fewer prompts than requests: they are used again in order.
+            let mut all = Vec::with_capacity(n_requests_max);
+            for i in 0..n_requests_max {
+                all.push(prompts[i % prompts.len()].clone());
+            }
+            all
+        }
+    };
 
     let schedule = |w: usize, shared: &[u32]| ScheduleConfig {
         n_slots: w,
