@@ -528,12 +528,9 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         Some(path) => {
             let (mut prompts, shape, skipped) =
                 dataset_prompts(path, &model.tokenizer, n_requests_max)?;
-            // Every prompt must fit the cells planned per sequence.
-            let limit = plan
-                .per_sequence_cells
-                .saturating_sub(args.n_predict + args.shared_prefix);
-            let too_long = prompts.iter().filter(|p| p.len() > limit).count();
-            prompts.retain(|p| p.len() <= limit);
+            // -p is the longest prompt the cache was planned for.
+            let too_long = prompts.iter().filter(|p| p.len() > args.n_prompt).count();
+            prompts.retain(|p| p.len() <= args.n_prompt);
             eprintln!(
                 "dataset {}: {} prompts ({shape}), {skipped} records left out, {too_long} longer than -p {} left out",
                 path.display(),
