@@ -10,5 +10,6 @@ cargo build --release -q
 bin=target/release/rbench
 [[ -n "${CARGO_TARGET_DIR:-}" ]] && bin="$CARGO_TARGET_DIR/release/rbench"
 "$bin" bench -r 3 "$@" --save "$out/bench.json"
-"$bin" report "$out/bench.json" -o "$out/report.md"
+"$bin" parallel --workers 1,2,4,8 -p 64 -n 64 "$@" --save "$out/parallel.json" > /dev/null
+"$bin" report "$out/bench.json" "$out/parallel.json" -o "$out/report.md"
 echo "wrote $out/report.md"
