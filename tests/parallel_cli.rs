@@ -477,3 +477,60 @@ fn dataset_prompts_drive_the_requests_and_bad_lines_are_counted() {
         stderr(&out)
     );
 }
+
+#[test]
+fn saved_parallel_and_analyze_results_make_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let par = dir.path().join("par.json");
+    let ana = dir.path().join("ana.json");
+    let out = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--workers",
+        "1,2",
+        "-p",
+        "16",
+        "-n",
+        "8",
+        "-t",
+        "1",
+        "--save",
+        par.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/alpaca.jsonl");
+    let out = rbench(&["analyze", data, "--save", ana.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&ana).unwrap()).unwrap();
+    assert_eq!(saved["kind"], "analyze");
+    assert!(saved["result"]["recommendation"]["n_prompt"].is_u64());
+    // The saved analysis also drives a parallel plan.
+    let plan = json(&rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--from-analysis",
+        ana.to_str().unwrap(),
+        "--dry-run",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        plan["n_prompt"],
+        saved["result"]["recommendation"]["n_prompt"]
+    );
+    let md = dir.path().join("report.md");
+    let out = rbench(&[
+        "report",
+        par.to_str().unwrap(),
+        ana.to_str().unwrap(),
+        "-o",
+        md.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&md).unwrap();
+    for needle in ["Speedup", "Efficiency", "TTFT", "```mermaid", "n-predict"] {
+        assert!(text.contains(needle), "missing {needle:?} in the report");
+    }
+}
