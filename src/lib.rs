@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod ggml;
 pub mod gguf;
+pub mod kernels;
 pub mod kv;
 pub mod model;
 pub mod quant;

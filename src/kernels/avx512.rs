@@ -1,0 +1,257 @@
+//! AVX-512 (F, BW, VL) + VNNI kernel.
+//!
+//! Two weight rows are processed together: one 512-bit register holds block
+//! `b` of row `r` in its low half and of row `r + 1` in its high half, and
+//! each activation block (32 bytes) is broadcast to both halves, so one
+//! `vpdpbusd` gives 8 partial sums per row for one column. Per block, the
+//! work shared by all columns (loading and decoding the weights, their sum
+//! for the unsigned-offset correction, the two row scales) is done once;
+//! per column it is one `vpdpbusd`, a conversion and two float ops. Each
+//! weight byte is read from memory once for up to 16 columns.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, so the activations are
+//! stored as `q + 128` ([`ActsFormat::Offset128`]) and the accumulator
+//! starts at `-128 * sum(w)` (computed from the weights once per block).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use crate::quant::GgmlType;
+
+pub(super) fn detected() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("f16c")
+        && is_x86_feature_detected!("fma")
+}
+
+pub struct Avx512Kernel;
+
+/// Columns handled in one pass over a row pair (accumulators stay in
+/// registers: 16 of the 32 zmm registers, the rest for shared values).
+const GROUP: usize = 16;
+
+/// Loads block `b` of two rows: signed weights (row 0 in the low 256 bits,
+/// row 1 in the high ones) and the row scales broadcast to match.
+///
+/// # Safety
+/// Only for CPUs with the features of [`detected`].
+trait Decode<const BYTES: usize> {
+    unsafe fn load2(b0: &[u8; BYTES], b1: &[u8; BYTES]) -> (__m512i, __m512);
+}
+
+struct Q8;
+struct Q5;
+
+/// Two f16 scales widened and spread: lanes 0-7 `d0`, lanes 8-15 `d1`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn scales2(d0: [u8; 2], d1: [u8; 2]) -> __m512 {
+    let bits = u32::from(u16::from_le_bytes(d0)) | (u32::from(u16::from_le_bytes(d1)) << 16);
+    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d))
+}
+
+impl Decode<34> for Q8 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    unsafe fn load2(b0: &[u8; 34], b1: &[u8; 34]) -> (__m512i, __m512) {
+        // SAFETY: bytes 2..34 of each 34-byte block are read (unaligned
+        // loads are allowed).
+        unsafe {
+            let lo = _mm256_loadu_si256(b0.as_ptr().add(2).cast());
+            let hi = _mm256_loadu_si256(b1.as_ptr().add(2).cast());
+            let w = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+            (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
+        }
+    }
+}
+
+impl Decode<22> for Q5 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    unsafe fn load2(b0: &[u8; 22], b1: &[u8; 22]) -> (__m512i, __m512) {
+        // SAFETY: bytes 6..22 (the 16 nibble bytes) of each 22-byte block
+        // are read.
+        unsafe {
+            let q0 = _mm_loadu_si128(b0.as_ptr().add(6).cast());
+            let q1 = _mm_loadu_si128(b1.as_ptr().add(6).cast());
+            // Each row's 16 bytes twice: low nibbles are elements 0-15,
+            // high nibbles elements 16-31.
+            let v = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
+                _mm256_broadcastsi128_si256(q1),
+            );
+            let shifted = _mm512_srli_epi16::<4>(v);
+            let nib = _mm512_and_si512(
+                _mm512_mask_blend_epi8(0xFFFF_0000_FFFF_0000, v, shifted),
+                _mm512_set1_epi8(0x0F),
+            );
+            // Bit j of qh is bit 4 of element j: elements without it get -16.
+            let qh0 = u32::from_le_bytes([b0[2], b0[3], b0[4], b0[5]]);
+            let qh1 = u32::from_le_bytes([b1[2], b1[3], b1[4], b1[5]]);
+            let high = u64::from(qh0) | (u64::from(qh1) << 32);
+            let w = _mm512_mask_sub_epi8(nib, !high, nib, _mm512_set1_epi8(16));
+            (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn hsum256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Dot products of two weight rows with `C` activation columns:
+/// `[row0, row1]` per column. `xq[c]` / `xd[c]` are column `c`'s blocks
+/// (offset bytes) and scales; all have at least as many blocks as the rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn rows2<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
+    row0: &[[u8; BYTES]],
+    row1: &[[u8; BYTES]],
+    xq: &[&[[u8; QK]]; C],
+    xd: &[&[f32]; C],
+) -> [[f32; 2]; C] {
+    let nb = row0.len().min(row1.len());
+    let mut res = [[0f32; 2]; C];
+    if xq.iter().any(|q| q.len() < nb) || xd.iter().any(|d| d.len() < nb) {
+        return res; // callers check sizes; never read out of bounds
+    }
+    let mut acc = [_mm512_setzero_ps(); C];
+    let offset = _mm512_set1_epi8(0x80u8 as i8);
+    for b in 0..nb {
+        // SAFETY: this function's features are those `load2` needs.
+        let (w, dw) = unsafe { D::load2(&row0[b], &row1[b]) };
+        let neg_corr = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, w),
+        );
+        for c in 0..C {
+            // SAFETY: every column has at least `nb` blocks and scales
+            // (checked above); a block is 32 bytes, the load reads 32.
+            let (x, d) = unsafe {
+                let blk = xq[c].get_unchecked(b);
+                (
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(blk.as_ptr().cast())),
+                    *xd[c].get_unchecked(b),
+                )
+            };
+            let dot = _mm512_dpbusd_epi32(neg_corr, x, w);
+            let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(d));
+            acc[c] = _mm512_fmadd_ps(t, dw, acc[c]);
+        }
+    }
+    for c in 0..C {
+        let lo = _mm512_castps512_ps256(acc[c]);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[c])));
+        res[c] = [hsum256(lo), hsum256(hi)];
+    }
+    res
+}
+
+/// All rows of `rows` against columns `c0..c0 + C`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn run_group<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
+    weights: &[u8],
+    rb: usize,
+    acts: &QuantizedActs,
+    c0: usize,
+    rows: Range<usize>,
+    out: &mut [&mut [f32]],
+) {
+    let xq: [&[[u8; QK]]; C] = std::array::from_fn(|c| acts.column_qs(c0 + c).as_chunks().0);
+    let xd: [&[f32]; C] = std::array::from_fn(|c| acts.column_d(c0 + c));
+    let row = |r: usize| -> &[[u8; BYTES]] {
+        weights
+            .get(r * rb..(r + 1) * rb)
+            .map_or(&[], |s| s.as_chunks::<BYTES>().0)
+    };
+    let mut r = rows.start;
+    while r < rows.end {
+        let i = r - rows.start;
+        if r + 1 < rows.end {
+            let res = rows2::<BYTES, D, C>(row(r), row(r + 1), &xq, &xd);
+            for (c, v) in res.iter().enumerate() {
+                out[c0 + c][i] = v[0];
+                out[c0 + c][i + 1] = v[1];
+            }
+            r += 2;
+        } else {
+            // A last odd row goes through both halves; the high one is dropped.
+            let res = rows2::<BYTES, D, C>(row(r), row(r), &xq, &xd);
+            for (c, v) in res.iter().enumerate() {
+                out[c0 + c][i] = v[0];
+            }
+            r += 1;
+        }
+    }
+}
+
+/// Runs the columns in groups of at most [`GROUP`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn run<const BYTES: usize, D: Decode<BYTES>>(
+    weights: &[u8],
+    rb: usize,
+    acts: &QuantizedActs,
+    rows: Range<usize>,
+    out: &mut [&mut [f32]],
+) {
+    let n = acts.n().min(out.len());
+    let mut c0 = 0;
+    while c0 < n {
+        let cnt = (n - c0).min(GROUP);
+        macro_rules! group {
+            ($($c:literal)*) => {
+                match cnt {
+                    $($c => run_group::<BYTES, D, $c>(weights, rb, acts, c0, rows.clone(), out),)*
+                    _ => {}
+                }
+            };
+        }
+        group!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        c0 += cnt;
+    }
+}
+
+impl MatmulKernel for Avx512Kernel {
+    fn isa(&self) -> Isa {
+        Isa::Avx512Vnni
+    }
+
+    fn acts_format(&self) -> ActsFormat {
+        ActsFormat::Offset128
+    }
+
+    fn matmul_rows(
+        &self,
+        ty: GgmlType,
+        weights: &[u8],
+        acts: &QuantizedActs,
+        rows: Range<usize>,
+        out: &mut [&mut [f32]],
+    ) {
+        // Handed out only where detected; checked again since the calls
+        // below are sound only on such a CPU (the check is cached by std).
+        if !detected() {
+            return;
+        }
+        let rb = row_bytes(ty, acts.k());
+        match ty {
+            // SAFETY: the CPU has every feature `run` is compiled for.
+            GgmlType::Q8_0 => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
+            // SAFETY: as above.
+            GgmlType::Q5_0 => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! rbench's own quantized matrix multiplication kernels.
+//!
+//! A kernel multiplies a quantized weight matrix (`n_rows` rows of `k`
+//! values, ggml's plain block layout, as in the GGUF file) by a few F32
+//! activation columns. Like ggml, the activations are first quantized per
+//! 32-value block to int8 with one scale each ("Q8_0-style"), so each block
+//! product is an exact integer dot product times two scales.
+//!
+//! What differs from ggml is the loop order: each weight row is read from
+//! memory once for all columns (ggml's tinyBLAS path re-reads and re-decodes
+//! weights per column tile and is compute-bound for 2-16 columns), and the
+//! integer dot products use the widest instructions the CPU has.
+//!
+//! One file per instruction set ([`scalar`], `avx2`, `avx512`); the best one
+//! is picked at run time from the CPU's features ([`best`]).
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use crate::quant::GgmlType;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod scalar;
+
+/// Values per activation block (and per Q8_0 / Q5_0 weight block).
+pub const QK: usize = 32;
+
+/// Most activation columns the graph builder sends to these kernels; wider
+/// products (prompt processing) stay with ggml.
+pub const MAX_COLUMNS: usize = 16;
+
+/// Weight types with a kernel (in every instruction set).
+pub const KERNEL_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
+
+/// Errors of the kernel entry points (bad sizes; never a panic).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KernelError {
+    #[error("no rbench kernel for {0} weights")]
+    Unsupported(GgmlType),
+    #[error("row length {k} is not a positive multiple of {QK}")]
+    BadRowLength { k: usize },
+    #[error("{what}: expected {expected} values, got {actual}")]
+    Length {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("row range {start}..{end} is outside 0..{n_rows}")]
+    BadRows {
+        start: usize,
+        end: usize,
+        n_rows: usize,
+    },
+    #[error("activations are quantized as {actual:?}, the kernel reads {expected:?}")]
+    ActsFormat {
+        expected: ActsFormat,
+        actual: Option<ActsFormat>,
+    },
+}
+
+/// Instruction sets a kernel can be written for, best last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Portable Rust, any CPU.
+    Scalar = 0,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2 = 1,
+    /// x86-64 AVX-512 F/BW/VL with VNNI (`vpdpbusd`).
+    Avx512Vnni = 2,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::detected(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => avx512::detected(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernel for this instruction set, if the CPU has it.
+    pub fn kernel(self) -> Option<&'static dyn MatmulKernel> {
+        if !self.available() {
+            return None;
+        }
+        match self {
+            Isa::Scalar => Some(&scalar::ScalarKernel),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(&avx2::Avx2Kernel),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Some(&avx512::Avx512Kernel),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// Inverse of `self as usize` (for passing the choice through C).
+    pub fn from_index(i: usize) -> Option<Isa> {
+        Isa::ALL.get(i).copied()
+    }
+}
+
+/// The best kernel this CPU can run (chosen once per process).
+pub fn best() -> &'static dyn MatmulKernel {
+    static BEST: OnceLock<Isa> = OnceLock::new();
+    let isa = *BEST.get_or_init(|| {
+        Isa::ALL
+            .iter()
+            .rev()
+            .copied()
+            .find(|isa| isa.available())
+            .unwrap_or(Isa::Scalar)
+    });
+    isa.kernel().unwrap_or(&scalar::ScalarKernel)
+}
+
+/// How a kernel wants its activation bytes stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActsFormat {
+    /// Signed int8 `q` (for sign-trick or plain integer dot products).
+    Signed,
+    /// `q + 128` as unsigned bytes (for `vpdpbusd`, whose first operand is
+    /// unsigned; the weights stay signed and the kernel subtracts
+    /// `128 * sum(w)`, which depends only on the weights and so is shared by
+    /// all columns).
+    Offset128,
+}
+
+/// Activation columns quantized per 32-value block: `x ≈ d * q`, `q` in
+/// -127..=127, exactly as ggml's `quantize_row_q8_0` does (`d = max|x| /
+/// 127` stored as f16, `q = round_half_even(x * 127 / max|x|)`), so the
+/// products match ggml's up to float summation order.
+#[derive(Clone, Debug, Default)]
+pub struct QuantizedActs {
+    k: usize,
+    n: usize,
+    format: Option<ActsFormat>,
+    /// `n × k` bytes, column after column (see [`ActsFormat`]).
+    qs: Vec<u8>,
+    /// `n × k/32` block scales (the f16 value, widened).
+    d: Vec<f32>,
+}
+
+impl QuantizedActs {
+    /// Quantizes `n` columns of `k` values (`x` is column after column).
+    pub fn quantize(
+        &mut self,
+        x: &[f32],
+        k: usize,
+        n: usize,
+        format: ActsFormat,
+    ) -> Result<(), KernelError> {
+        check_k(k)?;
+        check_len("activations", x.len(), k * n)?;
+        let nb = k / QK;
+        self.k = k;
+        self.n = n;
+        self.format = Some(format);
+        self.qs.resize(k * n, 0);
+        self.d.resize(nb * n, 0.0);
+        let flip = match format {
+            ActsFormat::Signed => 0u8,
+            ActsFormat::Offset128 => 0x80,
+        };
+        for ((xb, qb), d) in x
+            .chunks_exact(QK)
+            .zip(self.qs.chunks_exact_mut(QK))
+            .zip(self.d.iter_mut())
+        {
+            *d = quantize_block(xb.try_into().unwrap_or(&[0.0; QK]), qb, flip);
+        }
+        Ok(())
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn format(&self) -> Option<ActsFormat> {
+        self.format
+    }
+
+    /// Bytes of column `c`.
+    #[inline]
+    pub fn column_qs(&self, c: usize) -> &[u8] {
+        &self.qs[c * self.k..(c + 1) * self.k]
+    }
+
+    /// Block scales of column `c`.
+    #[inline]
+    pub fn column_d(&self, c: usize) -> &[f32] {
+        let nb = self.k / QK;
+        &self.d[c * nb..(c + 1) * nb]
+    }
+}
+
+/// One block, as ggml quantizes activations for Q8_0-type dot products;
+/// returns the scale (rounded through f16, as stored).
+#[inline]
+fn quantize_block(x: &[f32; QK], out: &mut [u8], flip: u8) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = half::f16::from_f32(amax / 127.0);
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, v) in out.iter_mut().zip(x) {
+        // |v * id| <= 127 (up to rounding), so the cast never saturates wrongly.
+        *q = ((v * id).round_ties_even() as i32 as i8 as u8) ^ flip;
+    }
+    d.to_f32()
+}
+
+/// What every kernel offers.
+pub trait MatmulKernel: Sync {
+    fn isa(&self) -> Isa;
+
+    /// Whether it has a kernel for these weights.
+    fn supports(&self, ty: GgmlType) -> bool {
+        KERNEL_TYPES.contains(&ty)
+    }
+
+    /// The activation storage its [`MatmulKernel::matmul_rows`] reads.
+    fn acts_format(&self) -> ActsFormat;
+
+    /// `out[c][i] = dot(weight row rows.start + i, activation column c)`.
+    ///
+    /// `weights` holds whole rows of `acts.k()` values of `ty` (at least up
+    /// to `rows.end`); `out` has one slice of `rows.len()` values per column
+    /// of `acts` (which must be in [`MatmulKernel::acts_format`]). Callers
+    /// check sizes with [`check_rows`]; kernels may rely on them.
+    fn matmul_rows(
+        &self,
+        ty: GgmlType,
+        weights: &[u8],
+        acts: &QuantizedActs,
+        rows: Range<usize>,
+        out: &mut [&mut [f32]],
+    );
+}
+
+fn check_k(k: usize) -> Result<(), KernelError> {
+    if k == 0 || !k.is_multiple_of(QK) {
+        return Err(KernelError::BadRowLength { k });
+    }
+    Ok(())
+}
+
+fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<(), KernelError> {
+    if actual != expected {
+        return Err(KernelError::Length {
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes of one weight row.
+pub fn row_bytes(ty: GgmlType, k: usize) -> usize {
+    k / ty.block_size() * ty.type_size()
+}
+
+/// Checks everything [`MatmulKernel::matmul_rows`] relies on.
+pub fn check_rows(
+    kernel: &dyn MatmulKernel,
+    ty: GgmlType,
+    weights: &[u8],
+    acts: &QuantizedActs,
+    rows: &Range<usize>,
+    out: &[&mut [f32]],
+) -> Result<(), KernelError> {
+    if !kernel.supports(ty) {
+        return Err(KernelError::Unsupported(ty));
+    }
+    check_k(acts.k)?;
+    if acts.format != Some(kernel.acts_format()) {
+        return Err(KernelError::ActsFormat {
+            expected: kernel.acts_format(),
+            actual: acts.format,
+        });
+    }
+    let rb = row_bytes(ty, acts.k);
+    if rows.start > rows.end || rows.end * rb > weights.len() {
+        return Err(KernelError::BadRows {
+            start: rows.start,
+            end: rows.end,
+            n_rows: weights.len() / rb,
+        });
+    }
+    check_len("output columns", out.len(), acts.n)?;
+    for col in out {
+        check_len("output rows", col.len(), rows.len())?;
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Per-thread activation scratch: ggml's custom ops give no shared work
+    /// buffer, and quantizing <= 16 columns per thread is cheap.
+    static ACTS: RefCell<QuantizedActs> = RefCell::new(QuantizedActs::default());
+}
+
+/// Quantizes `x` into this thread's scratch and runs `f` with it.
+pub fn with_thread_acts<T>(
+    kernel: &dyn MatmulKernel,
+    x: &[f32],
+    k: usize,
+    n: usize,
+    f: impl FnOnce(&QuantizedActs) -> T,
+) -> Result<T, KernelError> {
+    ACTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut acts) => {
+            acts.quantize(x, k, n, kernel.acts_format())?;
+            Ok(f(&acts))
+        }
+        // Re-entered on this thread (not done by rbench): use a fresh buffer.
+        Err(_) => {
+            let mut acts = QuantizedActs::default();
+            acts.quantize(x, k, n, kernel.acts_format())?;
+            Ok(f(&acts))
+        }
+    })
+}
+
+/// `out = W · X` for rows `rows` of `W`: `weights` is `n_rows` rows of `k`
+/// values of `ty`, `x` is `n` columns of `k` F32 values, `out` is `n`
+/// columns of `n_rows` values (column-major, like ggml's `mul_mat` result);
+/// only the given rows of each column are written.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    kernel: &dyn MatmulKernel,
+    ty: GgmlType,
+    weights: &[u8],
+    n_rows: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    rows: Range<usize>,
+) -> Result<(), KernelError> {
+    if !kernel.supports(ty) {
+        return Err(KernelError::Unsupported(ty));
+    }
+    check_k(k)?;
+    check_len("weights (bytes)", weights.len(), n_rows * row_bytes(ty, k))?;
+    check_len("output", out.len(), n * n_rows)?;
+    if rows.start > rows.end || rows.end > n_rows {
+        return Err(KernelError::BadRows {
+            start: rows.start,
+            end: rows.end,
+            n_rows,
+        });
+    }
+    let mut cols: Vec<&mut [f32]> = out
+        .chunks_exact_mut(n_rows.max(1))
+        .map(|c| &mut c[rows.clone()])
+        .collect();
+    if n_rows == 0 {
+        return Ok(());
+    }
+    with_thread_acts(kernel, x, k, n, |acts| {
+        check_rows(kernel, ty, weights, acts, &rows, &cols)?;
+        kernel.matmul_rows(ty, weights, acts, rows.clone(), &mut cols);
+        Ok(())
+    })?
+}
+
+/// The row range thread `ith` of `nth` computes: equal shares, cut at
+/// multiples of `align` rows so threads do not share output cache lines
+/// or row pairs.
+pub fn thread_rows(n_rows: usize, ith: usize, nth: usize, align: usize) -> Range<usize> {
+    let nth = nth.max(1);
+    let align = align.max(1);
+    let per = n_rows.div_ceil(nth).div_ceil(align) * align;
+    let start = (ith * per).min(n_rows);
+    let end = (start + per).min(n_rows);
+    start..end
+}
+
+#[cfg(test)]
+mod tests;

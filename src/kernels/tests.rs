@@ -1,0 +1,294 @@
+//! Kernel numerics against ggml's `mul_mat` on the same data, and against
+//! an f64 reference over the dequantized operands.
+//!
+//! Tolerance. ggml quantizes the activations exactly as [`QuantizedActs`]
+//! does (same scale, same f16 rounding, same round-half-even), so every
+//! block's integer dot product `sumi_b` is identical on both sides; the
+//! results differ only in how the float terms `d_w,b * d_x,b * sumi_b` are
+//! rounded and summed (ggml: one product per block, summed in 8 lanes; the
+//! AVX-512 kernel: per lane before the block sum). Each of the `nb` terms
+//! and each partial sum carries at most a few ulps, so
+//! `|got - ggml| <= (nb + 8) * eps * sum_b |d_w,b * d_x,b * sumi_b|`,
+//! with `eps = 2^-23`. That bound is what the tests assert (typically it is
+//! ~1e-6 of the largest outputs); against the unquantized float product the
+//! error is the quantization's, ~1e-2 relative.
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::*;
+use crate::ggml::{
+    tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend, Gallocr, Graph,
+};
+use crate::quant::{dequantize_to_vec, random_blocks};
+
+const KS: [usize; 4] = [640, 1024, 2048, 4096];
+const NS: [usize; 5] = [1, 2, 3, 8, 16];
+
+fn rng(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// Activations with varied block magnitudes, one all-zero block and a few
+/// large outliers (as real hidden states have).
+fn activations(seed: u64, k: usize, n: usize) -> Vec<f32> {
+    let mut r = rng(seed);
+    let mut x: Vec<f32> = (0..k * n)
+        .map(|i| {
+            let scale = [0.01f32, 0.3, 1.0, 7.0][(i / QK) % 4];
+            r.gen_range(-1.0f32..1.0) * scale
+        })
+        .collect();
+    x[QK..2 * QK].fill(0.0);
+    for i in (5..x.len()).step_by(997) {
+        x[i] = 60.0;
+    }
+    x
+}
+
+fn weights(ty: GgmlType, seed: u64, n_rows: usize, k: usize) -> Vec<u8> {
+    random_blocks(ty, n_rows * k, &mut rng(seed)).unwrap()
+}
+
+/// ggml's `mul_mat(w, x)` on the CPU backend: `[n_rows, n]` column-major.
+fn ggml_mul_mat(ty: GgmlType, w: &[u8], n_rows: usize, k: usize, x: &[f32], n: usize) -> Vec<f32> {
+    let ctx = Context::for_graph(8).unwrap();
+    let wt = ctx.new_tensor_2d(ty, k as i64, n_rows as i64).unwrap();
+    let xt = ctx
+        .new_tensor_2d(GgmlType::F32, k as i64, n as i64)
+        .unwrap();
+    wt.set_input();
+    xt.set_input();
+    let out = ctx.mul_mat(wt, xt).unwrap();
+    let mut graph = Graph::new(&ctx, 8).unwrap();
+    graph.build_forward_expand(out).unwrap();
+    let mut galloc = Gallocr::new(BufferType::cpu()).unwrap();
+    galloc.alloc_graph(&graph).unwrap();
+    tensor_set(wt, w, 0).unwrap();
+    tensor_set_f32(xt, x).unwrap();
+    let mut cpu = CpuBackend::new().unwrap();
+    cpu.set_n_threads(2).unwrap();
+    cpu.compute(&graph).unwrap();
+    tensor_get_f32(out).unwrap()
+}
+
+/// Per output, `sum_b |d_w,b * d_x,b * sumi_b|` (f64), from the scalar
+/// decoding: the scale of the rounding error any summation order makes.
+fn abs_term_sums(ty: GgmlType, w: &[u8], n_rows: usize, k: usize, x: &[f32], n: usize) -> Vec<f64> {
+    let mut acts = QuantizedActs::default();
+    acts.quantize(x, k, n, ActsFormat::Signed).unwrap();
+    let wf = dequantize_to_vec(ty, w, n_rows * k).unwrap();
+    let mut out = vec![0f64; n * n_rows];
+    for c in 0..n {
+        let (xq, xd) = (acts.column_qs(c), acts.column_d(c));
+        for r in 0..n_rows {
+            let row = &wf[r * k..(r + 1) * k];
+            out[c * n_rows + r] = (0..k / QK)
+                .map(|b| {
+                    (b * QK..(b + 1) * QK)
+                        .map(|i| row[i] as f64 * (xq[i] as i8) as f64 * xd[b] as f64)
+                        .sum::<f64>()
+                        .abs()
+                })
+                .sum();
+        }
+    }
+    out
+}
+
+fn run_kernel(
+    kernel: &dyn MatmulKernel,
+    ty: GgmlType,
+    w: &[u8],
+    n_rows: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    let mut out = vec![f32::NAN; n * n_rows];
+    matmul(kernel, ty, w, n_rows, k, x, n, &mut out, 0..n_rows).unwrap();
+    out
+}
+
+fn available_kernels() -> Vec<&'static dyn MatmulKernel> {
+    Isa::ALL.iter().filter_map(|isa| isa.kernel()).collect()
+}
+
+/// Worst `|got - want| / bound` over all outputs (must be <= 1).
+fn worst_ratio(got: &[f32], want: &[f32], abs_terms: &[f64], nb: usize) -> f64 {
+    let eps = f32::EPSILON as f64;
+    got.iter()
+        .zip(want)
+        .zip(abs_terms)
+        .map(|((&g, &w), &s)| {
+            assert!(g.is_finite(), "non-finite output {g}");
+            let bound = (nb as f64 + 8.0) * eps * s + f64::from(f32::MIN_POSITIVE);
+            (g as f64 - w as f64).abs() / bound
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn every_kernel_matches_ggml_mul_mat() {
+    let kernels = available_kernels();
+    assert!(kernels.iter().any(|k| k.isa() == Isa::Scalar));
+    // Odd row count: the SIMD kernels' row-pair tail is exercised.
+    let n_rows = 37;
+    for ty in KERNEL_TYPES {
+        for (ki, &k) in KS.iter().enumerate() {
+            let w = weights(ty, 11 + ki as u64, n_rows, k);
+            for &n in &NS {
+                let x = activations(100 + n as u64, k, n);
+                let want = ggml_mul_mat(ty, &w, n_rows, k, &x, n);
+                let terms = abs_term_sums(ty, &w, n_rows, k, &x, n);
+                for kernel in &kernels {
+                    let got = run_kernel(*kernel, ty, &w, n_rows, k, &x, n);
+                    let ratio = worst_ratio(&got, &want, &terms, k / QK);
+                    assert!(
+                        ratio <= 1.0,
+                        "{:?} {ty} k={k} n={n}: error {ratio} x the bound",
+                        kernel.isa()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_kernel_matches_f64_reference_of_quantized_operands() {
+    // Independent of ggml: the dequantized weights times the dequantized
+    // activations, summed in f64.
+    let (n_rows, k, n) = (9, 256, 3);
+    for ty in KERNEL_TYPES {
+        let w = weights(ty, 5, n_rows, k);
+        let x = activations(6, k, n);
+        let mut acts = QuantizedActs::default();
+        acts.quantize(&x, k, n, ActsFormat::Signed).unwrap();
+        let wf = dequantize_to_vec(ty, &w, n_rows * k).unwrap();
+        let got = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
+        for c in 0..n {
+            let (xq, xd) = (acts.column_qs(c), acts.column_d(c));
+            for r in 0..n_rows {
+                let want: f64 = (0..k)
+                    .map(|i| wf[r * k + i] as f64 * (xq[i] as i8) as f64 * xd[i / QK] as f64)
+                    .sum();
+                let g = got[c * n_rows + r] as f64;
+                assert!(
+                    (g - want).abs() <= 1e-5 * want.abs().max(1e-3),
+                    "{ty} r={r} c={c}: {g} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn activation_quantization_is_ggmls() {
+    // Known block: max 2.54 -> d = 0.02, x = 0.03 -> 1.5 -> 2 (half to even),
+    // x = 0.01 -> 0.5 -> 0.
+    let mut x = [0f32; QK];
+    x[0] = 2.54;
+    x[1] = 0.03;
+    x[2] = 0.01;
+    x[3] = -2.54;
+    let mut acts = QuantizedActs::default();
+    acts.quantize(&x, QK, 1, ActsFormat::Signed).unwrap();
+    let q: Vec<i8> = acts.column_qs(0).iter().map(|&b| b as i8).collect();
+    assert_eq!(&q[..4], &[127, 2, 0, -127]);
+    assert_eq!(acts.column_d(0)[0], half::f16::from_f32(0.02).to_f32());
+    acts.quantize(&x, QK, 1, ActsFormat::Offset128).unwrap();
+    assert_eq!(&acts.column_qs(0)[..4], &[255, 130, 128, 1]);
+    // An all-zero block has scale 0 and zero values.
+    acts.quantize(&[0.0; QK], QK, 1, ActsFormat::Signed)
+        .unwrap();
+    assert_eq!(acts.column_d(0)[0], 0.0);
+    assert!(acts.column_qs(0).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn row_ranges_write_only_their_rows_and_threads_cover_all() {
+    let (n_rows, k, n) = (50, 128, 3);
+    for kernel in available_kernels() {
+        for ty in KERNEL_TYPES {
+            let w = weights(ty, 8, n_rows, k);
+            let x = activations(9, k, n);
+            let full = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+            for nth in 1..=5 {
+                let mut out = vec![f32::NAN; n * n_rows];
+                let mut covered = 0;
+                for ith in 0..nth {
+                    let rows = thread_rows(n_rows, ith, nth, 16);
+                    covered += rows.len();
+                    matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, rows).unwrap();
+                }
+                assert_eq!(covered, n_rows);
+                // Same rows, same columns: bit-identical to the one-range run.
+                assert_eq!(
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    full.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{:?} {ty} nth={nth}",
+                    kernel.isa()
+                );
+            }
+            let mut out = vec![f32::NAN; n * n_rows];
+            matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, 10..13).unwrap();
+            for c in 0..n {
+                for r in 0..n_rows {
+                    let v = out[c * n_rows + r];
+                    assert_eq!(v.is_nan(), !(10..13).contains(&r), "row {r}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_sizes_are_errors() {
+    let k = 64;
+    let kernel = best();
+    let w = weights(GgmlType::Q8_0, 1, 4, k);
+    let x = vec![0.5f32; k * 2];
+    let mut out = vec![0f32; 8];
+    let call = |ty, w: &[u8], k, x: &[f32], out: &mut [f32], rows| {
+        matmul(kernel, ty, w, 4, k, x, 2, out, rows)
+    };
+    assert!(matches!(
+        call(GgmlType::Q4_K, &w, k, &x, &mut out, 0..4),
+        Err(KernelError::Unsupported(GgmlType::Q4_K))
+    ));
+    assert!(matches!(
+        call(GgmlType::Q8_0, &w, 48, &x, &mut out, 0..4),
+        Err(KernelError::BadRowLength { k: 48 })
+    ));
+    assert!(matches!(
+        call(GgmlType::Q8_0, &w[1..], k, &x, &mut out, 0..4),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        call(GgmlType::Q8_0, &w, k, &x[1..], &mut out, 0..4),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        call(GgmlType::Q8_0, &w, k, &x, &mut out[1..], 0..4),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        call(GgmlType::Q8_0, &w, k, &x, &mut out, 2..5),
+        Err(KernelError::BadRows { .. })
+    ));
+    assert!(call(GgmlType::Q8_0, &w, k, &x, &mut out, 0..4).is_ok());
+}
+
+#[test]
+fn best_kernel_follows_cpu_features() {
+    let best = best().isa();
+    assert!(best.available());
+    assert!(Isa::ALL.iter().all(|&i| i <= best || !i.available()));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        assert_eq!(best, Isa::Avx512Vnni);
+    }
+}
