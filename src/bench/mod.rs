@@ -54,18 +54,24 @@ pub struct TestParams {
     pub flash_attn: bool,
 }
 
+/// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, with ` @ d512`
+/// for depth (also what saved results are reported under).
+pub fn test_name(n_prompt: u64, n_gen: u64, n_depth: u64) -> String {
+    let mut s = match (n_prompt, n_gen) {
+        (p, 0) => format!("pp{p}"),
+        (0, g) => format!("tg{g}"),
+        (p, g) => format!("pp{p}+tg{g}"),
+    };
+    if n_depth > 0 {
+        s.push_str(&format!(" @ d{n_depth}"));
+    }
+    s
+}
+
 impl TestParams {
     /// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, with ` @ d512` for depth.
     pub fn name(&self) -> String {
-        let mut s = match (self.n_prompt, self.n_gen) {
-            (p, 0) => format!("pp{p}"),
-            (0, g) => format!("tg{g}"),
-            (p, g) => format!("pp{p}+tg{g}"),
-        };
-        if self.n_depth > 0 {
-            s.push_str(&format!(" @ d{}", self.n_depth));
-        }
-        s
+        test_name(self.n_prompt as u64, self.n_gen as u64, self.n_depth as u64)
     }
 
     /// Tokens a timed run processes (what t/s counts).

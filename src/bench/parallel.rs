@@ -325,20 +325,24 @@ pub struct ParallelResult {
     pub interrupted: bool,
 }
 
+/// The columns of the scaling table (terminal and `rbench report` alike).
+pub const SCALING_HEADER: [&str; 9] = [
+    "Workers",
+    "Prompt Tokens",
+    "Output Tokens",
+    "Total KV",
+    "Prompt t/s",
+    "Generation t/s",
+    "Overall t/s",
+    "Speedup",
+    "Efficiency",
+];
+
 pub fn scaling_table(runs: &[WorkerRun]) -> String {
     use comfy_table::{presets::ASCII_MARKDOWN, Table};
     let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN).set_header(vec![
-        "Workers",
-        "Prompt Tokens",
-        "Output Tokens",
-        "Total KV",
-        "Prompt t/s",
-        "Generation t/s",
-        "Overall t/s",
-        "Speedup",
-        "Efficiency",
-    ]);
+    t.load_preset(ASCII_MARKDOWN)
+        .set_header(SCALING_HEADER.to_vec());
     for r in runs {
         t.add_row(vec![
             r.workers.to_string(),

@@ -767,17 +767,7 @@ fn parallel_section(
                 ]
             })
             .collect();
-        let header = strings([
-            "Workers",
-            "Prompt Tokens",
-            "Output Tokens",
-            "Total KV",
-            "Prompt t/s",
-            "Generation t/s",
-            "Overall t/s",
-            "Speedup",
-            "Efficiency",
-        ]);
+        let header = strings(crate::bench::parallel::SCALING_HEADER);
         w!(md, "{}\n", table(header, rows, 0));
         w!(
             md,

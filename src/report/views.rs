@@ -73,15 +73,7 @@ impl Default for BenchEntry {
 impl BenchEntry {
     /// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, ` @ d512`.
     pub fn test_name(&self) -> String {
-        let mut s = match (self.n_prompt, self.n_gen) {
-            (p, 0) => format!("pp{p}"),
-            (0, g) => format!("tg{g}"),
-            (p, g) => format!("pp{p}+tg{g}"),
-        };
-        if self.n_depth > 0 {
-            s.push_str(&format!(" @ d{}", self.n_depth));
-        }
-        s
+        crate::bench::test_name(self.n_prompt, self.n_gen, self.n_depth)
     }
 
     /// Settings other than llama-bench's defaults, e.g. "b 512, fa off".
