@@ -57,6 +57,7 @@ pub fn run_model(
                     flash_attn: key.flash_attn,
                     type_k: key.type_k,
                     type_v: key.type_v,
+                    ..EngineConfig::default()
                 };
                 Engine::new(model, cfg).map_err(fail)?
             }
