@@ -14,4 +14,5 @@ pub mod kernels;
 pub mod kv;
 pub mod model;
 pub mod quant;
+pub mod report;
 pub mod tokenizer;

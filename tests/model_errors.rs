@@ -210,8 +210,9 @@ fn cache_types_are_checked_and_q8_0_runs() {
         .concat(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // Contradictory flags: a usage error, found before the model loads.
     let out = with(&["--cache-type-v", "q8_0", "--flash-attn", "off"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("needs flash attention"),
         "{}",

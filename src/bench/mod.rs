@@ -4,6 +4,7 @@
 pub mod hardware;
 pub mod list;
 pub mod output;
+pub mod parallel;
 pub mod runner;
 pub mod stats;
 

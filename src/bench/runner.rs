@@ -2,6 +2,7 @@
 //! timed repetitions.
 
 use super::{BenchPlan, BenchRow, EngineKey, ModelFacts, TestParams};
+use crate::cli::interrupt::requested;
 use crate::engine::{Batch, Engine, EngineConfig, EngineError};
 use crate::kv::KvError;
 use crate::model::Model;
@@ -19,10 +20,16 @@ pub enum BenchError {
     },
     #[error("writing results: {0}")]
     Output(#[from] std::io::Error),
+    /// Ctrl-C: rows that finished were handed out, a partial test's
+    /// repetitions included.
+    #[error("interrupted after {done} of {total} tests")]
+    Interrupted { done: usize, total: usize },
 }
 
 /// Runs every test of `tests` on `model` in order, handing each finished row
-/// to `on_row`; `progress` gets human-readable status lines.
+/// to `on_row`; `progress` gets human-readable status lines. After Ctrl-C
+/// ([`crate::cli::interrupt`]) it stops at the end of the current repetition,
+/// hands out the row of the repetitions done and returns `Interrupted`.
 pub fn run_model(
     model: &Model,
     plan: &BenchPlan,
@@ -32,7 +39,14 @@ pub fn run_model(
 ) -> Result<(), BenchError> {
     let facts = ModelFacts::of(model);
     let mut current: Option<(EngineKey, Engine<'_>)> = None;
+    let interrupted = |done| BenchError::Interrupted {
+        done,
+        total: tests.len(),
+    };
     for (i, test) in tests.iter().enumerate() {
+        if requested() {
+            return Err(interrupted(i));
+        }
         let name = test.name();
         let fail = |source| BenchError::Engine {
             test: name.clone(),
@@ -57,6 +71,7 @@ pub fn run_model(
                     flash_attn: key.flash_attn,
                     type_k: key.type_k,
                     type_v: key.type_v,
+                    row_attention: false,
                     ..EngineConfig::default()
                 };
                 Engine::new(model, cfg).map_err(fail)?
@@ -78,6 +93,9 @@ pub fn run_model(
         if plan.warmup {
             progress("  warm-up");
             run_once(&mut engine, test, &mut rng).map_err(fail)?;
+            if requested() {
+                return Err(interrupted(i));
+            }
         }
         let test_time = rfc3339_utc(SystemTime::now());
         let mut samples_ns = Vec::with_capacity(plan.repetitions);
@@ -91,6 +109,9 @@ pub fn run_model(
                 test.n_timed_tokens() as f64 * 1e9 / ns.max(1) as f64
             ));
             samples_ns.push(ns);
+            if requested() {
+                break;
+            }
         }
         on_row(BenchRow {
             model: facts.clone(),
@@ -99,6 +120,10 @@ pub fn run_model(
             samples_ns,
         })?;
         current = Some((key, engine));
+    }
+    // A Ctrl-C during the last test cut its repetitions short: still say so.
+    if requested() {
+        return Err(interrupted(tests.len()));
     }
     Ok(())
 }

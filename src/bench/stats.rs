@@ -63,6 +63,101 @@ impl Summary {
     }
 }
 
+/// A frequency table of non-negative integer samples (e.g. token counts of
+/// dataset records): exact mean, standard deviation and nearest-rank
+/// percentiles in memory that grows with the number of distinct values, not
+/// with the number of samples. Tables built in any order and merged agree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    counts: std::collections::BTreeMap<u64, u64>,
+    n: u64,
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally::default()
+    }
+
+    pub fn add(&mut self, value: u64) {
+        *self.counts.entry(value).or_insert(0) += 1;
+        self.n += 1;
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Tally) {
+        for (&value, &count) in &other.counts {
+            *self.counts.entry(value).or_insert(0) += count;
+        }
+        self.n += other.n;
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// (value, how many samples have it), smallest value first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.counts.iter().map(|(&v, &c)| (v, c))
+    }
+
+    pub fn sum(&self) -> u128 {
+        self.iter()
+            .map(|(v, c)| u128::from(v) * u128::from(c))
+            .sum()
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum() as f64 / self.n as f64)
+    }
+
+    /// Sample standard deviation (n - 1), like [`stddev`].
+    pub fn stddev(&self) -> Option<f64> {
+        let m = self.mean()?;
+        if self.n < 2 {
+            return Some(0.0);
+        }
+        let ss: f64 = self
+            .iter()
+            .map(|(v, c)| (v as f64 - m) * (v as f64 - m) * c as f64)
+            .sum();
+        Some((ss / (self.n - 1) as f64).sqrt())
+    }
+
+    pub fn min(&self) -> Option<u64> {
+        self.counts.keys().next().copied()
+    }
+
+    pub fn max(&self) -> Option<u64> {
+        self.counts.keys().next_back().copied()
+    }
+
+    /// Nearest-rank percentile, the same rule as [`percentile`].
+    pub fn percentile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 || !(0.0..=100.0).contains(&q) {
+            return None;
+        }
+        let rank = (((q / 100.0) * self.n as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (value, count) in self.iter() {
+            seen += count;
+            if seen >= rank {
+                return Some(value);
+            }
+        }
+        self.max()
+    }
+
+    /// How many samples are at most `limit`.
+    pub fn count_at_most(&self, limit: u64) -> u64 {
+        self.counts.range(..=limit).map(|(_, &c)| c).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +209,55 @@ mod tests {
         assert!(close(s.mean, 2.0));
         assert!(close(s.stddev, 2.0f64.sqrt()));
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn tally_agrees_with_slice_statistics() {
+        let values: Vec<u64> = (0..1000u64).map(|i| (i * 7919) % 613 + i % 3).collect();
+        let floats: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+        // Two halves merged must equal one table of everything.
+        let (mut a, mut b) = (Tally::new(), Tally::new());
+        for (i, &v) in values.iter().enumerate() {
+            if i % 2 == 0 {
+                a.add(v)
+            } else {
+                b.add(v)
+            }
+        }
+        a.merge(&b);
+        let mut all = Tally::new();
+        values.iter().rev().for_each(|&v| all.add(v));
+        assert_eq!(a, all);
+        assert_eq!(all.len(), 1000);
+        assert!(close(all.mean().unwrap(), mean(&floats).unwrap()));
+        assert!(close(all.stddev().unwrap(), stddev(&floats).unwrap()));
+        assert_eq!(all.min().map(|v| v as f64), min(&floats));
+        assert_eq!(all.max().map(|v| v as f64), max(&floats));
+        for q in [0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0] {
+            assert_eq!(
+                all.percentile(q).map(|v| v as f64),
+                percentile(&floats, q),
+                "q {q}"
+            );
+        }
+        assert_eq!(
+            all.count_at_most(300) as usize,
+            values.iter().filter(|&&v| v <= 300).count()
+        );
+    }
+
+    #[test]
+    fn empty_and_single_tally() {
+        let mut t = Tally::new();
+        assert!(t.is_empty());
+        assert_eq!(
+            (t.mean(), t.stddev(), t.percentile(50.0)),
+            (None, None, None)
+        );
+        t.add(42);
+        assert_eq!(t.stddev(), Some(0.0));
+        assert_eq!(t.percentile(0.0), Some(42));
+        assert_eq!(t.percentile(100.5), None);
+        assert_eq!(t.count_at_most(41), 0);
     }
 }

@@ -2,14 +2,14 @@
 //! semantics (see `crate::bench`). Every value is validated before any model
 //! loads; a model that fails to load is reported and the others still run.
 
+use super::progress::{self, Progress};
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
 use crate::bench::output::{self, Format, RunFacts};
 use crate::bench::{hardware::Hardware, BenchPlan, TestShape};
 use crate::engine::default_threads;
-use crate::model::weights::LoadOptions;
-use crate::model::Model;
 use crate::quant::GgmlType;
+use crate::report::saved::{self, ModelIdentity, ResultKind};
 use std::ffi::OsString;
 
 /// Most tokens per test, depth, batch or ubatch.
@@ -85,9 +85,13 @@ pub struct BenchArgs {
     /// Also write the results to stderr in this format (`-oe`, as llama-bench).
     #[arg(long = "output-err", overrides_with = "output_err")]
     pub output_err: Option<String>,
-    /// Progress lines on stderr.
+    /// Progress lines on stderr (instead of the progress bar a terminal gets).
     #[arg(long)]
     pub progress: bool,
+    /// Also save the results with the build, model and hardware facts to
+    /// this JSON file (for `rbench report` and `rbench compare`).
+    #[arg(long, value_name = "FILE.json")]
+    pub save: Option<std::path::PathBuf>,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0, overrides_with = "seed")]
     pub seed: u64,
@@ -115,7 +119,7 @@ pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
     let Some(sub) = sub else { return args };
     if !matches!(
         args.get(sub).and_then(|a| a.to_str()),
-        Some("pp" | "tg" | "bench")
+        Some("pp" | "tg" | "bench" | "parallel")
     ) {
         return args;
     }
@@ -319,25 +323,23 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         .as_deref()
         .and_then(Format::parse)
         .map(|f| output::exporter(f, facts.clone()));
-    let mut exporter = output::exporter(format, facts);
+    let mut exporter = output::exporter(format, facts.clone());
     let mut stdout = std::io::stdout().lock();
-    let progress_on = args.progress;
-    let mut progress = |msg: &str| {
-        if progress_on {
-            eprintln!("rbench: {msg}");
-        }
-    };
+    let progress_lines = args.progress;
+    // Kept for --save: every finished row and every loaded model.
+    let mut saved_rows = Vec::new();
+    let mut identities = Vec::new();
     let mut failed = 0;
-    for spec in &plan.models {
-        let loaded = crate::model::resolve_model_path(spec)
-            .map_err(anyhow::Error::from)
-            .and_then(|path| {
-                progress(&format!("loading {}", path.display()));
-                Model::load(&path, &LoadOptions::default()).map_err(|e| {
-                    anyhow::Error::from(e).context(format!("loading {}", path.display()))
-                })
-            });
-        let model = match loaded {
+    let mut interrupted = None;
+    for (done, spec) in plan.models.iter().enumerate() {
+        if super::interrupt::requested() {
+            interrupted = Some(format!("{done} of {} models", plan.models.len()));
+            break;
+        }
+        if progress_lines {
+            eprintln!("rbench: loading {spec}");
+        }
+        let model = match progress::load_model(spec) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: model '{spec}': {e:#}");
@@ -350,15 +352,45 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
                 "note: {spec} is a synthetic model (random weights): its timings are real, its text would be noise"
             );
         }
+        if args.save.is_some() {
+            match ModelIdentity::of(&model) {
+                Ok(id) => identities.push(id),
+                Err(e) => eprintln!("warning: model '{spec}': no identity for --save: {e}"),
+            }
+        }
+        // The runner reports each test's start, its warm-up and each repetition.
+        let steps = tests.len() * (1 + usize::from(plan.warmup) + plan.repetitions);
+        let bar = if progress_lines {
+            Progress::bar(0, "")
+        } else {
+            Progress::bar(steps as u64, spec.to_string())
+        };
+        let mut progress = |msg: &str| {
+            if progress_lines {
+                eprintln!("rbench: {msg}");
+            } else {
+                bar.set_message(format!("{spec}: {}", msg.trim()));
+                bar.inc(1);
+            }
+        };
         let result = crate::bench::run_model(&model, &plan, &tests, &mut progress, &mut |row| {
             if let Some(e) = err_exporter.as_mut() {
                 e.row(&mut std::io::stderr(), &row)?;
             }
-            exporter.row(&mut stdout, &row)
+            exporter.row(&mut stdout, &row)?;
+            if args.save.is_some() {
+                saved_rows.push(row);
+            }
+            Ok(())
         });
+        drop(bar);
         match result {
             Ok(()) => {}
             Err(crate::bench::BenchError::Output(e)) => return Err(e.into()),
+            Err(crate::bench::BenchError::Interrupted { done, total }) => {
+                interrupted = Some(format!("{done} of {total} tests of model '{spec}'"));
+                break;
+            }
             Err(e) => {
                 eprintln!("error: model '{spec}': {e}");
                 failed += 1;
@@ -368,6 +400,33 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
     exporter.end(&mut stdout)?;
     if let Some(e) = err_exporter.as_mut() {
         e.end(&mut std::io::stderr())?;
+    }
+    if let Some(path) = &args.save {
+        // What finished is saved even when a model failed.
+        let rows: Vec<output::JsonRow> = saved_rows
+            .iter()
+            .map(|r| output::JsonRow::new(r, &facts))
+            .collect();
+        let result = serde_json::to_value(&rows)?;
+        let mut models = identities.into_iter();
+        let mut envelope = saved::SavedResult::new(
+            ResultKind::Bench,
+            &saved::command_line(),
+            models.next(),
+            result,
+        );
+        envelope.more_models = models.collect();
+        envelope
+            .write(path)
+            .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+        eprintln!(
+            "saved {} (make a report with: rbench report {} -o report.md)",
+            path.display(),
+            path.display()
+        );
+    }
+    if let Some(done) = interrupted {
+        return Err(super::interrupt::Interrupted { done }.into());
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} models failed", plan.models.len());

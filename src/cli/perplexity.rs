@@ -6,8 +6,6 @@
 use super::UsageError;
 use crate::engine::perplexity::{scored_range, token_nll, PerplexityAccumulator};
 use crate::engine::{default_threads, Batch, Engine, EngineConfig};
-use crate::model::weights::LoadOptions;
-use crate::model::Model;
 use anyhow::Context as _;
 use serde::Serialize;
 use std::time::Instant;
@@ -35,6 +33,10 @@ pub struct PerplexityArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also save the result with the build, model and hardware facts to this
+    /// JSON file (for `rbench report` and `rbench compare`).
+    #[arg(long, value_name = "FILE.json")]
+    pub save: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -57,11 +59,12 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     if args.threads == Some(0) || args.chunks == Some(0) {
         return Err(UsageError("-t and --chunks must be at least 1".into()).into());
     }
+    super::check_threads(args.threads)?;
+    super::check_ctx(args.ctx)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let path = crate::model::resolve_model_path(&args.model)?;
-    let model = Model::load(&path, &LoadOptions::default())
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = super::progress::load_model(&args.model)?;
+    let path = model.path.clone();
     let tok = &model.tokenizer;
     let add_bos = tok.add_bos_default();
     let tokens = tok.encode(&text, add_bos)?;
@@ -96,7 +99,11 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             args.ctx
         );
     }
+    let mut chunks_done = 0;
     for chunk in 0..n_chunks {
+        if super::interrupt::requested() {
+            break;
+        }
         let mut ids = tokens[chunk * args.ctx..(chunk + 1) * args.ctx].to_vec();
         if let (true, Some(b)) = (add_bos, bos) {
             ids[0] = b;
@@ -118,32 +125,60 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         if !args.json {
             eprint!("[{}]{:.4},", chunk + 1, acc.ppl());
         }
+        chunks_done += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
+    if chunks_done == 0 {
+        return Err(super::interrupt::Interrupted {
+            done: format!("0 of {n_chunks} chunks"),
+        }
+        .into());
+    }
+    let report = PerplexityReport {
+        model: path.display().to_string(),
+        file: args.file.display().to_string(),
+        n_ctx: args.ctx,
+        n_chunks: chunks_done,
+        n_tokens_scored: acc.count(),
+        ppl: acc.ppl(),
+        ppl_error: acc.ppl_error(),
+        chunk_ppl,
+        seconds,
+    };
     if args.json {
-        let report = PerplexityReport {
-            model: path.display().to_string(),
-            file: args.file.display().to_string(),
-            n_ctx: args.ctx,
-            n_chunks,
-            n_tokens_scored: acc.count(),
-            ppl: acc.ppl(),
-            ppl_error: acc.ppl_error(),
-            chunk_ppl,
-            seconds,
-        };
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprintln!();
         outln!("PPL = {:.4} +/- {:.5}", acc.ppl(), acc.ppl_error());
         outln!(
             "{} chunks of {} tokens, {} tokens scored, {:.1} s ({:.0} tokens/s)",
-            n_chunks,
+            chunks_done,
             args.ctx,
             acc.count(),
             seconds,
-            (n_chunks * args.ctx) as f64 / seconds
+            (chunks_done * args.ctx) as f64 / seconds
         );
+    }
+    if let Some(save) = &args.save {
+        use crate::report::saved::{self, ModelIdentity, ResultKind};
+        let identity = ModelIdentity::of(&model)?;
+        let result = serde_json::to_value(&report)?;
+        saved::save(
+            save,
+            ResultKind::Perplexity,
+            &saved::command_line(),
+            Some(identity),
+            result,
+        )
+        .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
+        eprintln!("saved {}", save.display());
+    }
+    if chunks_done < n_chunks {
+        // The figure above (and the saved result) covers the chunks that finished.
+        return Err(super::interrupt::Interrupted {
+            done: format!("{chunks_done} of {n_chunks} chunks"),
+        }
+        .into());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use super::UsageError;
 use crate::engine::{default_threads, Batch, Engine, EngineConfig, Sampler, SamplerConfig};
 use crate::model::weights::LoadOptions;
 use crate::model::Model;
+use crate::quant::GgmlType;
 use anyhow::Context as _;
 use std::io::Write;
 use std::time::Instant;
@@ -15,8 +16,24 @@ pub struct RunArgs {
     #[arg(short = 'm', long = "model", default_value = "synth:llama-125m")]
     pub model: String,
     /// The prompt.
-    #[arg(short = 'p', long = "prompt")]
-    pub prompt: String,
+    #[arg(
+        short = 'p',
+        long = "prompt",
+        required_unless_present = "prompts_file",
+        conflicts_with = "prompts_file"
+    )]
+    pub prompt: Option<String>,
+    /// Batch mode: one prompt per line, each line a JSON string (so prompts may
+    /// hold newlines), run through `--parallel` slots by continuous batching.
+    #[arg(long = "prompts-file")]
+    pub prompts_file: Option<std::path::PathBuf>,
+    /// Slots (sequences decoded together) in batch mode.
+    #[arg(long = "parallel", default_value_t = 4, requires = "prompts_file")]
+    pub parallel: usize,
+    /// Batch mode output: text (a header line and the completion per prompt)
+    /// or jsonl (one {"prompt", "completion"} per line), in input order.
+    #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "jsonl"])]
+    pub output: String,
     /// Tokens to generate at most.
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
@@ -60,11 +77,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.top_p) || !(0.0..=1.0).contains(&args.min_p) {
         return Err(UsageError("--top-p and --min-p must be within 0..1".into()).into());
     }
-    if args.prompt.is_empty() {
+    if args.prompt.as_deref().is_some_and(str::is_empty) {
         return Err(UsageError("the prompt is empty: give some text with -p".into()).into());
     }
     if args.ctx == 0 || args.threads == Some(0) {
         return Err(UsageError("-c and -t must be at least 1".into()).into());
+    }
+    super::check_threads(args.threads)?;
+    super::check_ctx(args.ctx)?;
+    if !args.repeat_penalty.is_finite() || args.repeat_penalty <= 0.0 {
+        return Err(UsageError(format!(
+            "--repeat-penalty must be a positive number, got {}",
+            args.repeat_penalty
+        ))
+        .into());
+    }
+    if args.n_predict == 0 {
+        return Err(UsageError("-n must be at least 1".into()).into());
+    }
+    // Batch mode sizes its context from the prompts.
+    if args.prompts_file.is_none() && args.n_predict >= args.ctx {
+        return Err(UsageError(format!(
+            "-n {} leaves no room for the prompt in a context of {} tokens (raise -c)",
+            args.n_predict, args.ctx
+        ))
+        .into());
     }
     let cache_type = |s: &str, flag: &str| {
         crate::kv::parse_cache_type(s)
@@ -72,6 +109,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let type_k = cache_type(&args.cache_type_k, "--cache-type-k")?;
     let type_v = cache_type(&args.cache_type_v, "--cache-type-v")?;
+    if args.flash_attn == "off" && !matches!(type_v, GgmlType::F16 | GgmlType::F32) {
+        return Err(UsageError(format!(
+            "--cache-type-v {}: a quantized V cache needs flash attention (--flash-attn on)",
+            args.cache_type_v
+        ))
+        .into());
+    }
+    // A bad prompts file is reported before the model loads.
+    let batch_prompts = match &args.prompts_file {
+        Some(p) => read_prompts(p)?,
+        None => Vec::new(),
+    };
+    if args.prompts_file.is_some() && (args.parallel == 0 || args.parallel >= crate::kv::MAX_SEQS) {
+        return Err(UsageError(format!(
+            "--parallel must be between 1 and {}, got {}",
+            crate::kv::MAX_SEQS - 1,
+            args.parallel
+        ))
+        .into());
+    }
     let path = crate::model::resolve_model_path(&args.model)?;
     let t_load = Instant::now();
     let model = Model::load(
@@ -83,8 +140,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     .with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
     let tok = &model.tokenizer;
-    let prompt = tok.encode(&args.prompt, tok.add_bos_default())?;
-    if prompt.len() + args.n_predict > args.ctx {
+    if model.info.synthetic {
+        eprintln!(
+            "note: {} is a synthetic model (random weights): its text is noise",
+            model.path.display()
+        );
+    }
+    let Some(prompt_text) = args.prompt.as_deref() else {
+        return run_batch(&args, batch_prompts, &model, type_k, type_v, load_s);
+    };
+    let prompt = tok.encode(prompt_text, tok.add_bos_default())?;
+    if prompt.len().saturating_add(args.n_predict) > args.ctx {
         anyhow::bail!(
             "the prompt ({} tokens) plus {} tokens to generate exceeds the context of {} (raise -c)",
             prompt.len(),
@@ -101,21 +167,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(&model, cfg)?;
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: args.temp,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        seed: args.seed,
-        ..SamplerConfig::default()
-    });
-    if model.info.synthetic {
-        eprintln!(
-            "note: {} is a synthetic model (random weights): its text is noise",
-            model.path.display()
-        );
-    }
+    let mut sampler = Sampler::new(sampler_config(&args));
 
     let t_prompt = Instant::now();
     let logits = engine.decode(&Batch::from_prompt(&prompt, 0, 0)?)?;
@@ -164,6 +216,149 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         if gen_s > 0.0 { n_gen as f64 / gen_s } else { 0.0 },
         engine.config().n_threads,
         if engine.config().flash_attn { "on" } else { "off" },
+    );
+    Ok(())
+}
+
+fn sampler_config(args: &RunArgs) -> SamplerConfig {
+    SamplerConfig {
+        temperature: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        seed: args.seed,
+        ..SamplerConfig::default()
+    }
+}
+
+/// Prompts of a `--prompts-file`: one JSON string per non-empty line.
+fn read_prompts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut prompts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: String = serde_json::from_str(line).map_err(|e| {
+            UsageError(format!(
+                "{} line {}: each line must be a JSON string like \"Hello\\nworld\" ({e})",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        if p.is_empty() {
+            return Err(UsageError(format!(
+                "{} line {}: the prompt is empty",
+                path.display(),
+                i + 1
+            ))
+            .into());
+        }
+        prompts.push(p);
+    }
+    if prompts.is_empty() {
+        return Err(UsageError(format!("{} holds no prompts", path.display())).into());
+    }
+    Ok(prompts)
+}
+
+#[derive(serde::Serialize)]
+struct BatchLine<'a> {
+    prompt: &'a str,
+    completion: &'a str,
+}
+
+/// Batch mode: every prompt through `--parallel` slots; completions are
+/// detokenized and printed in input order by a printer thread as they finish.
+fn run_batch(
+    args: &RunArgs,
+    texts: Vec<String>,
+    model: &Model,
+    type_k: crate::quant::GgmlType,
+    type_v: crate::quant::GgmlType,
+    load_s: f64,
+) -> anyhow::Result<()> {
+    use crate::engine::{serve, Request, ScheduleConfig};
+    let tok = &model.tokenizer;
+    let requests = texts
+        .iter()
+        .map(|t| {
+            Ok(Request {
+                prompt: tok.encode(t, tok.add_bos_default())?,
+                n_predict: args.n_predict,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+    let slots = args.parallel.min(requests.len());
+    let per_seq = crate::kv::sizing::cells_per_sequence(longest, args.n_predict);
+    let n_ctx = crate::kv::sizing::n_ctx_for_workers(slots, per_seq)
+        .map_err(|e| UsageError(e.to_string()))?
+        .max(args.ctx);
+    let cfg = EngineConfig {
+        n_ctx,
+        n_threads: args.threads.unwrap_or_else(default_threads),
+        flash_attn: args.flash_attn == "on",
+        type_k,
+        type_v,
+        row_attention: true,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(model, cfg)?;
+    let schedule = ScheduleConfig {
+        n_slots: slots,
+        max_batch_tokens: 2048.max(slots),
+        stop_at_eog: true,
+        sampler: sampler_config(args),
+        shared_prefix: Vec::new(),
+    };
+    let jsonl = args.output == "jsonl";
+    let (tx, rx) = crossbeam::channel::unbounded::<(usize, Vec<u32>)>();
+    let t0 = Instant::now();
+    let (report, printed) = std::thread::scope(|scope| {
+        let printer = scope.spawn(|| -> anyhow::Result<usize> {
+            // Completions finish out of order; print each once all before it are out.
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            let mut out = std::io::stdout().lock();
+            for (index, tokens) in rx {
+                waiting.insert(index, tokens);
+                while let Some(tokens) = waiting.remove(&next) {
+                    let completion = tok.decode(&tokens)?;
+                    let prompt = texts.get(next).map_or("", String::as_str);
+                    if jsonl {
+                        let line = serde_json::to_string(&BatchLine {
+                            prompt,
+                            completion: &completion,
+                        })?;
+                        writeln!(out, "{line}")?;
+                    } else {
+                        writeln!(out, "--- prompt {} ---\n{completion}", next + 1)?;
+                    }
+                    out.flush()?;
+                    next += 1;
+                }
+            }
+            Ok(next)
+        });
+        let report = serve(&mut engine, &requests, &schedule, &|| false, &mut |c| {
+            let _ = tx.send((c.index, c.tokens.clone()));
+        });
+        drop(tx);
+        let printed = printer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread failed")));
+        (report, printed)
+    });
+    let report = report?;
+    let printed = printed?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let generated: usize = report.completions.iter().map(|c| c.tokens.len()).sum();
+    eprintln!(
+        "load {load_s:.2} s | {printed} prompts through {slots} slots in {elapsed:.2} s | {generated} tokens generated ({:.1} t/s overall) | n_ctx {n_ctx}",
+        generated as f64 / elapsed.max(1e-9)
     );
     Ok(())
 }

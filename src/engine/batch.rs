@@ -104,6 +104,11 @@ impl Logits {
         self.data.get(row * self.n_vocab..(row + 1) * self.n_vocab)
     }
 
+    /// The `r`-th wanted row, counting only entries that asked for logits.
+    pub fn output_row(&self, r: usize) -> Option<&[f32]> {
+        self.data.get(r * self.n_vocab..(r + 1) * self.n_vocab)
+    }
+
     /// The logits of the last entry that has them.
     pub fn last(&self) -> Option<&[f32]> {
         let row = self.rows.iter().rev().find_map(|r| *r)?;

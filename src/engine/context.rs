@@ -6,12 +6,15 @@ use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
-use crate::model::blocks::{Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
 
 /// Cells attention looks at are rounded up to this, so graphs repeat shapes.
 const N_KV_PAD: usize = 256;
+/// Largest context: positions are i32.
+pub const MAX_CTX: usize = i32::MAX as usize;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -25,6 +28,10 @@ pub struct EngineConfig {
     pub type_v: GgmlType,
     /// Who computes weight matmuls of few tokens (ggml or rbench kernels).
     pub kernels: Kernels,
+    /// Flash attention one query row at a time, so a sequence's results do not
+    /// depend on what shares its batch (continuous batching); off, ggml's
+    /// tiled and KV-split kernels are used where they are faster.
+    pub row_attention: bool,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +44,7 @@ impl Default for EngineConfig {
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
             kernels: Kernels::default(),
+            row_attention: false,
         }
     }
 }
@@ -57,6 +65,8 @@ pub enum EngineError {
     Kv(#[from] KvError),
     #[error(transparent)]
     KvCache(#[from] KvCacheError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("ggml: {0}")]
     Ggml(#[from] ggml::GgmlError),
     #[error("token id {token} at batch index {index} is outside the vocabulary of {n_vocab}")]
@@ -87,6 +97,13 @@ impl<'m> Engine<'m> {
                 cfg.n_ctx, cfg.n_ubatch, cfg.n_threads
             )));
         }
+        // Positions are i32, as in ggml's rope.
+        if cfg.n_ctx > MAX_CTX {
+            return Err(EngineError::Config(format!(
+                "a context of {} tokens is above the maximum of {MAX_CTX}",
+                cfg.n_ctx
+            )));
+        }
         if !cfg.flash_attn && cfg.type_v != GgmlType::F16 && cfg.type_v != GgmlType::F32 {
             return Err(EngineError::Config(format!(
                 "a {} V cache needs flash attention (use --flash-attn on or --cache-type-v f16)",
@@ -105,14 +122,21 @@ impl<'m> Engine<'m> {
                 )));
             }
         }
-        let kv = KvCache::new(KvShape {
+        let shape = KvShape {
             n_ctx: cfg.n_ctx,
             n_layer: hp.n_layer as usize,
             k_width: hp.n_embd_k_gqa() as usize,
             v_width: hp.n_embd_v_gqa() as usize,
             type_k: cfg.type_k,
             type_v: cfg.type_v,
-        })?;
+        };
+        let n_tokens = cfg.n_ubatch.min(cfg.n_ctx) as u64;
+        let need = ContextNeed {
+            kv_cache: shape.bytes(),
+            compute: compute_estimate(hp, n_tokens, cfg.n_ctx as u64, cfg.flash_attn),
+        };
+        check_context(need, &MemoryInfo::detect())?;
+        let kv = KvCache::new(shape)?;
         let mut backend = CpuBackend::new()?;
         backend.set_n_threads(cfg.n_threads)?;
         let galloc = Gallocr::new(BufferType::cpu())?;
@@ -159,6 +183,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv: self.cfg.n_ctx,
             flash_attn: self.cfg.flash_attn,
+            row_attention: self.cfg.row_attention,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -254,6 +279,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv,
             flash_attn: self.cfg.flash_attn,
+            row_attention: self.cfg.row_attention,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -274,7 +300,11 @@ impl<'m> Engine<'m> {
         ggml::tensor_set_i32(inputs.pos, &pos)?;
         let idx: Vec<i32> = slots.iter().map(|&c| c as i32).collect();
         ggml::tensor_set_i32(inputs.kv_idx, &idx)?;
-        let mut mask = vec![half::f16::ZERO; n_kv * n_tokens];
+        let mut mask =
+            vec![
+                half::f16::ZERO;
+                n_kv * attention_rows(n_tokens, self.cfg.flash_attn && self.cfg.row_attention)
+            ];
         self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
         ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
         if let Some(mask_swa) = inputs.mask_swa {
@@ -312,13 +342,14 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
+    let mask_rows = attention_rows(shape.n_tokens, shape.flash_attn && shape.row_attention) as i64;
     let mask = gctx
-        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
         .named("inp_mask");
     let hp = &model.hparams;
     let mask_swa = if hp.n_swa > 0 {
         Some(
-            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, t)?
+            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
                 .named("inp_mask_swa"),
         )
     } else {

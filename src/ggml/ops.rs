@@ -575,6 +575,46 @@ impl Context {
         )
     }
 
+    /// A read-only view of 3-d `[ne0, ne1, ne2]` data at `offset` of `a`, seen
+    /// `n` times along dim 3 with a zero stride (the same bytes each time).
+    /// ggml ops broadcast only where the other operand is larger; this lets a
+    /// KV view meet queries laid out one token per dim-3 slice.
+    #[allow(clippy::too_many_arguments)]
+    pub fn view_3d_repeated<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne: [i64; 3],
+        nb1: usize,
+        nb2: usize,
+        offset: usize,
+        n: i64,
+    ) -> Result<Tensor<'a>> {
+        require(n >= 1, "view_3d_repeated", || {
+            format!("repeat count {n} must be at least 1")
+        })?;
+        let v = self.view_4d(
+            a,
+            ne[0],
+            ne[1],
+            ne[2],
+            1,
+            nb1,
+            nb2,
+            nb2 * ne[2] as usize,
+            offset,
+        )?;
+        // SAFETY: `v` was created just above in this context and nothing refers
+        // to it yet; ggml addresses elements through `nb`, so dim 3 with a zero
+        // stride reads the checked 3-d range again for every index, never
+        // outside it. The view is only ever an operand, never written.
+        unsafe {
+            let raw = v.as_ptr();
+            (*raw).ne[3] = n;
+            (*raw).nb[3] = 0;
+        }
+        Ok(v)
+    }
+
     fn check_reshape(op: &'static str, a: Tensor<'_>, ne: &[i64]) -> Result<()> {
         check_new_shape(op, a.ty(), ne)?;
         require(a.is_contiguous(), op, || {

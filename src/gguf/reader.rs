@@ -93,6 +93,19 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         };
+        // Checked before opening: opening a FIFO blocks until a writer
+        // comes, and a directory opens but cannot be mapped.
+        let kind = std::fs::metadata(path).map_err(|e| io_err("open", e))?;
+        if kind.is_dir() {
+            return Err(io_err("read", std::io::ErrorKind::IsADirectory.into()));
+        }
+        if !kind.is_file() {
+            let not_regular = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a device, FIFO or socket)",
+            );
+            return Err(io_err("read", not_regular));
+        }
         let file = File::open(path).map_err(|e| io_err("open", e))?;
         let len = file.metadata().map_err(|e| io_err("stat", e))?.len();
         if len == 0 {

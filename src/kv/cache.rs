@@ -18,11 +18,20 @@ pub struct KvShape {
 }
 
 impl KvShape {
-    /// Bytes of K and V over all layers.
+    /// Bytes of K and V over all layers (saturating: an absurd context must
+    /// read as too large, not wrap around to a small number).
     pub fn bytes(&self) -> u64 {
-        let k = self.type_k.bytes_for(self.k_width as u64).unwrap_or(0);
-        let v = self.type_v.bytes_for(self.v_width as u64).unwrap_or(0);
-        (k + v) * self.n_ctx as u64 * self.n_layer as u64
+        let k = self
+            .type_k
+            .bytes_for(self.k_width as u64)
+            .unwrap_or(u64::MAX);
+        let v = self
+            .type_v
+            .bytes_for(self.v_width as u64)
+            .unwrap_or(u64::MAX);
+        k.saturating_add(v)
+            .saturating_mul(self.n_ctx as u64)
+            .saturating_mul(self.n_layer as u64)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct ForwardShape {
     /// Leading cache cells attention looks at.
     pub n_kv: usize,
     pub flash_attn: bool,
+    /// Flash attention one query row at a time, whatever the batch holds
+    /// (see `Builder::attention`); off, ggml picks kernels by batch shape.
+    pub row_attention: bool,
 }
 
 /// One layer's K and V cache tensors, `[n_embd_{k,v}_gqa, n_ctx]`.
@@ -51,6 +54,16 @@ pub struct Builder<'g> {
     pub inputs: ForwardInputs<'g>,
     /// Who computes weight matmuls of few tokens.
     pub kernels: Kernels,
+}
+
+/// Rows of the attention mask for a ubatch of `n_tokens`: row-by-row flash
+/// attention pairs a lone token with a fully masked row (see `Builder::attention`).
+pub fn attention_rows(n_tokens: usize, row_attention: bool) -> usize {
+    if row_attention && n_tokens == 1 {
+        2
+    } else {
+        n_tokens
+    }
 }
 
 impl<'g> Builder<'g> {
@@ -178,13 +191,40 @@ impl<'g> Builder<'g> {
         } else {
             self.inputs.mask
         };
-        let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
-        let out = if self.shape.flash_attn {
+        let out = if self.shape.flash_attn && self.shape.row_attention {
+            // One query row per dim-3 slice: ggml then runs every row through
+            // the same row-by-row kernel whatever the batch holds (its tiled
+            // and KV-split kernels, picked by row count and context length,
+            // round differently), so a sequence's results do not depend on
+            // what shares its batch. A lone token gets a masked twin so the
+            // KV-split kernel is never picked either.
+            let rows = attention_rows(self.shape.n_tokens, true) as i64;
+            let mut q4 = ctx.reshape_4d(q, hd_k, 1, n_head, t)?;
+            if rows > t {
+                q4 = ctx.concat(q4, q4, 3)?;
+            }
+            let k4 =
+                ctx.view_3d_repeated(cache.k, [hd_k, n_kv, n_head_kv], k_row, k_head, 0, rows)?;
+            let v4 =
+                ctx.view_3d_repeated(cache.v, [hd_v, n_kv, n_head_kv], v_row, v_head, 0, rows)?;
+            let mask4 = ctx.reshape_4d(mask, n_kv, 1, 1, rows)?;
+            let o = ctx.flash_attn_ext(q4, k4, v4, Some(mask4), kq_scale, 0.0, 0.0)?;
+            ctx.flash_attn_ext_set_prec_f32(o)?;
+            // [hd_v, n_head, 1, rows] → [hd_v * n_head, T]
+            let o = ctx.reshape_2d(o, hd_v * n_head, rows)?;
+            if rows > t {
+                ctx.view_2d(o, hd_v * n_head, t, o.nb()[1], 0)?
+            } else {
+                o
+            }
+        } else if self.shape.flash_attn {
+            let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
             let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, 0.0)?;
             ctx.flash_attn_ext_set_prec_f32(o)?;
             // [hd_v, n_head, T]
             ctx.reshape_2d(o, hd_v * n_head, t)?
         } else {
+            let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
             let kq = ctx.mul_mat(kview, q)?; // [n_kv, T, n_head]
             let kq = ctx.soft_max_ext(kq, Some(mask), kq_scale, 0.0)?;
             // V as [n_kv, hd_v, n_head_kv] so the weighted sum is a matmul.

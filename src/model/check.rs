@@ -19,6 +19,18 @@ pub enum TensorCheckError {
     },
     #[error("tensor '{name}' has type {ty}, which rbench cannot compute with")]
     UnusableType { name: String, ty: GgmlType },
+    #[error("tensor '{name}' belongs to layer {layer}, but the model declares {n_layer} layers (block_count): the file does not match its metadata")]
+    BeyondLayerCount {
+        name: String,
+        layer: u64,
+        n_layer: u32,
+    },
+}
+
+/// The layer number of a `blk.N.*` tensor name.
+fn layer_of(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("blk.")?;
+    rest.split('.').next()?.parse().ok()
 }
 
 /// A layout entry together with the file's tensor for it.
@@ -48,6 +60,19 @@ pub fn resolve_tensors<'f>(
     f: &'f GgufFile,
     hp: &Hparams,
 ) -> Result<Vec<Resolved<'f>>, TensorCheckError> {
+    // A block_count lower than the file's layers would otherwise silently
+    // leave layers out.
+    if let Some((t, layer)) = f.tensors().iter().find_map(|t| {
+        layer_of(&t.name)
+            .filter(|&l| l >= u64::from(hp.n_layer))
+            .map(|l| (t, l))
+    }) {
+        return Err(TensorCheckError::BeyondLayerCount {
+            name: t.name.clone(),
+            layer,
+            n_layer: hp.n_layer,
+        });
+    }
     let tied = !has_output_tensor(f);
     expected_tensors(hp, tied)
         .into_iter()
@@ -74,4 +99,18 @@ pub fn resolve_tensors<'f>(
             Ok(Resolved { spec, info })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_numbers_come_from_block_tensor_names() {
+        assert_eq!(layer_of("blk.12.attn_q.weight"), Some(12));
+        assert_eq!(layer_of("blk.0.ffn_up.weight"), Some(0));
+        assert_eq!(layer_of("token_embd.weight"), None);
+        assert_eq!(layer_of("blk.x.attn_q.weight"), None);
+        assert_eq!(layer_of("blk."), None);
+    }
 }

@@ -8,6 +8,7 @@ pub mod hparams;
 pub mod info;
 pub mod layout;
 mod llama;
+pub mod memory;
 pub mod synth;
 pub mod weights;
 
@@ -29,6 +30,8 @@ pub enum ModelError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Synth(#[from] synth::SynthError),
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
     #[error("ggml: {0}")]
     Ggml(#[from] crate::ggml::GgmlError),
     #[error("internal error: {0}")]
@@ -60,6 +63,8 @@ pub struct Model {
 impl Model {
     pub fn load(path: &Path, opts: &weights::LoadOptions) -> Result<Model, ModelError> {
         let file = GgufFile::open(path)?;
+        // Only the header was read so far; loading touches the tensor data.
+        memory::check_model(file.tensor_data_size(), &memory::MemoryInfo::detect())?;
         let hparams = Hparams::from_gguf(&file)?;
         let info = info::ModelInfo::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;

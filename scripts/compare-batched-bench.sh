@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs `rbench parallel` and llama.cpp's `llama-batched-bench` on the same model,
+# prompt/generation lengths and batch sizes, interleaved (rbench, llama.cpp,
+# rbench, llama.cpp, ...), and prints rbench / llama.cpp per batch size and round
+# for generation (S_TG) and prompt processing (S_PP). Timings drift between runs
+# on shared machines: only the ratios of one run mean anything.
+#
+#   scripts/compare-batched-bench.sh [MODEL] [-p 128] [-n 128] [-B 1,2,4,8] [-t 2] [--rounds 2]
+#
+# MODEL defaults to the test model (scripts/fetch-test-model.sh). llama.cpp's
+# tools are built once by ../shared/anchor/build-llamacpp.sh (about 4 minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+model="" p=128 n=128 B="1,2,4,8" t="$(nproc)" rounds=2
+while (($#)); do
+  case "$1" in
+    -p) p="$2"; shift 2 ;;
+    -n) n="$2"; shift 2 ;;
+    -B) B="$2"; shift 2 ;;
+    -t) t="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -*) echo "unknown flag $1" >&2; exit 2 ;;
+    *) model="$1"; shift ;;
+  esac
+done
+[[ -n "$model" ]] || model="$(scripts/fetch-test-model.sh | tail -n 1)"
+
+anchor="../shared/anchor/build-llamacpp.sh"
+[[ -x "$anchor" ]] || { echo "error: $anchor not found (it sits beside the project)" >&2; exit 1; }
+bin="$("$anchor" | tail -n 1)"
+cargo build --release --quiet
+rbench="${CARGO_TARGET_DIR:-target}/release/rbench"
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+for round in $(seq 1 "$rounds"); do
+  echo "round $round/$rounds: rbench parallel" >&2
+  # -n + 1: the first token comes from the prompt's logits, so n + 1 tokens
+  # per request take n generation steps, as llama-batched-bench's -ntg n does.
+  "$rbench" parallel -m "$model" --workers "$B" -p "$p" -n "$((n + 1))" -t "$t" -o json \
+    > "$out/rbench-$round.json"
+  echo "round $round/$rounds: llama-batched-bench" >&2
+  "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c 4096 -t "$t" \
+    > "$out/llama-$round.txt" 2>/dev/null
+done
+
+python3 - "$out" "$rounds" <<'PY'
+import json, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+def llama(path):
+    rows = {}
+    for line in open(path):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and cells[2].isdigit():
+            rows[int(cells[2])] = (float(cells[5]), float(cells[7]))  # S_PP, S_TG
+    return rows
+print("| round | B | rbench S_PP | llama S_PP | PP ratio | rbench S_TG | llama S_TG | TG ratio |")
+print("|---|---|---|---|---|---|---|---|")
+ratios = {}
+for i in range(1, rounds + 1):
+    ours = {r["workers"]: (r["prompt_tps"], r["gen_tps"]) for r in json.load(open(f"{out}/rbench-{i}.json"))["runs"]}
+    theirs = llama(f"{out}/llama-{i}.txt")
+    for b in sorted(ours):
+        if b not in theirs:
+            continue
+        (pp, tg), (lpp, ltg) = ours[b], theirs[b]
+        ratios.setdefault(b, []).append((pp / lpp, tg / ltg))
+        print(f"| {i} | {b} | {pp:.1f} | {lpp:.1f} | {pp / lpp:.3f} | {tg:.1f} | {ltg:.1f} | {tg / ltg:.3f} |")
+print()
+print("| B | mean PP ratio | mean TG ratio |")
+print("|---|---|---|")
+for b in sorted(ratios):
+    pps, tgs = zip(*ratios[b])
+    print(f"| {b} | {sum(pps) / len(pps):.3f} | {sum(tgs) / len(tgs):.3f} |")
+PY
