@@ -35,11 +35,17 @@ pub const MAX_COLUMNS: usize = 16;
 
 /// Which kernels the graph builder uses for weight matmuls with few
 /// activation columns (`--kernels ggml|rbench`).
+///
+/// The default is rbench's: measured on the 2-core AVX-512 VNNI test
+/// machine (Gemma 3 270M Q4_K_M, `rbench parallel --workers 1,2,4,8 -p 128
+/// -n 64`, runs alternating), generation t/s was 1.3-1.9x ggml's at 2-8
+/// workers with 1 or 2 threads and equal at 1 worker (one column stays
+/// with ggml, see [`MIN_COLUMNS`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Kernels {
     /// ggml's `mul_mat` everywhere.
-    #[default]
     Ggml,
+    #[default]
     /// rbench's kernels ([`best`]) where they apply: a weight type in
     /// [`KERNEL_TYPES`], stored in the plain layout (not repacked), and
     /// [`MIN_COLUMNS`]..=[`MAX_COLUMNS`] tokens; ggml's `mul_mat` elsewhere.

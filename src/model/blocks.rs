@@ -75,7 +75,9 @@ impl<'g> Builder<'g> {
             let ne = x.ne();
             let isa = kernels::best().isa();
             let cols = ne[1] as usize;
-            if (kernels::MIN_COLUMNS..=kernels::MAX_COLUMNS).contains(&cols)
+            // The portable kernel is a reference, not faster than ggml.
+            if isa != kernels::Isa::Scalar
+                && (kernels::MIN_COLUMNS..=kernels::MAX_COLUMNS).contains(&cols)
                 && ne[2] == 1
                 && ne[3] == 1
                 && x.ty() == GgmlType::F32
