@@ -504,6 +504,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         type_v: cache_type(&args.cache_type_v, "-ctv")?,
         // A sequence's numbers must not depend on the batch it shares.
         row_attention: true,
+        ..EngineConfig::default()
     };
     let mut engine = Engine::new(&model, cfg.clone())?;
     eprintln!(

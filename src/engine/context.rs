@@ -4,6 +4,7 @@
 
 use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
+use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
 use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
 use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
@@ -25,6 +26,8 @@ pub struct EngineConfig {
     pub flash_attn: bool,
     pub type_k: GgmlType,
     pub type_v: GgmlType,
+    /// Who computes weight matmuls of few tokens (ggml or rbench kernels).
+    pub kernels: Kernels,
     /// Flash attention one query row at a time, so a sequence's results do not
     /// depend on what shares its batch (continuous batching); off, ggml's
     /// tiled and KV-split kernels are used where they are faster.
@@ -40,6 +43,7 @@ impl Default for EngineConfig {
             flash_attn: true,
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
+            kernels: Kernels::default(),
             row_attention: false,
         }
     }
@@ -183,7 +187,15 @@ impl<'m> Engine<'m> {
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
-        let (graph, _, _) = build_graph(self.model, &self.kv, graph_size, &gctx, shape, n_tokens)?;
+        let (graph, _, _) = build_graph(
+            self.model,
+            &self.kv,
+            graph_size,
+            &gctx,
+            shape,
+            n_tokens,
+            self.cfg.kernels,
+        )?;
         self.galloc.reserve(&graph)?;
         Ok(())
     }
@@ -278,6 +290,7 @@ impl<'m> Engine<'m> {
             &gctx,
             shape,
             out_ids.len(),
+            self.cfg.kernels,
         )?;
         self.galloc.alloc_graph(&graph)?;
 
@@ -323,6 +336,7 @@ fn build_graph<'g>(
     gctx: &'g Context,
     shape: ForwardShape,
     n_outputs: usize,
+    kernels: Kernels,
 ) -> Result<(Graph<'g>, ForwardInputs<'g>, Tensor<'g>), EngineError> {
     let t = shape.n_tokens as i64;
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
@@ -382,6 +396,7 @@ fn build_graph<'g>(
         hp,
         shape,
         inputs,
+        kernels,
     };
     let logits = model.build_forward(&mut b, &cache)?;
     logits.set_output();

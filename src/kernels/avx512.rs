@@ -118,6 +118,7 @@ fn hsum256(v: __m256) -> f32 {
 fn rows2<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
     row0: &[[u8; BYTES]],
     row1: &[[u8; BYTES]],
+    ahead: [&[[u8; BYTES]]; 2],
     xq: &[&[[u8; QK]]; C],
     xd: &[&[f32]; C],
 ) -> [[f32; 2]; C] {
@@ -129,6 +130,13 @@ fn rows2<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
     let mut acc = [_mm512_setzero_ps(); C];
     let offset = _mm512_set1_epi8(0x80u8 as i8);
     for b in 0..nb {
+        // The next row pair, so it is in cache when its turn comes (the
+        // hardware prefetcher alone does not keep two streams busy enough).
+        for a in ahead {
+            if let Some(blk) = a.get(b) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().cast());
+            }
+        }
         // SAFETY: this function's features are those `load2` needs.
         let (w, dw) = unsafe { D::load2(&row0[b], &row1[b]) };
         let neg_corr = _mm512_sub_epi32(
@@ -180,7 +188,8 @@ fn run_group<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
     while r < rows.end {
         let i = r - rows.start;
         if r + 1 < rows.end {
-            let res = rows2::<BYTES, D, C>(row(r), row(r + 1), &xq, &xd);
+            let ahead = [row(r + 2), row(r + 3)];
+            let res = rows2::<BYTES, D, C>(row(r), row(r + 1), ahead, &xq, &xd);
             for (c, v) in res.iter().enumerate() {
                 out[c0 + c][i] = v[0];
                 out[c0 + c][i + 1] = v[1];
@@ -188,7 +197,7 @@ fn run_group<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
             r += 2;
         } else {
             // A last odd row goes through both halves; the high one is dropped.
-            let res = rows2::<BYTES, D, C>(row(r), row(r), &xq, &xd);
+            let res = rows2::<BYTES, D, C>(row(r), row(r), [&[], &[]], &xq, &xd);
             for (c, v) in res.iter().enumerate() {
                 out[c0 + c][i] = v[0];
             }

@@ -33,6 +33,48 @@ pub const QK: usize = 32;
 /// products (prompt processing) stay with ggml.
 pub const MAX_COLUMNS: usize = 16;
 
+/// Which kernels the graph builder uses for weight matmuls with few
+/// activation columns (`--kernels ggml|rbench`).
+///
+/// The default is rbench's: measured on the 2-core AVX-512 VNNI test
+/// machine (Gemma 3 270M Q4_K_M, `rbench parallel --workers 1,2,4,8 -p 128
+/// -n 64`, runs alternating), generation t/s was 1.3-1.9x ggml's at 2-8
+/// workers with 1 or 2 threads and equal at 1 worker (one column stays
+/// with ggml, see [`MIN_COLUMNS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Kernels {
+    /// ggml's `mul_mat` everywhere.
+    Ggml,
+    #[default]
+    /// rbench's kernels ([`best`]) where they apply: a weight type in
+    /// [`KERNEL_TYPES`], stored in the plain layout (not repacked), and
+    /// [`MIN_COLUMNS`]..=[`MAX_COLUMNS`] tokens; ggml's `mul_mat` elsewhere.
+    Rbench,
+}
+
+impl Kernels {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Ggml => "ggml",
+            Kernels::Rbench => "rbench",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kernels> {
+        match name {
+            "ggml" => Some(Kernels::Ggml),
+            "rbench" => Some(Kernels::Rbench),
+            _ => None,
+        }
+    }
+}
+
+/// Fewest activation columns the graph builder sends to these kernels:
+/// for one column ggml's `vec_dot` path is already memory-bound and faster
+/// (measured on AVX-512: rbench 0.44x ggml for Q8_0 at N = 1, 1.4-1.5x at
+/// N = 2-16; see `benches/kernels.rs`).
+pub const MIN_COLUMNS: usize = 2;
+
 /// Weight types with a kernel (in every instruction set).
 pub const KERNEL_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
 

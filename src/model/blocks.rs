@@ -4,7 +4,9 @@
 use super::hparams::Hparams;
 use super::weights::{LayerWeights, Weights};
 use super::ModelError;
-use crate::ggml::{Context, Graph, RopeMode, Tensor};
+use crate::ggml::{self, Context, Graph, RopeMode, Tensor};
+use crate::kernels::{self, Kernels};
+use crate::quant::GgmlType;
 
 type R<T> = Result<T, ModelError>;
 
@@ -50,6 +52,8 @@ pub struct Builder<'g> {
     pub hp: &'g Hparams,
     pub shape: ForwardShape,
     pub inputs: ForwardInputs<'g>,
+    /// Who computes weight matmuls of few tokens.
+    pub kernels: Kernels,
 }
 
 /// Rows of the attention mask for a ubatch of `n_tokens`: row-by-row flash
@@ -63,6 +67,29 @@ pub fn attention_rows(n_tokens: usize, row_attention: bool) -> usize {
 }
 
 impl<'g> Builder<'g> {
+    /// `W x` for a weight `w`: rbench's kernel when chosen and applicable
+    /// (type, plain layout, `kernels::MIN_COLUMNS..=MAX_COLUMNS` tokens),
+    /// otherwise ggml's `mul_mat`.
+    pub fn matmul(&self, w: Tensor<'g>, x: Tensor<'g>) -> R<Tensor<'g>> {
+        if self.kernels == Kernels::Rbench {
+            let ne = x.ne();
+            let isa = kernels::best().isa();
+            let cols = ne[1] as usize;
+            // The portable kernel is a reference, not faster than ggml.
+            if isa != kernels::Isa::Scalar
+                && (kernels::MIN_COLUMNS..=kernels::MAX_COLUMNS).contains(&cols)
+                && ne[2] == 1
+                && ne[3] == 1
+                && x.ty() == GgmlType::F32
+                && x.is_contiguous()
+                && ggml::rbench_weight_problem(w, isa).is_none()
+            {
+                return Ok(self.ctx.custom_mul_mat(w, x, isa)?);
+            }
+        }
+        Ok(self.ctx.mul_mat(w, x)?)
+    }
+
     /// RMS norm times a weight vector.
     pub fn norm(&self, x: Tensor<'g>, w: Tensor<'g>) -> R<Tensor<'g>> {
         let n = self.ctx.rms_norm(x, self.hp.rms_eps)?;
@@ -71,7 +98,7 @@ impl<'g> Builder<'g> {
 
     /// `W x (+ b)`.
     pub fn linear(&self, w: Tensor<'g>, x: Tensor<'g>, b: Option<Tensor<'g>>) -> R<Tensor<'g>> {
-        let y = self.ctx.mul_mat(w, x)?;
+        let y = self.matmul(w, x)?;
         Ok(match b {
             Some(b) => self.ctx.add(y, b)?,
             None => y,
@@ -219,15 +246,15 @@ impl<'g> Builder<'g> {
         lw: &LayerWeights,
         gelu: bool,
     ) -> R<Tensor<'g>> {
-        let g = self.ctx.mul_mat(w.get(lw.ffn_gate)?, x)?;
-        let u = self.ctx.mul_mat(w.get(lw.ffn_up)?, x)?;
+        let g = self.matmul(w.get(lw.ffn_gate)?, x)?;
+        let u = self.matmul(w.get(lw.ffn_up)?, x)?;
         let down = w.get(lw.ffn_down)?;
         let h = if gelu {
             self.ctx.geglu_split(g, u)?
         } else {
             self.ctx.swiglu_split(g, u)?
         };
-        Ok(self.ctx.mul_mat(down, h)?)
+        self.matmul(down, h)
     }
 
     /// Keeps only the rows whose logits are wanted (applied before the last

@@ -31,7 +31,7 @@ pub fn build<'g>(
         // Gemma scales queries itself; attention then uses scale 1.
         let q = ctx.scale(q, hp.attn_scale)?;
         let attn = b.attention(il as u32, q, k, v, cache[il], 1.0)?;
-        let mut attn = ctx.mul_mat(w.get(lw.wo)?, attn)?;
+        let mut attn = b.matmul(w.get(lw.wo)?, attn)?;
         if il + 1 == n_layer {
             attn = b.select_outputs(attn)?;
             x = b.select_outputs(x)?;
@@ -47,7 +47,7 @@ pub fn build<'g>(
         x = ctx.add(f, x_attn)?;
     }
     let x = b.norm(x, w.get(w.output_norm)?)?;
-    let mut logits = ctx.mul_mat(w.get(w.output)?, x)?;
+    let mut logits = b.matmul(w.get(w.output)?, x)?;
     if let Some(cap) = hp.final_logit_softcap {
         logits = ctx.scale(ctx.tanh(ctx.scale(logits, 1.0 / cap)?)?, cap)?;
     }

@@ -27,7 +27,7 @@ pub fn build<'g>(
         let q = b.rope(q, il as u32, freq_factors)?;
         let k = b.rope(k, il as u32, freq_factors)?;
         let attn = b.attention(il as u32, q, k, v, cache[il], hp.attn_scale)?;
-        let mut attn = ctx.mul_mat(w.get(lw.wo)?, attn)?;
+        let mut attn = b.matmul(w.get(lw.wo)?, attn)?;
         if il + 1 == n_layer {
             attn = b.select_outputs(attn)?;
             x = b.select_outputs(x)?;
@@ -38,5 +38,5 @@ pub fn build<'g>(
         x = ctx.add(f, x_attn)?;
     }
     let x = b.norm(x, w.get(w.output_norm)?)?;
-    Ok(ctx.mul_mat(w.get(w.output)?, x)?)
+    b.matmul(w.get(w.output)?, x)
 }

@@ -1,0 +1,131 @@
+//! rbench's few-column matmul kernels against ggml's `mul_mat` on the same
+//! weights and activations, both as a node of a ggml graph on ggml's
+//! threads: `cargo bench --bench kernels` (plain timing loop, no harness).
+//!
+//! Reported: weight GB/s (weight bytes / time: every weight byte is read
+//! once per product) and int8 GOP/s (2·rows·k·N), for N = 1, 2, 4, 8, 16
+//! columns and 1 and 2 threads. ggml and rbench runs alternate (A B A B)
+//! and the median of each is kept, so load from other processes hits both
+//! alike. `KB_REPS` sets the repetitions (default 9).
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rbench::ggml::{
+    alloc_ctx_tensors, tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend,
+    Gallocr, Graph,
+};
+use rbench::kernels;
+use rbench::quant::{random_blocks, GgmlType};
+
+struct Case {
+    name: &'static str,
+    ty: GgmlType,
+    k: usize,
+    rows: usize,
+}
+
+const CASES: [Case; 2] = [
+    // The test model's tied output projection (token_embd, ~170 MiB).
+    Case {
+        name: "output 262144x640",
+        ty: GgmlType::Q8_0,
+        k: 640,
+        rows: 262144,
+    },
+    // Its FFN gate/up projections, 18 layers' worth so they do not sit in cache.
+    Case {
+        name: "ffn_up 2048x640 x18",
+        ty: GgmlType::Q5_0,
+        k: 640,
+        rows: 2048 * 18,
+    },
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let reps: usize = std::env::var("KB_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(9);
+    let isa = kernels::best().isa();
+    println!(
+        "rbench kernel: {}; median of {reps} alternating runs",
+        isa.name()
+    );
+    for case in CASES {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let wbytes = random_blocks(case.ty, case.k * case.rows, &mut rng).unwrap();
+        let weights = Context::for_tensors(1).unwrap();
+        let w = weights
+            .new_tensor_2d(case.ty, case.k as i64, case.rows as i64)
+            .unwrap();
+        let _wbuf = alloc_ctx_tensors(&weights, BufferType::cpu()).unwrap();
+        tensor_set(w, &wbytes, 0).unwrap();
+        let gb = wbytes.len() as f64 / 1e9;
+        println!(
+            "\n{} {} ({:.0} MB)\n| threads | N | ggml GB/s | rbench GB/s | rbench GOP/s | rbench / ggml |",
+            case.name,
+            case.ty,
+            gb * 1e3
+        );
+        println!("|---|---|---|---|---|---|");
+        for threads in [1, 2] {
+            let mut cpu = CpuBackend::new().unwrap();
+            cpu.set_n_threads(threads).unwrap();
+            for n in [1usize, 2, 4, 8, 16] {
+                let xv: Vec<f32> = (0..case.k * n).map(|i| ((i as f32) * 0.37).sin()).collect();
+                let ctx = Context::for_graph(8).unwrap();
+                let x = ctx
+                    .new_tensor_2d(GgmlType::F32, case.k as i64, n as i64)
+                    .unwrap();
+                x.set_input();
+                let a = ctx.mul_mat(w, x).unwrap();
+                let b = ctx.custom_mul_mat(w, x, isa).unwrap();
+                let mut ga = Graph::new(&ctx, 8).unwrap();
+                ga.build_forward_expand(a).unwrap();
+                let mut gb_ = Graph::new(&ctx, 8).unwrap();
+                gb_.build_forward_expand(b).unwrap();
+                let mut alloc_a = Gallocr::new(BufferType::cpu()).unwrap();
+                alloc_a.alloc_graph(&ga).unwrap();
+                tensor_set_f32(x, &xv).unwrap();
+                let mut alloc_b = Gallocr::new(BufferType::cpu()).unwrap();
+                alloc_b.alloc_graph(&gb_).unwrap();
+                tensor_set_f32(x, &xv).unwrap();
+                // Warm up both (page faults, thread start), and check agreement.
+                cpu.compute(&ga).unwrap();
+                cpu.compute(&gb_).unwrap();
+                let (ra, rb) = (tensor_get_f32(a).unwrap(), tensor_get_f32(b).unwrap());
+                let scale = ra.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let diff = ra
+                    .iter()
+                    .zip(&rb)
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(diff <= 1e-4 * scale, "results differ: {diff} of {scale}");
+                let (mut ta, mut tb) = (Vec::new(), Vec::new());
+                for _ in 0..reps {
+                    let t = Instant::now();
+                    cpu.compute(&ga).unwrap();
+                    ta.push(t.elapsed().as_secs_f64());
+                    let t = Instant::now();
+                    cpu.compute(&gb_).unwrap();
+                    tb.push(t.elapsed().as_secs_f64());
+                }
+                let (ta, tb) = (median(ta), median(tb));
+                let ops = 2.0 * case.rows as f64 * case.k as f64 * n as f64;
+                println!(
+                    "| {threads} | {n} | {:.1} | {:.1} | {:.0} | {:.2} |",
+                    gb / ta,
+                    gb / tb,
+                    ops / tb / 1e9,
+                    ta / tb
+                );
+            }
+        }
+    }
+}
