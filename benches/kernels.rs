@@ -7,6 +7,7 @@
 //! columns and 1 and 2 threads. ggml and rbench runs alternate (A B A B)
 //! and the median of each is kept, so load from other processes hits both
 //! alike. `KB_REPS` sets the repetitions (default 9).
+//! `KB_COLUMNS` (e.g. `1,2`) picks the column counts.
 
 use std::time::Instant;
 
@@ -53,6 +54,12 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(9);
+    // `KB_COLUMNS=1,2` limits the column counts (default 1, 2, 4, 8, 16).
+    let columns: Vec<usize> = std::env::var("KB_COLUMNS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
     let isa = kernels::best().isa();
     println!(
         "rbench kernel: {}; median of {reps} alternating runs",
@@ -78,7 +85,7 @@ fn main() {
         for threads in [1, 2] {
             let mut cpu = CpuBackend::new().unwrap();
             cpu.set_n_threads(threads).unwrap();
-            for n in [1usize, 2, 4, 8, 16] {
+            for &n in &columns {
                 let xv: Vec<f32> = (0..case.k * n).map(|i| ((i as f32) * 0.37).sin()).collect();
                 let ctx = Context::for_graph(8).unwrap();
                 let x = ctx

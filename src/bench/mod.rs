@@ -8,6 +8,7 @@ pub mod parallel;
 pub mod runner;
 pub mod stats;
 
+use crate::kernels::Kernels;
 use crate::quant::GgmlType;
 
 pub use runner::{run_model, BenchError};
@@ -35,6 +36,8 @@ pub struct BenchPlan {
     pub type_k: Vec<GgmlType>,
     pub type_v: Vec<GgmlType>,
     pub flash_attn: Vec<bool>,
+    /// Who computes weight matmuls (`--kernels ggml,rbench`).
+    pub kernels: Vec<Kernels>,
     pub repetitions: usize,
     pub warmup: bool,
     pub seed: u64,
@@ -52,6 +55,7 @@ pub struct TestParams {
     pub type_k: GgmlType,
     pub type_v: GgmlType,
     pub flash_attn: bool,
+    pub kernels: Kernels,
 }
 
 /// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, with ` @ d512`
@@ -98,6 +102,7 @@ impl TestParams {
             type_k: self.type_k,
             type_v: self.type_v,
             flash_attn: self.flash_attn,
+            kernels: self.kernels,
         }
     }
 }
@@ -109,6 +114,7 @@ pub struct EngineKey {
     pub type_k: GgmlType,
     pub type_v: GgmlType,
     pub flash_attn: bool,
+    pub kernels: Kernels,
 }
 
 impl BenchPlan {
@@ -116,25 +122,28 @@ impl BenchPlan {
     /// an engine run back to back (engine settings outermost).
     pub fn instances(&self) -> Vec<TestParams> {
         let mut out = Vec::new();
-        for &flash_attn in &self.flash_attn {
-            for &type_k in &self.type_k {
-                for &type_v in &self.type_v {
-                    for &n_threads in &self.threads {
-                        for &n_ubatch in &self.n_ubatch {
-                            for &n_batch in &self.n_batch {
-                                for shape in &self.shapes {
-                                    for &n_depth in &self.n_depth {
-                                        out.push(TestParams {
-                                            n_prompt: shape.n_prompt,
-                                            n_gen: shape.n_gen,
-                                            n_depth,
-                                            n_batch,
-                                            n_ubatch,
-                                            n_threads,
-                                            type_k,
-                                            type_v,
-                                            flash_attn,
-                                        });
+        for &kernels in &self.kernels {
+            for &flash_attn in &self.flash_attn {
+                for &type_k in &self.type_k {
+                    for &type_v in &self.type_v {
+                        for &n_threads in &self.threads {
+                            for &n_ubatch in &self.n_ubatch {
+                                for &n_batch in &self.n_batch {
+                                    for shape in &self.shapes {
+                                        for &n_depth in &self.n_depth {
+                                            out.push(TestParams {
+                                                n_prompt: shape.n_prompt,
+                                                n_gen: shape.n_gen,
+                                                n_depth,
+                                                n_batch,
+                                                n_ubatch,
+                                                n_threads,
+                                                type_k,
+                                                type_v,
+                                                flash_attn,
+                                                kernels,
+                                            });
+                                        }
                                     }
                                 }
                             }
@@ -226,6 +235,7 @@ mod tests {
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
             flash_attn: true,
+            kernels: Default::default(),
         }
     }
 
@@ -266,19 +276,20 @@ mod tests {
             type_k: vec![GgmlType::F16],
             type_v: vec![GgmlType::F16],
             flash_attn: vec![true, false],
+            kernels: vec![Kernels::Ggml, Kernels::Rbench],
             repetitions: 1,
             warmup: false,
             seed: 0,
         };
         let all = plan.instances();
-        assert_eq!(all.len(), 2 * 2 * 2 * 3 * 2);
+        assert_eq!(all.len(), 2 * 2 * 2 * 2 * 3 * 2);
         for (i, a) in all.iter().enumerate() {
             assert!(!all[i + 1..].contains(a), "duplicate {a:?}");
         }
         // Engine settings change only at group boundaries.
         let keys: Vec<EngineKey> = all.iter().map(TestParams::engine_key).collect();
         let changes = keys.windows(2).filter(|w| w[0] != w[1]).count();
-        assert_eq!(changes, 2 * 3 * 2 - 1);
+        assert_eq!(changes, 2 * 2 * 3 * 2 - 1);
     }
 
     #[test]

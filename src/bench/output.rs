@@ -70,6 +70,8 @@ pub struct JsonRow<'a> {
     pub type_k: &'static str,
     pub type_v: &'static str,
     pub flash_attn: bool,
+    /// rbench's: who computed weight matmuls (`ggml` or `rbench`).
+    pub kernels: &'static str,
     pub n_prompt: usize,
     pub n_gen: usize,
     pub n_depth: usize,
@@ -99,6 +101,7 @@ impl<'a> JsonRow<'a> {
             type_k: p.type_k.name(),
             type_v: p.type_v.name(),
             flash_attn: p.flash_attn,
+            kernels: p.kernels.name(),
             n_prompt: p.n_prompt,
             n_gen: p.n_gen,
             n_depth: p.n_depth,
@@ -157,7 +160,7 @@ impl Exporter for JsonLines {
     }
 }
 
-const CSV_HEADER: [&str; 28] = [
+const CSV_HEADER: [&str; 29] = [
     "model_filename",
     "model_type",
     "model_size",
@@ -169,6 +172,7 @@ const CSV_HEADER: [&str; 28] = [
     "type_k",
     "type_v",
     "flash_attn",
+    "kernels",
     "n_prompt",
     "n_gen",
     "n_depth",
@@ -230,6 +234,7 @@ impl Exporter for Csv {
             j.type_k.to_string(),
             j.type_v.to_string(),
             j.flash_attn.to_string(),
+            j.kernels.to_string(),
             j.n_prompt.to_string(),
             j.n_gen.to_string(),
             j.n_depth.to_string(),
@@ -283,7 +288,7 @@ struct Extra {
     default: &'static str,
 }
 
-const EXTRAS: [Extra; 5] = [
+const EXTRAS: [Extra; 6] = [
     Extra {
         name: "n_batch",
         value: |r| r.params.n_batch.to_string(),
@@ -308,6 +313,11 @@ const EXTRAS: [Extra; 5] = [
         name: "fa",
         value: |r| if r.params.flash_attn { "1" } else { "0" }.to_string(),
         default: "1",
+    },
+    Extra {
+        name: "kernels",
+        value: |r| r.params.kernels.name().to_string(),
+        default: "rbench",
     },
 ];
 
@@ -383,6 +393,7 @@ mod tests {
                 type_k: GgmlType::F16,
                 type_v: GgmlType::F16,
                 flash_attn,
+                kernels: Default::default(),
             },
             test_time: "2025-01-01T00:00:00Z".into(),
             samples_ns: vec![1_000_000, 2_000_000],

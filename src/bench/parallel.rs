@@ -313,6 +313,9 @@ pub struct ParallelResult {
     pub kv_cache_bytes: u64,
     pub n_threads: usize,
     pub flash_attn: bool,
+    /// Who computed weight matmuls: `rbench` or `ggml`.
+    #[serde(default)]
+    pub kernels: String,
     pub type_k: String,
     pub type_v: String,
     pub tpot_budget_ms: f64,

@@ -72,7 +72,7 @@ pub fn run_model(
                     type_k: key.type_k,
                     type_v: key.type_v,
                     row_attention: false,
-                    ..EngineConfig::default()
+                    kernels: key.kernels,
                 };
                 Engine::new(model, cfg).map_err(fail)?
             }

@@ -8,6 +8,7 @@ use crate::bench::list::{self, Bounds};
 use crate::bench::output::{self, Format, RunFacts};
 use crate::bench::{hardware::Hardware, BenchPlan, TestShape};
 use crate::engine::default_threads;
+use crate::kernels::Kernels;
 use crate::quant::GgmlType;
 use crate::report::saved::{self, ModelIdentity, ResultKind};
 use std::ffi::OsString;
@@ -74,6 +75,10 @@ pub struct BenchArgs {
     /// Flash attention (`-fa`): on, off or auto (= on, the faster path on CPU here) [default: auto].
     #[arg(long = "flash-attn")]
     pub flash_attn: Vec<String>,
+    /// Weight matmul kernels: rbench (its own, where it has them; ggml's
+    /// elsewhere) or ggml (ggml's everywhere); `ggml,rbench` runs both [default: rbench].
+    #[arg(long = "kernels")]
+    pub kernels: Vec<String>,
     /// Output format on stdout: md, csv, json or jsonl.
     #[arg(
         short = 'o',
@@ -265,6 +270,13 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
             _ => Err(usage(format!("-fa: '{w}' is not on, off or auto"))),
         })
         .collect::<anyhow::Result<Vec<bool>>>()?;
+    let kernels = words(&args.kernels, Kernels::default().name())
+        .iter()
+        .map(|w| {
+            Kernels::from_name(w)
+                .ok_or_else(|| usage(format!("--kernels: '{w}' is not ggml or rbench")))
+        })
+        .collect::<anyhow::Result<Vec<Kernels>>>()?;
     let type_k = cache_types("-ctk", &args.cache_type_k)?;
     let type_v = cache_types("-ctv", &args.cache_type_v)?;
     let quantized_v = type_v
@@ -304,6 +316,7 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
         type_k,
         type_v,
         flash_attn,
+        kernels,
         repetitions: args.repetitions,
         warmup: !args.no_warmup,
         seed: args.seed,

@@ -191,6 +191,11 @@ fn check_threads(threads: Option<usize>) -> Result<(), UsageError> {
     }
 }
 
+/// `--kernels` of the single-engine commands (clap has checked the name).
+fn kernels_arg(name: &str) -> crate::kernels::Kernels {
+    crate::kernels::Kernels::from_name(name).unwrap_or_default()
+}
+
 /// `-c`: token positions are i32.
 fn check_ctx(ctx: usize) -> Result<(), UsageError> {
     if ctx > crate::engine::context::MAX_CTX {

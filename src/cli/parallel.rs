@@ -79,6 +79,10 @@ pub struct ParallelArgs {
     /// Flash attention (`-fa`): on, off or auto (= on).
     #[arg(long = "flash-attn", default_value = "auto", value_parser = ["on", "off", "auto", "1", "0"])]
     pub flash_attn: String,
+    /// Weight matmul kernels: rbench (its own where it has them, ggml's
+    /// elsewhere) or ggml (ggml's everywhere).
+    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
+    pub kernels: String,
     /// TPOT p99 budget in ms for the interactive recommendation.
     #[arg(long = "tpot-budget", default_value_t = par::DEFAULT_TPOT_BUDGET_MS)]
     pub tpot_budget: f64,
@@ -504,14 +508,15 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         type_v: cache_type(&args.cache_type_v, "-ctv")?,
         // A sequence's numbers must not depend on the batch it shares.
         row_attention: true,
-        ..EngineConfig::default()
+        kernels: super::kernels_arg(&args.kernels),
     };
     let mut engine = Engine::new(&model, cfg.clone())?;
     eprintln!(
-        "engine: n_ctx {}, {} threads, flash-attn {}, compute buffer {}",
+        "engine: n_ctx {}, {} threads, flash-attn {}, {} kernels, compute buffer {}",
         plan.n_ctx,
         n_threads,
         if cfg.flash_attn { "on" } else { "off" },
+        cfg.kernels.name(),
         crate::cli::format::bytes(engine.compute_buffer_bytes() as u64)
     );
 
@@ -589,6 +594,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         kv_cache_bytes: plan.kv_cache_bytes,
         n_threads,
         flash_attn: cfg.flash_attn,
+        kernels: cfg.kernels.name().to_string(),
         type_k: cfg.type_k.name().to_string(),
         type_v: cfg.type_v.name().to_string(),
         tpot_budget_ms: args.tpot_budget,

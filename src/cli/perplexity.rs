@@ -30,6 +30,10 @@ pub struct PerplexityArgs {
     /// Flash attention: on or off.
     #[arg(long = "flash-attn", visible_alias = "fa", default_value = "on", value_parser = ["on", "off"])]
     pub flash_attn: String,
+    /// Weight matmul kernels: rbench (its own where it has them, ggml's
+    /// elsewhere) or ggml (ggml's everywhere).
+    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
+    pub kernels: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +87,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         n_ubatch: args.ctx.min(512),
         n_threads: args.threads.unwrap_or_else(default_threads),
         flash_attn: args.flash_attn == "on",
+        kernels: super::kernels_arg(&args.kernels),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(&model, cfg)?;

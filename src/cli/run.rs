@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Do not use the CPU backend's repacked weight layouts.
     #[arg(long)]
     pub no_repack: bool,
+    /// Weight matmul kernels: rbench (its own where it has them, ggml's
+    /// elsewhere) or ggml (ggml's everywhere).
+    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
+    pub kernels: String,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -164,6 +168,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         flash_attn: args.flash_attn == "on",
         type_k,
         type_v,
+        kernels: super::kernels_arg(&args.kernels),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(&model, cfg)?;
@@ -304,6 +309,7 @@ fn run_batch(
         type_k,
         type_v,
         row_attention: true,
+        kernels: super::kernels_arg(&args.kernels),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(model, cfg)?;

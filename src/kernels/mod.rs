@@ -9,7 +9,10 @@
 //! What differs from ggml is the loop order: each weight row is read from
 //! memory once for all columns (ggml's tinyBLAS path re-reads and re-decodes
 //! weights per column tile and is compute-bound for 2-16 columns), and the
-//! integer dot products use the widest instructions the CPU has.
+//! integer dot products use the widest instructions the CPU has. One column
+//! (generation of one sequence) has its own path, which reads the weights
+//! as one sequential stream with software prefetch and sums exactly as
+//! ggml's `vec_dot` does, so its results are ggml's bit for bit.
 //!
 //! One file per instruction set ([`scalar`], `avx2`, `avx512`); the best one
 //! is picked at run time from the CPU's features ([`best`]).
@@ -37,10 +40,10 @@ pub const MAX_COLUMNS: usize = 16;
 /// activation columns (`--kernels ggml|rbench`).
 ///
 /// The default is rbench's: measured on the 2-core AVX-512 VNNI test
-/// machine (Gemma 3 270M Q4_K_M, `rbench parallel --workers 1,2,4,8 -p 128
-/// -n 64`, runs alternating), generation t/s was 1.3-1.9x ggml's at 2-8
-/// workers with 1 or 2 threads and equal at 1 worker (one column stays
-/// with ggml, see [`MIN_COLUMNS`]).
+/// machine (Gemma 3 270M Q4_K_M, 2 threads, runs alternating), generation
+/// t/s was 1.3-1.9x ggml's at 2-8 workers (`rbench parallel`) and 1.3x at
+/// one sequence (`rbench tg`), where the one-column path also gives ggml's
+/// results bit for bit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Kernels {
     /// ggml's `mul_mat` everywhere.
@@ -69,11 +72,11 @@ impl Kernels {
     }
 }
 
-/// Fewest activation columns the graph builder sends to these kernels:
-/// for one column ggml's `vec_dot` path is already memory-bound and faster
-/// (measured on AVX-512: rbench 0.44x ggml for Q8_0 at N = 1, 1.4-1.5x at
-/// N = 2-16; see `benches/kernels.rs`).
-pub const MIN_COLUMNS: usize = 2;
+/// Fewest activation columns the graph builder sends to these kernels.
+/// One column has its own memory-bound path (see `avx512.rs`); measured on
+/// AVX-512 with 2 threads it reads 1.4x ggml's GB/s for the Q8_0 output
+/// projection and 1.2x for Q5_0 (`KB_COLUMNS=1 cargo bench --bench kernels`).
+pub const MIN_COLUMNS: usize = 1;
 
 /// Weight types with a kernel (in every instruction set).
 pub const KERNEL_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];

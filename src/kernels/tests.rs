@@ -292,3 +292,55 @@ fn best_kernel_follows_cpu_features() {
         assert_eq!(best, Isa::Avx512Vnni);
     }
 }
+
+/// The AVX-512 kernel, where this CPU has it.
+fn avx512() -> Option<&'static dyn MatmulKernel> {
+    Isa::Avx512Vnni.kernel()
+}
+
+#[test]
+fn avx512_one_column_is_ggml_bit_for_bit() {
+    let Some(kernel) = avx512() else {
+        eprintln!("skipped: no AVX-512 VNNI on this CPU");
+        return;
+    };
+    let n_rows = 37;
+    for ty in KERNEL_TYPES {
+        for (ki, &k) in KS.iter().enumerate() {
+            let w = weights(ty, 21 + ki as u64, n_rows, k);
+            let x = activations(7, k, 1);
+            let want = ggml_mul_mat(ty, &w, n_rows, k, &x, 1);
+            let got = run_kernel(kernel, ty, &w, n_rows, k, &x, 1);
+            for (r, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), e.to_bits(), "{ty} k={k} row {r}: {g} vs {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn avx512_columns_do_not_depend_on_the_batch() {
+    let Some(kernel) = avx512() else {
+        eprintln!("skipped: no AVX-512 VNNI on this CPU");
+        return;
+    };
+    let (n_rows, k) = (37, 1024);
+    for ty in KERNEL_TYPES {
+        let w = weights(ty, 3, n_rows, k);
+        for n in [2, 3, 8, 16, 17] {
+            let x = activations(40 + n as u64, k, n);
+            let batched = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+            for c in 0..n {
+                let alone = run_kernel(kernel, ty, &w, n_rows, k, &x[c * k..(c + 1) * k], 1);
+                let together = &batched[c * n_rows..(c + 1) * n_rows];
+                for (r, (a, b)) in alone.iter().zip(together).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{ty} n={n} column {c} row {r}: {a} alone, {b} in the batch"
+                    );
+                }
+            }
+        }
+    }
+}

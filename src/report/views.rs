@@ -38,6 +38,8 @@ pub struct BenchEntry {
     pub type_k: String,
     pub type_v: String,
     pub flash_attn: bool,
+    /// `rbench` or `ggml`; empty in files saved before the flag existed.
+    pub kernels: String,
     pub n_prompt: u64,
     pub n_gen: u64,
     pub n_depth: u64,
@@ -60,6 +62,7 @@ impl Default for BenchEntry {
             type_k: "f16".into(),
             type_v: "f16".into(),
             flash_attn: true,
+            kernels: String::new(),
             n_prompt: 0,
             n_gen: 0,
             n_depth: 0,
@@ -93,6 +96,9 @@ impl BenchEntry {
         }
         if !self.flash_attn {
             out.push("fa off".into());
+        }
+        if !self.kernels.is_empty() && self.kernels != crate::kernels::Kernels::default().name() {
+            out.push(format!("kernels {}", self.kernels));
         }
         out.join(", ")
     }
