@@ -209,6 +209,36 @@ fn run_group<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
     }
 }
 
+/// Quantizes 32-value blocks exactly as [`super::quantize_block`] does
+/// (`max|x|`, `127 / max|x|`, products rounded half to even by the CPU's
+/// default rounding mode), 16 values per instruction: `xs`, `qs` and `ds`
+/// hold the same number of blocks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+pub(super) fn quantize_blocks(xs: &[[f32; QK]], qs: &mut [[u8; QK]], ds: &mut [f32], flip: u8) {
+    for ((x, q), d) in xs.iter().zip(qs.iter_mut()).zip(ds.iter_mut()) {
+        // SAFETY: a block is 32 floats; the two loads read 16 each.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(16)),
+            )
+        };
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        *d = half::f16::from_f32(amax / 127.0).to_f32();
+        let mul = _mm512_set1_ps(id);
+        // |x * id| <= 127, so the narrowing never saturates.
+        let q_lo = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(lo, mul)));
+        let q_hi = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(hi, mul)));
+        let both = _mm256_xor_si256(
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q_lo), q_hi),
+            _mm256_set1_epi8(flip as i8),
+        );
+        // SAFETY: `q` is 32 bytes; the store writes 32.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), both) };
+    }
+}
+
 /// One weight block as unsigned bytes `w + OFFSET` (256 bits), for the
 /// one-column path.
 ///

@@ -344,3 +344,29 @@ fn avx512_columns_do_not_depend_on_the_batch() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_activation_quantization_equals_the_scalar_one() {
+    if !avx512::detected() {
+        eprintln!("skipped: no AVX-512 VNNI on this CPU");
+        return;
+    }
+    let mut x = activations(77, 4096, 1);
+    // Exact halves after scaling (ties to even), negative zero, a tiny block.
+    x[64..96].copy_from_slice(&[0.5f32, 1.5, 2.5, -0.5, -1.5, 127.0, -0.0, 3.5].repeat(4));
+    x[96..128].fill(1e-30);
+    let blocks = x.as_chunks::<QK>().0;
+    for flip in [0u8, 0x80] {
+        let mut qs = vec![[0u8; QK]; blocks.len()];
+        let mut ds = vec![0f32; blocks.len()];
+        // SAFETY: the CPU has the features (checked above).
+        unsafe { avx512::quantize_blocks(blocks, &mut qs, &mut ds, flip) };
+        for (b, xb) in blocks.iter().enumerate() {
+            let mut want = [0u8; QK];
+            let d = quantize_block(xb, &mut want, flip);
+            assert_eq!(ds[b].to_bits(), d.to_bits(), "block {b} scale");
+            assert_eq!(qs[b], want, "block {b} values");
+        }
+    }
+}
