@@ -71,7 +71,7 @@ pub fn run_model(
                     flash_attn: key.flash_attn,
                     type_k: key.type_k,
                     type_v: key.type_v,
-                    row_attention: false,
+                    batch_invariant: false,
                     kernels: key.kernels,
                 };
                 Engine::new(model, cfg).map_err(fail)?

@@ -490,8 +490,11 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         );
     }
     let path = crate::model::resolve_model_path(&args.model)?;
-    let model = Model::load(&path, &LoadOptions { repack: true })
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load(
+        &path,
+        &LoadOptions::for_kernels(super::kernels_arg(&args.kernels)),
+    )
+    .with_context(|| format!("loading {}", path.display()))?;
     if model.info.synthetic {
         eprintln!(
             "note: {} is a synthetic model (random weights)",
@@ -507,7 +510,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         type_k: cache_type(&args.cache_type_k, "-ctk")?,
         type_v: cache_type(&args.cache_type_v, "-ctv")?,
         // A sequence's numbers must not depend on the batch it shares.
-        row_attention: true,
+        batch_invariant: true,
         kernels: super::kernels_arg(&args.kernels),
     };
     let mut engine = Engine::new(&model, cfg.clone())?;

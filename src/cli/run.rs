@@ -138,7 +138,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let model = Model::load(
         &path,
         &LoadOptions {
-            repack: !args.no_repack,
+            // Batch mode is batch-invariant: see `LoadOptions::for_kernels`.
+            repack: !args.no_repack
+                && (args.prompts_file.is_none()
+                    || LoadOptions::for_kernels(super::kernels_arg(&args.kernels)).repack),
         },
     )
     .with_context(|| format!("loading {}", path.display()))?;
@@ -308,7 +311,7 @@ fn run_batch(
         flash_attn: args.flash_attn == "on",
         type_k,
         type_v,
-        row_attention: true,
+        batch_invariant: true,
         kernels: super::kernels_arg(&args.kernels),
         ..EngineConfig::default()
     };

@@ -26,12 +26,15 @@ pub struct EngineConfig {
     pub flash_attn: bool,
     pub type_k: GgmlType,
     pub type_v: GgmlType,
-    /// Who computes weight matmuls of few tokens (ggml or rbench kernels).
+    /// Who computes weight matmuls (ggml or rbench kernels).
     pub kernels: Kernels,
-    /// Flash attention one query row at a time, so a sequence's results do not
-    /// depend on what shares its batch (continuous batching); off, ggml's
-    /// tiled and KV-split kernels are used where they are faster.
-    pub row_attention: bool,
+    /// A sequence's results do not depend on what shares its batch
+    /// (continuous batching): flash attention runs one query row at a time,
+    /// and with rbench kernels every weight matmul goes through them (the
+    /// model must then be loaded without repacking, see
+    /// `LoadOptions::for_kernels`). Off, ggml's tiled and KV-split attention
+    /// kernels and its repacked weights are used where they are faster.
+    pub batch_invariant: bool,
 }
 
 impl Default for EngineConfig {
@@ -44,7 +47,7 @@ impl Default for EngineConfig {
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
             kernels: Kernels::default(),
-            row_attention: false,
+            batch_invariant: false,
         }
     }
 }
@@ -183,7 +186,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv: self.cfg.n_ctx,
             flash_attn: self.cfg.flash_attn,
-            row_attention: self.cfg.row_attention,
+            batch_invariant: self.cfg.batch_invariant,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -279,7 +282,7 @@ impl<'m> Engine<'m> {
             n_tokens,
             n_kv,
             flash_attn: self.cfg.flash_attn,
-            row_attention: self.cfg.row_attention,
+            batch_invariant: self.cfg.batch_invariant,
         };
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
@@ -303,7 +306,7 @@ impl<'m> Engine<'m> {
         let mut mask =
             vec![
                 half::f16::ZERO;
-                n_kv * attention_rows(n_tokens, self.cfg.flash_attn && self.cfg.row_attention)
+                n_kv * attention_rows(n_tokens, self.cfg.flash_attn && self.cfg.batch_invariant)
             ];
         self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
         ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
@@ -342,7 +345,8 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
-    let mask_rows = attention_rows(shape.n_tokens, shape.flash_attn && shape.row_attention) as i64;
+    let mask_rows =
+        attention_rows(shape.n_tokens, shape.flash_attn && shape.batch_invariant) as i64;
     let mask = gctx
         .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
         .named("inp_mask");

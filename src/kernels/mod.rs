@@ -27,6 +27,7 @@ use crate::quant::GgmlType;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod kquants;
 pub mod scalar;
 
 /// Values per activation block (and per Q8_0 / Q5_0 weight block).
@@ -80,8 +81,14 @@ impl Kernels {
 /// projection and 1.2x for Q5_0 (`KB_COLUMNS=1 cargo bench --bench kernels`).
 pub const MIN_COLUMNS: usize = 1;
 
-/// Weight types with a kernel (in every instruction set).
-pub const KERNEL_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
+/// Weight types with a kernel (in every instruction set). The 256-value
+/// super-block types go through [`kquants`].
+pub const KERNEL_TYPES: [GgmlType; 4] = [
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
 
 /// Errors of the kernel entry points (bad sizes; never a panic).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -424,6 +431,9 @@ pub fn matmul(
         return Err(KernelError::Unsupported(ty));
     }
     check_k(k)?;
+    if !k.is_multiple_of(ty.block_size()) {
+        return Err(KernelError::BadRowLength { k });
+    }
     check_len("weights (bytes)", weights.len(), n_rows * row_bytes(ty, k))?;
     check_len("output", out.len(), n * n_rows)?;
     if rows.start > rows.end || rows.end > n_rows {
@@ -440,9 +450,31 @@ pub fn matmul(
     if n_rows == 0 {
         return Ok(());
     }
+    matmul_f32_columns(kernel, ty, weights, x, k, n, rows, &mut cols)
+}
+
+/// `cols[c][i] = dot(weight row rows.start + i, column c of x)`, with the
+/// activations quantized in this thread's scratch in the format the weight
+/// type pairs with. What the graph's custom op and [`matmul`] run.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32_columns(
+    kernel: &dyn MatmulKernel,
+    ty: GgmlType,
+    weights: &[u8],
+    x: &[f32],
+    k: usize,
+    n: usize,
+    rows: Range<usize>,
+    cols: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    if kquants::is_super_block_type(ty) {
+        return kquants::with_thread_acts(x, k, n, |acts| {
+            kquants::matmul_rows(kernel.isa(), ty, weights, acts, rows, cols)
+        })?;
+    }
     with_thread_acts(kernel, x, k, n, |acts| {
-        check_rows(kernel, ty, weights, acts, &rows, &cols)?;
-        kernel.matmul_rows(ty, weights, acts, rows.clone(), &mut cols);
+        check_rows(kernel, ty, weights, acts, &rows, cols)?;
+        kernel.matmul_rows(ty, weights, acts, rows.clone(), cols);
         Ok(())
     })?
 }

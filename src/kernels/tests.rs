@@ -20,9 +20,13 @@ use super::*;
 use crate::ggml::{
     tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend, Gallocr, Graph,
 };
+use crate::quant::QK_K;
 use crate::quant::{dequantize_to_vec, random_blocks};
 
 const KS: [usize; 4] = [640, 1024, 2048, 4096];
+/// The 32-value block types (the super-block ones are tested below).
+const BLOCK32_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
+const SUPER_TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
 const NS: [usize; 5] = [1, 2, 3, 8, 16];
 
 fn rng(seed: u64) -> Xoshiro256PlusPlus {
@@ -134,7 +138,7 @@ fn every_kernel_matches_ggml_mul_mat() {
     assert!(kernels.iter().any(|k| k.isa() == Isa::Scalar));
     // Odd row count: the SIMD kernels' row-pair tail is exercised.
     let n_rows = 37;
-    for ty in KERNEL_TYPES {
+    for ty in BLOCK32_TYPES {
         for (ki, &k) in KS.iter().enumerate() {
             let w = weights(ty, 11 + ki as u64, n_rows, k);
             for &n in &NS {
@@ -160,7 +164,7 @@ fn scalar_kernel_matches_f64_reference_of_quantized_operands() {
     // Independent of ggml: the dequantized weights times the dequantized
     // activations, summed in f64.
     let (n_rows, k, n) = (9, 256, 3);
-    for ty in KERNEL_TYPES {
+    for ty in BLOCK32_TYPES {
         let w = weights(ty, 5, n_rows, k);
         let x = activations(6, k, n);
         let mut acts = QuantizedActs::default();
@@ -210,7 +214,7 @@ fn activation_quantization_is_ggmls() {
 fn row_ranges_write_only_their_rows_and_threads_cover_all() {
     let (n_rows, k, n) = (50, 128, 3);
     for kernel in available_kernels() {
-        for ty in KERNEL_TYPES {
+        for ty in BLOCK32_TYPES {
             let w = weights(ty, 8, n_rows, k);
             let x = activations(9, k, n);
             let full = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
@@ -254,8 +258,8 @@ fn bad_sizes_are_errors() {
         matmul(kernel, ty, w, 4, k, x, 2, out, rows)
     };
     assert!(matches!(
-        call(GgmlType::Q4_K, &w, k, &x, &mut out, 0..4),
-        Err(KernelError::Unsupported(GgmlType::Q4_K))
+        call(GgmlType::Q5_K, &w, k, &x, &mut out, 0..4),
+        Err(KernelError::Unsupported(GgmlType::Q5_K))
     ));
     assert!(matches!(
         call(GgmlType::Q8_0, &w, 48, &x, &mut out, 0..4),
@@ -305,7 +309,7 @@ fn avx512_one_column_is_ggml_bit_for_bit() {
         return;
     };
     let n_rows = 37;
-    for ty in KERNEL_TYPES {
+    for ty in BLOCK32_TYPES {
         for (ki, &k) in KS.iter().enumerate() {
             let w = weights(ty, 21 + ki as u64, n_rows, k);
             let x = activations(7, k, 1);
@@ -325,7 +329,7 @@ fn avx512_columns_do_not_depend_on_the_batch() {
         return;
     };
     let (n_rows, k) = (37, 1024);
-    for ty in KERNEL_TYPES {
+    for ty in BLOCK32_TYPES {
         let w = weights(ty, 3, n_rows, k);
         for n in [2, 3, 8, 16, 17] {
             let x = activations(40 + n as u64, k, n);
@@ -369,4 +373,102 @@ fn avx512_activation_quantization_equals_the_scalar_one() {
             assert_eq!(qs[b], want, "block {b} values");
         }
     }
+}
+
+/// `Σ_i |w_i · x_i|` per output (f64, dequantized weights, float
+/// activations): what any rounding error is small against.
+fn abs_products(ty: GgmlType, w: &[u8], n_rows: usize, k: usize, x: &[f32], n: usize) -> Vec<f64> {
+    let wf = dequantize_to_vec(ty, w, n_rows * k).unwrap();
+    let mut out = vec![0f64; n * n_rows];
+    for c in 0..n {
+        for r in 0..n_rows {
+            out[c * n_rows + r] = (0..k)
+                .map(|i| (wf[r * k + i] as f64 * x[c * k + i] as f64).abs())
+                .sum();
+        }
+    }
+    out
+}
+
+#[test]
+fn super_block_kernels_match_ggml_mul_mat() {
+    // ggml quantizes the activations the same way (Q8_K) and computes the
+    // same integers; only float rounding differs, far below 1e-5 of the
+    // products' magnitude, while a wrong scale, min or bit moves results
+    // by a large fraction of it.
+    let n_rows = 37;
+    for ty in SUPER_TYPES {
+        for (ki, &k) in [256usize, 1024, 2048, 4096].iter().enumerate() {
+            let w = weights(ty, 31 + ki as u64, n_rows, k);
+            for n in [1usize, 2, 3, 8] {
+                let x = activations(200 + n as u64, k, n);
+                let want = ggml_mul_mat(ty, &w, n_rows, k, &x, n);
+                let scale = abs_products(ty, &w, n_rows, k, &x, n);
+                for kernel in available_kernels() {
+                    let got = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+                    for (i, ((g, e), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+                        let err = (*g as f64 - *e as f64).abs();
+                        assert!(
+                            err <= 1e-5 * s + 1e-30,
+                            "{:?} {ty} k={k} n={n} [{i}]: {g} vs ggml {e} (scale {s})",
+                            kernel.isa()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn super_block_kernels_agree_bit_for_bit_and_ignore_the_batch() {
+    let (n_rows, k) = (19, 2048);
+    for ty in SUPER_TYPES {
+        let w = weights(ty, 5, n_rows, k);
+        let n = 5;
+        let x = activations(9, k, n);
+        let reference = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
+        for kernel in available_kernels() {
+            let batched = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+            for c in 0..n {
+                let alone = run_kernel(kernel, ty, &w, n_rows, k, &x[c * k..(c + 1) * k], 1);
+                for r in 0..n_rows {
+                    let (a, b, s) = (alone[r], batched[c * n_rows + r], reference[c * n_rows + r]);
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{:?} {ty} column {c} row {r}: alone {a}, batched {b}",
+                        kernel.isa()
+                    );
+                    assert_eq!(
+                        a.to_bits(),
+                        s.to_bits(),
+                        "{:?} {ty} column {c} row {r}: {a}, scalar {s}",
+                        kernel.isa()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn super_block_activation_quantization_is_ggmls() {
+    // Largest magnitude -2.54 (the first of equals) -> iscale -127/-2.54 =
+    // 50: -2.54 -> -127, 0.03 -> 1.5 -> 2 (half to even), 0.01 -> 0.5 -> 0.
+    let mut x = vec![0f32; QK_K];
+    x[0] = -2.54;
+    x[1] = 0.03;
+    x[2] = 0.01;
+    x[3] = 2.54;
+    x[20] = 1.0;
+    let mut acts = kquants::SuperActs::default();
+    acts.quantize(&x, QK_K, 1).unwrap();
+    let q = acts.column_qs(0);
+    assert_eq!(&q[..4], &[-127, 2, 0, 127]);
+    assert_eq!(q[20], 50);
+    assert_eq!(acts.column_bsums(0)[0], 2);
+    assert_eq!(acts.column_bsums(0)[1], 50);
+    assert_eq!(acts.column_d(0)[0], 1.0 / (-127.0f32 / -2.54));
+    assert!(acts.quantize(&x[..100], 100, 1).is_err());
 }

@@ -33,9 +33,11 @@ pub struct ForwardShape {
     /// Leading cache cells attention looks at.
     pub n_kv: usize,
     pub flash_attn: bool,
-    /// Flash attention one query row at a time, whatever the batch holds
-    /// (see `Builder::attention`); off, ggml picks kernels by batch shape.
-    pub row_attention: bool,
+    /// Batch-invariant mode: flash attention one query row at a time,
+    /// whatever the batch holds (see `Builder::attention`), and the
+    /// super-block weight types through rbench's kernels too; off, ggml
+    /// picks kernels by batch shape.
+    pub batch_invariant: bool,
 }
 
 /// One layer's K and V cache tensors, `[n_embd_{k,v}_gqa, n_ctx]`.
@@ -58,8 +60,8 @@ pub struct Builder<'g> {
 
 /// Rows of the attention mask for a ubatch of `n_tokens`: row-by-row flash
 /// attention pairs a lone token with a fully masked row (see `Builder::attention`).
-pub fn attention_rows(n_tokens: usize, row_attention: bool) -> usize {
-    if row_attention && n_tokens == 1 {
+pub fn attention_rows(n_tokens: usize, batch_invariant: bool) -> usize {
+    if batch_invariant && n_tokens == 1 {
         2
     } else {
         n_tokens
@@ -83,6 +85,9 @@ impl<'g> Builder<'g> {
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
                 && ggml::rbench_weight_problem(w, isa).is_none()
+                // Q4_K / Q6_K: ggml's one-column kernels are as fast and give
+                // the references' exact numbers; rbench's make batches invariant.
+                && (self.shape.batch_invariant || !kernels::kquants::is_super_block_type(w.ty()))
             {
                 return Ok(self.ctx.custom_mul_mat(w, x, isa)?);
             }
@@ -193,7 +198,7 @@ impl<'g> Builder<'g> {
         } else {
             self.inputs.mask
         };
-        let out = if self.shape.flash_attn && self.shape.row_attention {
+        let out = if self.shape.flash_attn && self.shape.batch_invariant {
             // One query row per dim-3 slice: ggml then runs every row through
             // the same row-by-row kernel whatever the batch holds (its tiled
             // and KV-split kernels, picked by row count and context length,

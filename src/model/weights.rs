@@ -76,6 +76,17 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// For batch-invariant engines: rbench's kernels read the plain block
+    /// layout, so with them nothing is repacked (ggml's repacked kernels
+    /// sum differently by batch shape).
+    pub fn for_kernels(kernels: crate::kernels::Kernels) -> LoadOptions {
+        LoadOptions {
+            repack: kernels == crate::kernels::Kernels::Ggml,
+        }
+    }
+}
+
 pub struct Weights {
     mapped: Context,
     repacked: Context,

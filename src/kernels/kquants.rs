@@ -1,0 +1,439 @@
+//! Kernels for the 256-value super-block types of Q4_K_M files: `Q4_K`
+//! and `Q6_K`.
+//!
+//! Activations are quantized per 256 values ("Q8_K", as ggml does for these
+//! types): `x ≈ d * q` with `d = max / -127` of the value largest in
+//! magnitude, `q` in -127..=127, plus the sum of every 16 `q`s. A block's
+//! product is then two exact integers per column:
+//!
+//! - `Q4_K` (`w = d·sc_j·q - dmin·m_j`, 4-bit `q`, 8 runs of 32):
+//!   `s1 = Σ_j sc_j Σ q·x`, `s2 = Σ_j m_j (bsum_2j + bsum_2j+1)`, and the
+//!   block adds `(dx·d)·s1 - (dx·dmin)·s2`;
+//! - `Q6_K` (`w = d·sc_j·(u - 32)`, 6-bit `u`, 16 runs of 16, signed `sc`):
+//!   `s = Σ_j sc_j (Σ u·x - 32·bsum_j)`, and the block adds `(dx·d)·s`.
+//!
+//! Every kernel computes the same integers and then the same float steps in
+//! block order, so the SIMD kernels give the scalar kernel's results bit for
+//! bit, and a column's result never depends on the other columns of the
+//! call (batch invariance).
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::{check_len, Isa, KernelError};
+use crate::quant::blocks::{f16_le, k4_scales_mins};
+use crate::quant::{GgmlType, QK_K};
+
+/// Values per activation sum (`bsums`).
+const QK_SUM: usize = 16;
+
+/// Bytes of one `Q4_K` block: d, dmin, 12 scale bytes, 128 nibble bytes.
+const Q4K_BYTES: usize = 144;
+/// Bytes of one `Q6_K` block: 128 low-nibble bytes, 64 high-bit bytes,
+/// 16 signed scales, d.
+const Q6K_BYTES: usize = 210;
+
+/// Whether `ty` is handled here.
+pub fn is_super_block_type(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K)
+}
+
+/// Activation columns quantized per 256 values, as ggml's
+/// `quantize_row_q8_K` does.
+#[derive(Clone, Debug, Default)]
+pub struct SuperActs {
+    k: usize,
+    n: usize,
+    /// `n × k` signed bytes, column after column.
+    qs: Vec<i8>,
+    /// `n × k/256` scales.
+    d: Vec<f32>,
+    /// `n × k/16` sums of 16 consecutive `qs`.
+    bsums: Vec<i32>,
+}
+
+impl SuperActs {
+    /// Quantizes `n` columns of `k` values (`x` is column after column).
+    pub fn quantize(&mut self, x: &[f32], k: usize, n: usize) -> Result<(), KernelError> {
+        if k == 0 || !k.is_multiple_of(QK_K) {
+            return Err(KernelError::BadRowLength { k });
+        }
+        check_len("activations", x.len(), k * n)?;
+        self.k = k;
+        self.n = n;
+        self.qs.resize(k * n, 0);
+        self.d.resize(k / QK_K * n, 0.0);
+        self.bsums.resize(k / QK_SUM * n, 0);
+        for (((xb, qb), d), sums) in x
+            .chunks_exact(QK_K)
+            .zip(self.qs.chunks_exact_mut(QK_K))
+            .zip(self.d.iter_mut())
+            .zip(self.bsums.chunks_exact_mut(QK_K / QK_SUM))
+        {
+            // The value largest in magnitude (the first of equals) maps to -127.
+            let (mut amax, mut max) = (0f32, 0f32);
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                *d = 0.0;
+                qb.fill(0);
+                sums.fill(0);
+                continue;
+            }
+            let iscale = -127.0 / max;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            for (s, run) in sums.iter_mut().zip(qb.chunks_exact(QK_SUM)) {
+                *s = run.iter().map(|&q| i32::from(q)).sum();
+            }
+            *d = 1.0 / iscale;
+        }
+        Ok(())
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Values of column `c`.
+    pub fn column_qs(&self, c: usize) -> &[i8] {
+        self.column(c).qs
+    }
+
+    /// Block scales of column `c`.
+    pub fn column_d(&self, c: usize) -> &[f32] {
+        self.column(c).d
+    }
+
+    /// Sums of every 16 values of column `c`.
+    pub fn column_bsums(&self, c: usize) -> &[i32] {
+        self.column(c).bsums
+    }
+
+    fn column(&self, c: usize) -> Column<'_> {
+        let (nb, ns) = (self.k / QK_K, self.k / QK_SUM);
+        Column {
+            qs: &self.qs[c * self.k..(c + 1) * self.k],
+            d: &self.d[c * nb..(c + 1) * nb],
+            bsums: &self.bsums[c * ns..(c + 1) * ns],
+        }
+    }
+}
+
+/// One quantized activation column.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    qs: &'a [i8],
+    d: &'a [f32],
+    bsums: &'a [i32],
+}
+
+impl<'a> Column<'a> {
+    /// Block `b`: its 256 values, scale and 16 sums (callers keep `b` in range).
+    #[inline]
+    fn block(&self, b: usize) -> (&'a [i8], f32, &'a [i32]) {
+        (
+            &self.qs[b * QK_K..(b + 1) * QK_K],
+            self.d[b],
+            &self.bsums[b * (QK_K / QK_SUM)..(b + 1) * (QK_K / QK_SUM)],
+        )
+    }
+}
+
+/// One weight block decoded for the integer products: unsigned values in
+/// element order (`Q4_K`: 0..=15, `Q6_K`: 0..=63), the integer scales, and
+/// the float factors.
+struct Decoded {
+    u: [u8; QK_K],
+    /// `Q4_K`: 8 run scales; `Q6_K`: 16 signed run scales.
+    sc: [i32; 16],
+    /// `Q4_K`: 8 run mins (unused for `Q6_K`).
+    m: [i32; 8],
+    d: f32,
+    dmin: f32,
+}
+
+impl Decoded {
+    fn new() -> Self {
+        Decoded {
+            u: [0; QK_K],
+            sc: [0; 16],
+            m: [0; 8],
+            d: 0.0,
+            dmin: 0.0,
+        }
+    }
+
+    fn q4_k(&mut self, b: &[u8; Q4K_BYTES]) {
+        self.d = f16_le(&[b[0], b[1]]);
+        self.dmin = f16_le(&[b[2], b[3]]);
+        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let (sc, m) = k4_scales_mins(scales);
+        for j in 0..8 {
+            self.sc[j] = i32::from(sc[j]);
+            self.m[j] = i32::from(m[j]);
+        }
+        for (g, bytes) in b[16..].chunks_exact(32).enumerate() {
+            for (l, &q) in bytes.iter().enumerate() {
+                self.u[64 * g + l] = q & 0x0F;
+                self.u[64 * g + 32 + l] = q >> 4;
+            }
+        }
+    }
+
+    fn q6_k(&mut self, b: &[u8; Q6K_BYTES]) {
+        let (ql, rest) = b.split_at(128);
+        let (qh, rest) = rest.split_at(64);
+        let (scales, d) = rest.split_at(16);
+        self.d = f16_le(&[d[0], d[1]]);
+        for (s, &v) in self.sc.iter_mut().zip(scales) {
+            *s = i32::from(v as i8);
+        }
+        for half in 0..2 {
+            let (ql, qh) = (
+                &ql[64 * half..64 * half + 64],
+                &qh[32 * half..32 * half + 32],
+            );
+            let u = &mut self.u[128 * half..128 * half + 128];
+            for l in 0..32 {
+                let h = qh[l];
+                u[l] = (ql[l] & 0x0F) | ((h & 3) << 4);
+                u[l + 32] = (ql[l + 32] & 0x0F) | (((h >> 2) & 3) << 4);
+                u[l + 64] = (ql[l] >> 4) | (((h >> 4) & 3) << 4);
+                u[l + 96] = (ql[l + 32] >> 4) | (((h >> 6) & 3) << 4);
+            }
+        }
+    }
+}
+
+/// The float steps every kernel takes per block and column, in this order.
+#[inline(always)]
+fn q4_k_update(acc: f32, dx: f32, d: f32, dmin: f32, s1: i32, s2: i32) -> f32 {
+    let acc = acc + (dx * d) * s1 as f32;
+    acc - (dx * dmin) * s2 as f32
+}
+
+#[inline(always)]
+fn q6_k_update(acc: f32, dx: f32, d: f32, s: i32) -> f32 {
+    acc + (dx * d) * s as f32
+}
+
+/// The integers of one decoded block and one column (portable).
+fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+    let mut s1 = 0i32;
+    for j in 0..8 {
+        let dot: i32 = w.u[32 * j..32 * j + 32]
+            .iter()
+            .zip(&x[32 * j..32 * j + 32])
+            .map(|(&u, &x)| i32::from(u) * i32::from(x))
+            .sum();
+        s1 += w.sc[j] * dot;
+    }
+    let s2 = (0..8)
+        .map(|j| w.m[j] * (bsums[2 * j] + bsums[2 * j + 1]))
+        .sum();
+    (s1, s2)
+}
+
+fn q6_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
+    (0..16)
+        .map(|j| {
+            let dot: i32 = w.u[16 * j..16 * j + 16]
+                .iter()
+                .zip(&x[16 * j..16 * j + 16])
+                .map(|(&u, &x)| i32::from(u) * i32::from(x))
+                .sum();
+            w.sc[j] * (dot - 32 * bsums[j])
+        })
+        .sum()
+}
+
+/// `out[c][i] = dot(row rows.start + i, column c)` for `Q4_K` / `Q6_K`
+/// weights (`weights` holds whole rows of `acts.k()` values), with the
+/// instruction set's integer products.
+pub fn matmul_rows(
+    isa: Isa,
+    ty: GgmlType,
+    weights: &[u8],
+    acts: &SuperActs,
+    rows: Range<usize>,
+    out: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    if !is_super_block_type(ty) {
+        return Err(KernelError::Unsupported(ty));
+    }
+    let nb = acts.k / QK_K;
+    let rb = nb * ty.type_size();
+    if rows.start > rows.end || rows.end * rb > weights.len() {
+        return Err(KernelError::BadRows {
+            start: rows.start,
+            end: rows.end,
+            n_rows: weights.len() / rb.max(1),
+        });
+    }
+    check_len("output columns", out.len(), acts.n)?;
+    for col in out.iter() {
+        check_len("output rows", col.len(), rows.len())?;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let fast = isa == Isa::Avx512Vnni && super::avx512::detected();
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
+    let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
+    let mut w = Decoded::new();
+    let mut acc = vec![0f32; acts.n];
+    for (i, r) in rows.enumerate() {
+        acc.fill(0.0);
+        let row = &weights[r * rb..(r + 1) * rb];
+        for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
+            match ty {
+                GgmlType::Q4_K => {
+                    w.q4_k(block.try_into().unwrap_or(&[0; Q4K_BYTES]));
+                }
+                _ => w.q6_k(block.try_into().unwrap_or(&[0; Q6K_BYTES])),
+            }
+            for (a, col) in acc.iter_mut().zip(&columns) {
+                let (x, dx, bsums) = col.block(b);
+                *a = match ty {
+                    GgmlType::Q4_K => {
+                        let (s1, s2) = if fast {
+                            simd::q4_k_ints(&w, x, bsums)
+                        } else {
+                            q4_k_ints(&w, x, bsums)
+                        };
+                        q4_k_update(*a, dx, w.d, w.dmin, s1, s2)
+                    }
+                    _ => {
+                        let s = if fast {
+                            simd::q6_k_ints(&w, x, bsums)
+                        } else {
+                            q6_k_ints(&w, x, bsums)
+                        };
+                        q6_k_update(*a, dx, w.d, s)
+                    }
+                };
+            }
+        }
+        for (col, a) in out.iter_mut().zip(&acc) {
+            col[i] = *a;
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Per-thread activation scratch (see `super::with_thread_acts`).
+    static SUPER_ACTS: RefCell<SuperActs> = RefCell::new(SuperActs::default());
+}
+
+/// Quantizes `x` into this thread's scratch and runs `f` with it.
+pub fn with_thread_acts<T>(
+    x: &[f32],
+    k: usize,
+    n: usize,
+    f: impl FnOnce(&SuperActs) -> T,
+) -> Result<T, KernelError> {
+    SUPER_ACTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut acts) => {
+            acts.quantize(x, k, n)?;
+            Ok(f(&acts))
+        }
+        Err(_) => {
+            let mut acts = SuperActs::default();
+            acts.quantize(x, k, n)?;
+            Ok(f(&acts))
+        }
+    })
+}
+
+/// The integer products with AVX-512 VNNI (`vpdpbusd`: unsigned weights
+/// times signed activations, 4 products per 32-bit lane).
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{Decoded, QK_K};
+    use std::arch::x86_64::*;
+
+    pub(super) fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+        if x.len() < QK_K || bsums.len() < 16 {
+            return (0, 0);
+        }
+        // SAFETY: callers use this only where `avx512::detected()` holds;
+        // the lengths were checked just above.
+        unsafe { q4_k(w, x, bsums) }
+    }
+
+    pub(super) fn q6_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
+        if x.len() < QK_K || bsums.len() < 16 {
+            return 0;
+        }
+        // SAFETY: as above.
+        unsafe { q6_k(w, x, bsums) }
+    }
+
+    /// Lane sums of 64 unsigned weights times 64 signed activations.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot64(u: *const u8, x: *const i8) -> __m512i {
+        // SAFETY: callers pass 64 readable bytes at each pointer.
+        unsafe {
+            _mm512_dpbusd_epi32(
+                _mm512_setzero_si512(),
+                _mm512_loadu_si512(u.cast()),
+                _mm512_loadu_si512(x.cast()),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn q4_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+        let mut acc = _mm512_setzero_si512();
+        for g in 0..4 {
+            // Runs 2g (lanes 0-7) and 2g + 1 (lanes 8-15).
+            // SAFETY: 64 bytes at 64g of 256-byte arrays.
+            let lanes = unsafe { dot64(w.u.as_ptr().add(64 * g), x.as_ptr().add(64 * g)) };
+            let sc = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_set1_epi32(w.sc[2 * g])),
+                _mm256_set1_epi32(w.sc[2 * g + 1]),
+            );
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(lanes, sc));
+        }
+        let s1 = _mm512_reduce_add_epi32(acc);
+        let s2 = (0..8)
+            .map(|j| w.m[j] * (bsums[2 * j] + bsums[2 * j + 1]))
+            .sum();
+        (s1, s2)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn q6_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
+        let mut acc = _mm512_setzero_si512();
+        for g in 0..4 {
+            // Runs 4g..4g + 4, four lanes each.
+            // SAFETY: 64 bytes at 64g of 256-byte arrays.
+            let lanes = unsafe { dot64(w.u.as_ptr().add(64 * g), x.as_ptr().add(64 * g)) };
+            let s = &w.sc[4 * g..4 * g + 4];
+            let sc = _mm512_set_epi32(
+                s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1], s[1], s[1], s[0], s[0],
+                s[0], s[0],
+            );
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(lanes, sc));
+        }
+        let s1 = _mm512_reduce_add_epi32(acc);
+        let s2: i32 = (0..16).map(|j| w.sc[j] * bsums[j]).sum();
+        s1 - 32 * s2
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    pub(super) use super::{q4_k_ints, q6_k_ints};
+}
