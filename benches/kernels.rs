@@ -27,7 +27,7 @@ struct Case {
     rows: usize,
 }
 
-const CASES: [Case; 2] = [
+const CASES: [Case; 4] = [
     // The test model's tied output projection (token_embd, ~170 MiB).
     Case {
         name: "output 262144x640",
@@ -41,6 +41,20 @@ const CASES: [Case; 2] = [
         ty: GgmlType::Q5_0,
         k: 640,
         rows: 2048 * 18,
+    },
+    // Its FFN down projections (Q4_K in the file's Q4_K_M mix) ...
+    Case {
+        name: "ffn_down 640x2048 x18",
+        ty: GgmlType::Q4_K,
+        k: 2048,
+        rows: 640 * 18,
+    },
+    // ... and the ones kept at Q6_K.
+    Case {
+        name: "ffn_down 640x2048 x18",
+        ty: GgmlType::Q6_K,
+        k: 2048,
+        rows: 640 * 18,
     },
 ];
 

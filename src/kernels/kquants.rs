@@ -24,6 +24,9 @@ use super::{check_len, Isa, KernelError};
 use crate::quant::blocks::{f16_le, k4_scales_mins};
 use crate::quant::{GgmlType, QK_K};
 
+/// Columns that share one pass over the weights.
+const GROUP: usize = 16;
+
 /// Values per activation sum (`bsums`).
 const QK_SUM: usize = 16;
 
@@ -290,41 +293,50 @@ pub fn matmul_rows(
     let fast = false;
     let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
     let mut w = Decoded::new();
-    let mut acc = vec![0f32; acts.n];
-    for (i, r) in rows.enumerate() {
-        acc.fill(0.0);
-        let row = &weights[r * rb..(r + 1) * rb];
-        for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
-            match ty {
-                GgmlType::Q4_K => {
-                    w.q4_k(block.try_into().unwrap_or(&[0; Q4K_BYTES]));
+    let mut acc = [0f32; GROUP];
+    // Columns in groups, so a group's activations stay in cache while every
+    // row passes (each block is decoded once per group).
+    for (g, group) in columns.chunks(GROUP).enumerate() {
+        for (i, r) in rows.clone().enumerate() {
+            let acc = &mut acc[..group.len()];
+            acc.fill(0.0);
+            let row = &weights[r * rb..(r + 1) * rb];
+            for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
+                match (ty, fast) {
+                    (GgmlType::Q4_K, false) => w.q4_k(block.try_into().unwrap_or(&[0; Q4K_BYTES])),
+                    (GgmlType::Q4_K, true) => {
+                        simd::decode_q4_k(&mut w, block.try_into().unwrap_or(&[0; Q4K_BYTES]))
+                    }
+                    (_, false) => w.q6_k(block.try_into().unwrap_or(&[0; Q6K_BYTES])),
+                    (_, true) => {
+                        simd::decode_q6_k(&mut w, block.try_into().unwrap_or(&[0; Q6K_BYTES]))
+                    }
                 }
-                _ => w.q6_k(block.try_into().unwrap_or(&[0; Q6K_BYTES])),
+                for (a, col) in acc.iter_mut().zip(group) {
+                    let (x, dx, bsums) = col.block(b);
+                    *a = match ty {
+                        GgmlType::Q4_K => {
+                            let (s1, s2) = if fast {
+                                simd::q4_k_ints(&w, x, bsums)
+                            } else {
+                                q4_k_ints(&w, x, bsums)
+                            };
+                            q4_k_update(*a, dx, w.d, w.dmin, s1, s2)
+                        }
+                        _ => {
+                            let s = if fast {
+                                simd::q6_k_ints(&w, x, bsums)
+                            } else {
+                                q6_k_ints(&w, x, bsums)
+                            };
+                            q6_k_update(*a, dx, w.d, s)
+                        }
+                    };
+                }
             }
-            for (a, col) in acc.iter_mut().zip(&columns) {
-                let (x, dx, bsums) = col.block(b);
-                *a = match ty {
-                    GgmlType::Q4_K => {
-                        let (s1, s2) = if fast {
-                            simd::q4_k_ints(&w, x, bsums)
-                        } else {
-                            q4_k_ints(&w, x, bsums)
-                        };
-                        q4_k_update(*a, dx, w.d, w.dmin, s1, s2)
-                    }
-                    _ => {
-                        let s = if fast {
-                            simd::q6_k_ints(&w, x, bsums)
-                        } else {
-                            q6_k_ints(&w, x, bsums)
-                        };
-                        q6_k_update(*a, dx, w.d, s)
-                    }
-                };
+            for (col, a) in out[g * GROUP..].iter_mut().zip(acc.iter()) {
+                col[i] = *a;
             }
-        }
-        for (col, a) in out.iter_mut().zip(&acc) {
-            col[i] = *a;
         }
     }
     Ok(())
@@ -359,8 +371,82 @@ pub fn with_thread_acts<T>(
 /// times signed activations, 4 products per 32-bit lane).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{Decoded, QK_K};
+    use super::{Decoded, Q4K_BYTES, Q6K_BYTES, QK_K};
+    use crate::quant::blocks::{f16_le, k4_scales_mins};
     use std::arch::x86_64::*;
+
+    /// [`Decoded::q4_k`] with vector nibble unpacking (same values).
+    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
+        w.d = f16_le(&[b[0], b[1]]);
+        w.dmin = f16_le(&[b[2], b[3]]);
+        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let (sc, m) = k4_scales_mins(scales);
+        for j in 0..8 {
+            w.sc[j] = i32::from(sc[j]);
+            w.m[j] = i32::from(m[j]);
+        }
+        // SAFETY: callers use this only where `avx512::detected()` holds.
+        unsafe { unpack_q4(&mut w.u, b) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack_q4(u: &mut [u8; QK_K], b: &[u8; Q4K_BYTES]) {
+        let mask = _mm256_set1_epi8(0x0F);
+        for g in 0..4 {
+            // SAFETY: 32 bytes at 16 + 32g of the 144-byte block; 64 bytes
+            // written at 64g of the 256-byte output.
+            unsafe {
+                let q = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * g).cast());
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+                let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                _mm512_storeu_si512(u.as_mut_ptr().add(64 * g).cast(), both);
+            }
+        }
+    }
+
+    /// [`Decoded::q6_k`] with vector unpacking (same values).
+    pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
+        w.d = f16_le(&[b[208], b[209]]);
+        for (s, &v) in w.sc.iter_mut().zip(&b[192..208]) {
+            *s = i32::from(v as i8);
+        }
+        // SAFETY: callers use this only where `avx512::detected()` holds.
+        unsafe { unpack_q6(&mut w.u, b) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack_q6(u: &mut [u8; QK_K], b: &[u8; Q6K_BYTES]) {
+        let nib = _mm512_set1_epi8(0x0F);
+        let two = _mm512_set1_epi8(3);
+        // Per 256-bit half: which bit pair of `qh` the values take.
+        let shift = |lo: i16, hi: i16| {
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_set1_epi16(lo)),
+                _mm256_set1_epi16(hi),
+            )
+        };
+        let (s_lo, s_hi) = (shift(0, 2), shift(4, 6));
+        for half in 0..2 {
+            // SAFETY: 64 bytes of `ql` at 64·half, 32 of `qh` at 128 + 32·half;
+            // 128 bytes written at 128·half of the 256-byte output.
+            unsafe {
+                let ql = _mm512_loadu_si512(b.as_ptr().add(64 * half).cast());
+                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    b.as_ptr().add(128 + 32 * half).cast(),
+                ));
+                let h_lo = _mm512_and_si512(_mm512_srlv_epi16(qh, s_lo), two);
+                let h_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, s_hi), two);
+                let lo = _mm512_or_si512(_mm512_and_si512(ql, nib), _mm512_slli_epi16::<4>(h_lo));
+                let hi = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib),
+                    _mm512_slli_epi16::<4>(h_hi),
+                );
+                _mm512_storeu_si512(u.as_mut_ptr().add(128 * half).cast(), lo);
+                _mm512_storeu_si512(u.as_mut_ptr().add(128 * half + 64).cast(), hi);
+            }
+        }
+    }
 
     pub(super) fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
         if x.len() < QK_K || bsums.len() < 16 {
@@ -436,4 +522,13 @@ mod simd {
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
     pub(super) use super::{q4_k_ints, q6_k_ints};
+    use super::{Decoded, Q4K_BYTES, Q6K_BYTES};
+
+    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
+        w.q4_k(b)
+    }
+
+    pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
+        w.q6_k(b)
+    }
 }
