@@ -7,7 +7,8 @@
 //! columns and 1 and 2 threads. ggml and rbench runs alternate (A B A B)
 //! and the median of each is kept, so load from other processes hits both
 //! alike. `KB_REPS` sets the repetitions (default 9).
-//! `KB_COLUMNS` (e.g. `1,2`) picks the column counts.
+//! `KB_COLUMNS` (e.g. `1,2`) picks the column counts, `KB_TYPES` (e.g.
+//! `q4_K,q6_K`) the weight types.
 
 use std::time::Instant;
 
@@ -79,7 +80,15 @@ fn main() {
         "rbench kernel: {}; median of {reps} alternating runs",
         isa.name()
     );
+    // `KB_TYPES=q4_K,q6_K` limits the weight types.
+    let types = std::env::var("KB_TYPES").ok();
     for case in CASES {
+        if types
+            .as_deref()
+            .is_some_and(|t| !t.split(',').any(|t| t.trim() == case.ty.name()))
+        {
+            continue;
+        }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
         let wbytes = random_blocks(case.ty, case.k * case.rows, &mut rng).unwrap();
         let weights = Context::for_tensors(1).unwrap();

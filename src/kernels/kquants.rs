@@ -161,6 +161,10 @@ struct Decoded {
     sc: [i32; 16],
     /// `Q4_K`: 8 run mins (unused for `Q6_K`).
     m: [i32; 8],
+    /// The vector decoders' scales, written and read as one 64-byte vector
+    /// (scalar writes read back as a vector stall store forwarding):
+    /// `Q4_K` scales then mins, `Q6_K` the 16 scales.
+    lanes: [i32; 16],
     d: f32,
     dmin: f32,
 }
@@ -171,6 +175,7 @@ impl Decoded {
             u: [0; QK_K],
             sc: [0; 16],
             m: [0; 8],
+            lanes: [0; 16],
             d: 0.0,
             dmin: 0.0,
         }
@@ -381,12 +386,27 @@ mod simd {
         w.dmin = f16_le(&[b[2], b[3]]);
         let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
         let (sc, m) = k4_scales_mins(scales);
-        for j in 0..8 {
-            w.sc[j] = i32::from(sc[j]);
-            w.m[j] = i32::from(m[j]);
-        }
+        // Built from registers: a vector load of bytes just stored as two
+        // halves would stall store forwarding.
+        let (sc, m) = (i64::from_le_bytes(sc), i64::from_le_bytes(m));
         // SAFETY: callers use this only where `avx512::detected()` holds.
-        unsafe { unpack_q4(&mut w.u, b) }
+        unsafe {
+            store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false);
+            unpack_q4(&mut w.u, b)
+        }
+    }
+
+    /// Widens 16 bytes (unsigned, or signed for `Q6_K`) into `lanes` with
+    /// one vector store.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn store_lanes(lanes: &mut [i32; 16], v: __m128i, signed: bool) {
+        let wide = if signed {
+            _mm512_cvtepi8_epi32(v)
+        } else {
+            _mm512_cvtepu8_epi32(v)
+        };
+        // SAFETY: 64 bytes written to a 16 × i32 array.
+        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), wide) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -408,11 +428,16 @@ mod simd {
     /// [`Decoded::q6_k`] with vector unpacking (same values).
     pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
         w.d = f16_le(&[b[208], b[209]]);
-        for (s, &v) in w.sc.iter_mut().zip(&b[192..208]) {
-            *s = i32::from(v as i8);
+        // SAFETY: callers use this only where `avx512::detected()` holds;
+        // bytes 192..208 of the 210-byte block are read.
+        unsafe {
+            store_lanes(
+                &mut w.lanes,
+                _mm_loadu_si128(b.as_ptr().add(192).cast()),
+                true,
+            );
+            unpack_q6(&mut w.u, b)
         }
-        // SAFETY: callers use this only where `avx512::detected()` holds.
-        unsafe { unpack_q6(&mut w.u, b) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -481,40 +506,71 @@ mod simd {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn q4_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+        // SAFETY: `lanes` is 16 i32; `bsums` has 16 (checked by the caller).
+        let (scm, sums) = unsafe {
+            (
+                _mm512_loadu_si512(w.lanes.as_ptr().cast()),
+                _mm512_loadu_si512(bsums.as_ptr().cast()),
+            )
+        };
         let mut acc = _mm512_setzero_si512();
         for g in 0..4 {
             // Runs 2g (lanes 0-7) and 2g + 1 (lanes 8-15).
             // SAFETY: 64 bytes at 64g of 256-byte arrays.
             let lanes = unsafe { dot64(w.u.as_ptr().add(64 * g), x.as_ptr().add(64 * g)) };
-            let sc = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_set1_epi32(w.sc[2 * g])),
-                _mm256_set1_epi32(w.sc[2 * g + 1]),
-            );
+            let (a, b) = (2 * g as i32, 2 * g as i32 + 1);
+            let idx = _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a);
+            let sc = _mm512_permutexvar_epi32(idx, scm);
             acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(lanes, sc));
         }
         let s1 = _mm512_reduce_add_epi32(acc);
-        let s2 = (0..8)
-            .map(|j| w.m[j] * (bsums[2 * j] + bsums[2 * j + 1]))
-            .sum();
+        // Mins (lanes 8-15) times the run sums (pairs of 16-value sums).
+        let mins = _mm512_permutexvar_epi32(
+            _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
+            scm,
+        );
+        let s2 = _mm512_reduce_add_epi32(_mm512_mullo_epi32(mins, sums));
         (s1, s2)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn q6_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
+        // SAFETY: `lanes` is 16 i32; `bsums` has 16 (checked by the caller).
+        let (scales, sums) = unsafe {
+            (
+                _mm512_loadu_si512(w.lanes.as_ptr().cast()),
+                _mm512_loadu_si512(bsums.as_ptr().cast()),
+            )
+        };
         let mut acc = _mm512_setzero_si512();
         for g in 0..4 {
             // Runs 4g..4g + 4, four lanes each.
             // SAFETY: 64 bytes at 64g of 256-byte arrays.
             let lanes = unsafe { dot64(w.u.as_ptr().add(64 * g), x.as_ptr().add(64 * g)) };
-            let s = &w.sc[4 * g..4 * g + 4];
-            let sc = _mm512_set_epi32(
-                s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1], s[1], s[1], s[0], s[0],
-                s[0], s[0],
+            let j = 4 * g as i32;
+            let idx = _mm512_set_epi32(
+                j + 3,
+                j + 3,
+                j + 3,
+                j + 3,
+                j + 2,
+                j + 2,
+                j + 2,
+                j + 2,
+                j + 1,
+                j + 1,
+                j + 1,
+                j + 1,
+                j,
+                j,
+                j,
+                j,
             );
+            let sc = _mm512_permutexvar_epi32(idx, scales);
             acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(lanes, sc));
         }
         let s1 = _mm512_reduce_add_epi32(acc);
-        let s2: i32 = (0..16).map(|j| w.sc[j] * bsums[j]).sum();
+        let s2 = _mm512_reduce_add_epi32(_mm512_mullo_epi32(scales, sums));
         s1 - 32 * s2
     }
 }
