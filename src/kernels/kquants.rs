@@ -297,6 +297,36 @@ pub fn matmul_rows(
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
     let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
+    if let ([col], [out], true) = (&columns[..], &mut *out, fast) {
+        // One column: each block straight from memory to the integer
+        // products (same integers and float steps as below).
+        for (o, r) in out.iter_mut().zip(rows) {
+            *o = simd::gemv_row(ty, &weights[r * rb..(r + 1) * rb], col.qs, col.d, col.bsums);
+        }
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: `fast` means the CPU has the features.
+        unsafe { simd::run_groups_fast(ty, weights, rb, rows, &columns, out) };
+        return Ok(());
+    }
+    run_groups(ty, fast, weights, rb, rows, &columns, out);
+    Ok(())
+}
+
+/// The products by groups of columns (the body of [`matmul_rows`]),
+/// inlined into an AVX-512 function for `fast` so the vector helpers inline.
+#[inline(always)]
+fn run_groups(
+    ty: GgmlType,
+    fast: bool,
+    weights: &[u8],
+    rb: usize,
+    rows: Range<usize>,
+    columns: &[Column<'_>],
+    out: &mut [&mut [f32]],
+) {
     let mut w = Decoded::new();
     let mut acc = [0f32; GROUP];
     // Columns in groups, so a group's activations stay in cache while every
@@ -344,7 +374,6 @@ pub fn matmul_rows(
             }
         }
     }
-    Ok(())
 }
 
 thread_local! {
@@ -471,6 +500,106 @@ mod simd {
                 _mm512_storeu_si512(u.as_mut_ptr().add(128 * half + 64).cast(), hi);
             }
         }
+    }
+
+    /// [`super::run_groups`] compiled for AVX-512.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn run_groups_fast(
+        ty: crate::quant::GgmlType,
+        weights: &[u8],
+        rb: usize,
+        rows: std::ops::Range<usize>,
+        columns: &[super::Column<'_>],
+        out: &mut [&mut [f32]],
+    ) {
+        super::run_groups(ty, true, weights, rb, rows, columns, out)
+    }
+
+    /// One row against one column (`Q4_K` or `Q6_K`), fused: no decoded
+    /// copy of the weights.
+    pub(super) fn gemv_row(
+        ty: crate::quant::GgmlType,
+        row: &[u8],
+        x: &[i8],
+        xd: &[f32],
+        bsums: &[i32],
+    ) -> f32 {
+        let size = ty.type_size();
+        let nb = row.len() / size;
+        if x.len() < nb * QK_K || xd.len() < nb || bsums.len() < nb * 16 {
+            return 0.0;
+        }
+        // SAFETY: callers use this only where `avx512::detected()` holds;
+        // the lengths were checked just above.
+        unsafe {
+            match ty {
+                crate::quant::GgmlType::Q4_K => gemv_q4_k(row, nb, x, xd, bsums),
+                _ => gemv_q6_k(row, nb, x, xd, bsums),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemv_q4_k(row: &[u8], nb: usize, x: &[i8], xd: &[f32], bsums: &[i32]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let mut acc = 0f32;
+        for (b, blk) in row.chunks_exact(Q4K_BYTES).take(nb).enumerate() {
+            let d = f16_le(&[blk[0], blk[1]]);
+            let dmin = f16_le(&[blk[2], blk[3]]);
+            let scales: &[u8; 12] = blk[4..16].try_into().unwrap_or(&[0; 12]);
+            let (sc, m) = k4_scales_mins(scales);
+            let scm = _mm512_cvtepu8_epi32(_mm_set_epi64x(
+                i64::from_le_bytes(m),
+                i64::from_le_bytes(sc),
+            ));
+            let mut ai = _mm512_setzero_si512();
+            for g in 0..4 {
+                // SAFETY: 32 bytes at 16 + 32g of a 144-byte block; 64
+                // activation bytes at 256b + 64g (lengths checked by the caller).
+                let (q, xv) = unsafe {
+                    (
+                        _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * g).cast()),
+                        _mm512_loadu_si512(x.as_ptr().add(QK_K * b + 64 * g).cast()),
+                    )
+                };
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+                let wv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
+                let (a, c) = (2 * g as i32, 2 * g as i32 + 1);
+                let idx = _mm512_set_epi32(c, c, c, c, c, c, c, c, a, a, a, a, a, a, a, a);
+                ai = _mm512_add_epi32(
+                    ai,
+                    _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx, scm)),
+                );
+            }
+            let s1 = _mm512_reduce_add_epi32(ai);
+            // SAFETY: 16 sums at 16b (checked by the caller).
+            let sums = unsafe { _mm512_loadu_si512(bsums.as_ptr().add(16 * b).cast()) };
+            let mins = _mm512_permutexvar_epi32(
+                _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
+                scm,
+            );
+            let s2 = _mm512_reduce_add_epi32(_mm512_mullo_epi32(mins, sums));
+            acc = super::q4_k_update(acc, xd[b], d, dmin, s1, s2);
+        }
+        acc
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemv_q6_k(row: &[u8], nb: usize, x: &[i8], xd: &[f32], bsums: &[i32]) -> f32 {
+        let mut w = Decoded::new();
+        let mut acc = 0f32;
+        for (b, blk) in row.chunks_exact(Q6K_BYTES).take(nb).enumerate() {
+            decode_q6_k(&mut w, blk.try_into().unwrap_or(&[0; Q6K_BYTES]));
+            let s = q6_k_ints(
+                &w,
+                &x[QK_K * b..QK_K * (b + 1)],
+                &bsums[16 * b..16 * (b + 1)],
+            );
+            acc = super::q6_k_update(acc, xd[b], w.d, s);
+        }
+        acc
     }
 
     pub(super) fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
