@@ -119,6 +119,21 @@ fn json_rows_have_every_field() {
     assert_eq!(rows[0]["n_threads"], 2);
     assert_eq!(rows[0]["type_k"], "f16");
     assert_eq!(rows[0]["flash_attn"], true);
+    assert_eq!(rows[0]["kernels"], "rbench");
+}
+
+#[test]
+fn kernels_list_runs_each_choice_and_labels_rows() {
+    let out = bench(&["--kernels", "ggml,rbench", "-o", "json"]);
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let kernels: Vec<&str> = rows
+        .iter()
+        .map(|r| r["kernels"].as_str().unwrap())
+        .collect();
+    assert_eq!(kernels, ["ggml", "ggml", "rbench", "rbench"]);
+    // The table shows the column once a choice is not the default.
+    let md = bench(&["--kernels", "ggml"]);
+    assert!(md.contains("kernels") && md.contains("ggml"), "{md}");
 }
 
 /// Runs a tiny bench writing `-o main` to stdout and `-oe side` to stderr:

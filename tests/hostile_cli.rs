@@ -315,6 +315,18 @@ fn bad_flags_are_usage_errors_and_impossible_runs_runtime_errors() {
         ),
         // pp / tg / bench
         case(&["bench", "-p", "0"], USAGE, &["-p"]),
+        case(
+            &["bench", "--kernels", "fast"],
+            USAGE,
+            &["--kernels", "fast"],
+        ),
+        case(&["tg", "--kernels", "ggml,"], USAGE, &["--kernels"]),
+        case(
+            &["parallel", "--kernels", "cuda"],
+            USAGE,
+            &["--kernels", "cuda"],
+        ),
+        case(&run(&["--kernels", "avx2"]), USAGE, &["--kernels"]),
         case(&["pp", "-t", "0"], USAGE, &["-t"]),
         case(&["bench", "-r", "0"], USAGE, &["-r"]),
         case(&["bench", "-r", "-1"], USAGE, &["'-1'"]),

@@ -130,6 +130,7 @@ fn a_run_reports_every_worker_count_with_scaling_and_latency() {
     assert_eq!(runs[0]["speedup"], 1.0);
     assert!(v["recommendation"]["offline"]["workers"].is_u64());
     assert_eq!(v["n_ctx"], 4 * 256);
+    assert_eq!(v["kernels"], "rbench");
 
     // The markdown report has both tables and the analysis.
     let md = rbench(&[
