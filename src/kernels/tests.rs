@@ -27,7 +27,8 @@ const KS: [usize; 4] = [640, 1024, 2048, 4096];
 /// The 32-value block types (the super-block ones are tested below).
 const BLOCK32_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
 const SUPER_TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
-const NS: [usize; 5] = [1, 2, 3, 8, 16];
+/// Column counts: generation (1-16 sequences) and a prompt-processing ubatch (512).
+const NS: [usize; 6] = [1, 2, 3, 8, 16, 512];
 
 fn rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
@@ -400,7 +401,7 @@ fn super_block_kernels_match_ggml_mul_mat() {
     for ty in SUPER_TYPES {
         for (ki, &k) in [256usize, 1024, 2048, 4096].iter().enumerate() {
             let w = weights(ty, 31 + ki as u64, n_rows, k);
-            for n in [1usize, 2, 3, 8] {
+            for n in [1usize, 2, 3, 8, 512] {
                 let x = activations(200 + n as u64, k, n);
                 let want = ggml_mul_mat(ty, &w, n_rows, k, &x, n);
                 let scale = abs_products(ty, &w, n_rows, k, &x, n);
