@@ -80,10 +80,12 @@ impl LoadOptions {
     /// For batch-invariant engines: rbench's kernels read the plain block
     /// layout, so with them nothing is repacked (ggml's repacked kernels
     /// sum differently by batch shape).
+    /// Where this CPU has no rbench kernel (only the portable reference),
+    /// ggml computes everything and keeps its repacked layouts.
     pub fn for_kernels(kernels: crate::kernels::Kernels) -> LoadOptions {
-        LoadOptions {
-            repack: kernels == crate::kernels::Kernels::Ggml,
-        }
+        let ours = kernels == crate::kernels::Kernels::Rbench
+            && crate::kernels::best().isa() != crate::kernels::Isa::Scalar;
+        LoadOptions { repack: !ours }
     }
 }
 
