@@ -157,13 +157,10 @@ impl<'a> Column<'a> {
 /// the float factors.
 struct Decoded {
     u: [u8; QK_K],
-    /// `Q4_K`: 8 run scales; `Q6_K`: 16 signed run scales.
-    sc: [i32; 16],
-    /// `Q4_K`: 8 run mins (unused for `Q6_K`).
-    m: [i32; 8],
-    /// The vector decoders' scales, written and read as one 64-byte vector
-    /// (scalar writes read back as a vector stall store forwarding):
-    /// `Q4_K` scales then mins, `Q6_K` the 16 scales.
+    /// Run scales, widened: `Q4_K` its 8 scales then its 8 mins, `Q6_K`
+    /// its 16 signed scales. The vector decoders write them as one 64-byte
+    /// vector, as the vector products read them (scalar writes read back as
+    /// a vector would stall store forwarding).
     lanes: [i32; 16],
     d: f32,
     dmin: f32,
@@ -173,8 +170,6 @@ impl Decoded {
     fn new() -> Self {
         Decoded {
             u: [0; QK_K],
-            sc: [0; 16],
-            m: [0; 8],
             lanes: [0; 16],
             d: 0.0,
             dmin: 0.0,
@@ -187,8 +182,8 @@ impl Decoded {
         let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
         let (sc, m) = k4_scales_mins(scales);
         for j in 0..8 {
-            self.sc[j] = i32::from(sc[j]);
-            self.m[j] = i32::from(m[j]);
+            self.lanes[j] = i32::from(sc[j]);
+            self.lanes[8 + j] = i32::from(m[j]);
         }
         for (g, bytes) in b[16..].chunks_exact(32).enumerate() {
             for (l, &q) in bytes.iter().enumerate() {
@@ -203,7 +198,7 @@ impl Decoded {
         let (qh, rest) = rest.split_at(64);
         let (scales, d) = rest.split_at(16);
         self.d = f16_le(&[d[0], d[1]]);
-        for (s, &v) in self.sc.iter_mut().zip(scales) {
+        for (s, &v) in self.lanes.iter_mut().zip(scales) {
             *s = i32::from(v as i8);
         }
         for half in 0..2 {
@@ -244,10 +239,10 @@ fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
             .zip(&x[32 * j..32 * j + 32])
             .map(|(&u, &x)| i32::from(u) * i32::from(x))
             .sum();
-        s1 += w.sc[j] * dot;
+        s1 += w.lanes[j] * dot;
     }
     let s2 = (0..8)
-        .map(|j| w.m[j] * (bsums[2 * j] + bsums[2 * j + 1]))
+        .map(|j| w.lanes[8 + j] * (bsums[2 * j] + bsums[2 * j + 1]))
         .sum();
     (s1, s2)
 }
@@ -260,7 +255,7 @@ fn q6_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
                 .zip(&x[16 * j..16 * j + 16])
                 .map(|(&u, &x)| i32::from(u) * i32::from(x))
                 .sum();
-            w.sc[j] * (dot - 32 * bsums[j])
+            w.lanes[j] * (dot - 32 * bsums[j])
         })
         .sum()
 }
@@ -297,14 +292,6 @@ pub fn matmul_rows(
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
     let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
-    if let ([col], [out], true) = (&columns[..], &mut *out, fast) {
-        // One column: each block straight from memory to the integer
-        // products (same integers and float steps as below).
-        for (o, r) in out.iter_mut().zip(rows) {
-            *o = simd::gemv_row(ty, &weights[r * rb..(r + 1) * rb], col.qs, col.d, col.bsums);
-        }
-        return Ok(());
-    }
     #[cfg(target_arch = "x86_64")]
     if fast {
         // SAFETY: `fast` means the CPU has the features.
@@ -388,17 +375,7 @@ pub fn with_thread_acts<T>(
     n: usize,
     f: impl FnOnce(&SuperActs) -> T,
 ) -> Result<T, KernelError> {
-    SUPER_ACTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut acts) => {
-            acts.quantize(x, k, n)?;
-            Ok(f(&acts))
-        }
-        Err(_) => {
-            let mut acts = SuperActs::default();
-            acts.quantize(x, k, n)?;
-            Ok(f(&acts))
-        }
-    })
+    super::with_scratch(&SUPER_ACTS, |a| a.quantize(x, k, n), f)
 }
 
 /// The integer products with AVX-512 VNNI (`vpdpbusd`: unsigned weights
@@ -513,93 +490,6 @@ mod simd {
         out: &mut [&mut [f32]],
     ) {
         super::run_groups(ty, true, weights, rb, rows, columns, out)
-    }
-
-    /// One row against one column (`Q4_K` or `Q6_K`), fused: no decoded
-    /// copy of the weights.
-    pub(super) fn gemv_row(
-        ty: crate::quant::GgmlType,
-        row: &[u8],
-        x: &[i8],
-        xd: &[f32],
-        bsums: &[i32],
-    ) -> f32 {
-        let size = ty.type_size();
-        let nb = row.len() / size;
-        if x.len() < nb * QK_K || xd.len() < nb || bsums.len() < nb * 16 {
-            return 0.0;
-        }
-        // SAFETY: callers use this only where `avx512::detected()` holds;
-        // the lengths were checked just above.
-        unsafe {
-            match ty {
-                crate::quant::GgmlType::Q4_K => gemv_q4_k(row, nb, x, xd, bsums),
-                _ => gemv_q6_k(row, nb, x, xd, bsums),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn gemv_q4_k(row: &[u8], nb: usize, x: &[i8], xd: &[f32], bsums: &[i32]) -> f32 {
-        let mask = _mm256_set1_epi8(0x0F);
-        let mut acc = 0f32;
-        for (b, blk) in row.chunks_exact(Q4K_BYTES).take(nb).enumerate() {
-            let d = f16_le(&[blk[0], blk[1]]);
-            let dmin = f16_le(&[blk[2], blk[3]]);
-            let scales: &[u8; 12] = blk[4..16].try_into().unwrap_or(&[0; 12]);
-            let (sc, m) = k4_scales_mins(scales);
-            let scm = _mm512_cvtepu8_epi32(_mm_set_epi64x(
-                i64::from_le_bytes(m),
-                i64::from_le_bytes(sc),
-            ));
-            let mut ai = _mm512_setzero_si512();
-            for g in 0..4 {
-                // SAFETY: 32 bytes at 16 + 32g of a 144-byte block; 64
-                // activation bytes at 256b + 64g (lengths checked by the caller).
-                let (q, xv) = unsafe {
-                    (
-                        _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * g).cast()),
-                        _mm512_loadu_si512(x.as_ptr().add(QK_K * b + 64 * g).cast()),
-                    )
-                };
-                let lo = _mm256_and_si256(q, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-                let wv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
-                let (a, c) = (2 * g as i32, 2 * g as i32 + 1);
-                let idx = _mm512_set_epi32(c, c, c, c, c, c, c, c, a, a, a, a, a, a, a, a);
-                ai = _mm512_add_epi32(
-                    ai,
-                    _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx, scm)),
-                );
-            }
-            let s1 = _mm512_reduce_add_epi32(ai);
-            // SAFETY: 16 sums at 16b (checked by the caller).
-            let sums = unsafe { _mm512_loadu_si512(bsums.as_ptr().add(16 * b).cast()) };
-            let mins = _mm512_permutexvar_epi32(
-                _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
-                scm,
-            );
-            let s2 = _mm512_reduce_add_epi32(_mm512_mullo_epi32(mins, sums));
-            acc = super::q4_k_update(acc, xd[b], d, dmin, s1, s2);
-        }
-        acc
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn gemv_q6_k(row: &[u8], nb: usize, x: &[i8], xd: &[f32], bsums: &[i32]) -> f32 {
-        let mut w = Decoded::new();
-        let mut acc = 0f32;
-        for (b, blk) in row.chunks_exact(Q6K_BYTES).take(nb).enumerate() {
-            decode_q6_k(&mut w, blk.try_into().unwrap_or(&[0; Q6K_BYTES]));
-            let s = q6_k_ints(
-                &w,
-                &x[QK_K * b..QK_K * (b + 1)],
-                &bsums[16 * b..16 * (b + 1)],
-            );
-            acc = super::q6_k_update(acc, xd[b], w.d, s);
-        }
-        acc
     }
 
     pub(super) fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {

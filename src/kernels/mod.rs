@@ -20,6 +20,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::OnceLock;
+use std::thread::LocalKey;
 
 use crate::quant::GgmlType;
 
@@ -385,8 +386,28 @@ pub fn check_rows(
 
 thread_local! {
     /// Per-thread activation scratch: ggml's custom ops give no shared work
-    /// buffer, and quantizing <= 16 columns per thread is cheap.
+    /// buffer, so each thread quantizes the activations it reads.
     static ACTS: RefCell<QuantizedActs> = RefCell::new(QuantizedActs::default());
+}
+
+/// Fills this thread's scratch `key` with `fill` and runs `f` with it; a
+/// thread that re-enters (rbench never does) gets a fresh value instead.
+fn with_scratch<A: Default + 'static, T>(
+    key: &'static LocalKey<RefCell<A>>,
+    fill: impl FnOnce(&mut A) -> Result<(), KernelError>,
+    f: impl FnOnce(&A) -> T,
+) -> Result<T, KernelError> {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            fill(&mut scratch)?;
+            Ok(f(&scratch))
+        }
+        Err(_) => {
+            let mut fresh = A::default();
+            fill(&mut fresh)?;
+            Ok(f(&fresh))
+        }
+    })
 }
 
 /// Quantizes `x` into this thread's scratch and runs `f` with it.
@@ -397,18 +418,7 @@ pub fn with_thread_acts<T>(
     n: usize,
     f: impl FnOnce(&QuantizedActs) -> T,
 ) -> Result<T, KernelError> {
-    ACTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut acts) => {
-            acts.quantize(x, k, n, kernel.acts_format())?;
-            Ok(f(&acts))
-        }
-        // Re-entered on this thread (not done by rbench): use a fresh buffer.
-        Err(_) => {
-            let mut acts = QuantizedActs::default();
-            acts.quantize(x, k, n, kernel.acts_format())?;
-            Ok(f(&acts))
-        }
-    })
+    with_scratch(&ACTS, |a| a.quantize(x, k, n, kernel.acts_format()), f)
 }
 
 /// `out = W · X` for rows `rows` of `W`: `weights` is `n_rows` rows of `k`
