@@ -428,6 +428,131 @@ fn flash_attn_ext_matches_naive_attention() {
     );
 }
 
+/// rbench's attention node and ggml's flash attention, in one graph over
+/// the same cache views as the model builder makes (heads interleaved per
+/// cell, a prompt after cached cells, padded mask rows), on 1 to 3 threads.
+#[test]
+fn custom_attention_matches_flash_attn_ext_over_cache_views() {
+    if !crate::kernels::attention::available() {
+        eprintln!("skipped custom_attention_matches_flash_attn_ext_over_cache_views: no AVX-512");
+        return;
+    }
+    // 70 tokens: ggml takes its tiled F32 path (64 or more rows).
+    let (d, n_tok, cached, n_head, n_head_kv) = (32usize, 70usize, 30usize, 4usize, 2usize);
+    let n_kv = cached + n_tok;
+    let n_ctx = n_kv + 10;
+    let (mask_cols, mask_rows) = (n_kv + 6, n_tok + 2);
+    let qv = values(20, d * n_head * n_tok);
+    let cache_k = values(21, d * n_head_kv * n_ctx);
+    let cache_v = values(22, d * n_head_kv * n_ctx);
+    let mut mask = vec![f32::NEG_INFINITY; mask_cols * mask_rows];
+    for t in 0..n_tok {
+        for c in 0..=cached + t {
+            // A sliding window of 40 cells, as Gemma's local layers have.
+            if cached + t - c < 40 {
+                mask[t * mask_cols + c] = 0.0;
+            }
+        }
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+
+    let cache_ctx = Context::for_tensors(2).unwrap();
+    let kc = cache_ctx
+        .new_tensor_2d(GgmlType::F16, (d * n_head_kv) as i64, n_ctx as i64)
+        .unwrap();
+    let vc = cache_ctx
+        .new_tensor_2d(GgmlType::F16, (d * n_head_kv) as i64, n_ctx as i64)
+        .unwrap();
+    let _cache = alloc_ctx_tensors(&cache_ctx, BufferType::cpu()).unwrap();
+    tensor_set_f32(kc, &cache_k).unwrap();
+    tensor_set_f32(vc, &cache_v).unwrap();
+
+    for threads in 1..=3 {
+        let ctx = Context::for_graph(16).unwrap();
+        let q = ctx
+            .new_tensor_3d(GgmlType::F32, d as i64, n_head as i64, n_tok as i64)
+            .unwrap();
+        let m = ctx
+            .new_tensor_2d(GgmlType::F16, mask_cols as i64, mask_rows as i64)
+            .unwrap();
+        q.set_input();
+        m.set_input();
+        let (row_k, row_v) = (kc.nb()[1], vc.nb()[1]);
+        let kview = ctx
+            .view_3d(
+                kc,
+                d as i64,
+                n_kv as i64,
+                n_head_kv as i64,
+                row_k,
+                row_k / n_head_kv,
+                0,
+            )
+            .unwrap();
+        let vview = ctx
+            .view_3d(
+                vc,
+                d as i64,
+                n_kv as i64,
+                n_head_kv as i64,
+                row_v,
+                row_v / n_head_kv,
+                0,
+            )
+            .unwrap();
+        let mview = ctx
+            .view_2d(m, n_kv as i64, n_tok as i64, m.nb()[1], 0)
+            .unwrap();
+        assert_eq!(attention_problem(q, kview, vview, mview), None);
+        let ours = ctx.custom_attention(q, kview, vview, mview, scale).unwrap();
+        let qp = ctx.permute(q, 0, 2, 1, 3).unwrap();
+        let theirs = ctx
+            .flash_attn_ext(qp, kview, vview, Some(m), scale, 0.0, 0.0)
+            .unwrap();
+        ctx.flash_attn_ext_set_prec_f32(theirs).unwrap();
+        assert_eq!(ours.ne(), theirs.ne());
+        let mut graph = Graph::new(&ctx, 16).unwrap();
+        graph.build_forward_expand(ours).unwrap();
+        graph.build_forward_expand(theirs).unwrap();
+        let mut galloc = Gallocr::new(BufferType::cpu()).unwrap();
+        galloc.alloc_graph(&graph).unwrap();
+        tensor_set_f32(q, &qv).unwrap();
+        tensor_set_f32(m, &mask).unwrap();
+        cpu(threads).compute(&graph).unwrap();
+        let (a, b) = (
+            tensor_get_f32(ours).unwrap(),
+            tensor_get_f32(theirs).unwrap(),
+        );
+        // Both compute in F32 from the same F16 K/V; they differ by summation order.
+        assert!(
+            max_abs_diff(&a, &b) < 1e-5,
+            "threads {threads}: {}",
+            max_abs_diff(&a, &b)
+        );
+    }
+}
+
+#[test]
+fn custom_attention_refuses_what_it_cannot_run() {
+    let ctx = Context::for_graph(16).unwrap();
+    let q = ctx.new_tensor_3d(GgmlType::F32, 32, 4, 8).unwrap();
+    let k = ctx.new_tensor_3d(GgmlType::F16, 32, 20, 2).unwrap();
+    let m = ctx.new_tensor_2d(GgmlType::F16, 20, 8).unwrap();
+    let k8 = ctx.new_tensor_3d(GgmlType::Q8_0, 32, 20, 2).unwrap();
+    let k3 = ctx.new_tensor_3d(GgmlType::F16, 32, 20, 3).unwrap();
+    let short_mask = ctx.new_tensor_2d(GgmlType::F16, 19, 8).unwrap();
+    let q24 = ctx.new_tensor_3d(GgmlType::F32, 24, 4, 8).unwrap();
+    let k24 = ctx.new_tensor_3d(GgmlType::F16, 24, 20, 2).unwrap();
+    for (q, k, m) in [(q, k8, m), (q, k3, m), (q, k, short_mask), (q24, k24, m)] {
+        assert!(attention_problem(q, k, k, m).is_some());
+        assert!(ctx.custom_attention(q, k, k, m, 1.0).is_err());
+    }
+    assert_eq!(
+        attention_problem(q, k, k, m).is_none(),
+        crate::kernels::attention::available()
+    );
+}
+
 #[test]
 fn set_rows_writes_cache_cells_and_get_rows_reads_them() {
     let (d, cells) = (4i64, 6i64);

@@ -24,6 +24,7 @@ use std::thread::LocalKey;
 
 use crate::quant::GgmlType;
 
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -110,6 +111,8 @@ pub enum KernelError {
         end: usize,
         n_rows: usize,
     },
+    #[error("attention: {0}")]
+    Attention(String),
     #[error("activations are quantized as {actual:?}, the kernel reads {expected:?}")]
     ActsFormat {
         expected: ActsFormat,

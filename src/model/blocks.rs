@@ -224,6 +224,14 @@ impl<'g> Builder<'g> {
             } else {
                 o
             }
+        } else if self.shape.flash_attn
+            && self.kernels == Kernels::Rbench
+            && self.shape.n_tokens >= kernels::attention::MIN_TOKENS
+            && ggml::attention_problem(q, kview, vview, mask).is_none()
+        {
+            let o = ctx.custom_attention(q, kview, vview, mask, kq_scale)?;
+            // [hd_v, n_head, T]
+            ctx.reshape_2d(o, hd_v * n_head, t)?
         } else if self.shape.flash_attn {
             let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
             let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, 0.0)?;
