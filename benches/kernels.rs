@@ -8,12 +8,18 @@
 //! and the median of each is kept, so load from other processes hits both
 //! alike. `KB_REPS` sets the repetitions (default 9).
 //! `KB_COLUMNS` (e.g. `1,2`) picks the column counts, `KB_TYPES` (e.g.
-//! `q4_K,q6_K`) the weight types.
+//! `q4_K,q6_K`) the weight types, `KB_INVARIANT=1` the batch-invariant
+//! paths (no tiled path for many columns).
+//!
+//! The ceiling beside the GB/s is the machine's memory read bandwidth,
+//! measured first as `rbench sysinfo` measures it (one thread, and all
+//! threads of the run). Matrices that fit in the caches can beat it.
 
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rbench::bench::hardware::{measure_read_bandwidth, BandwidthTest};
 use rbench::ggml::{
     alloc_ctx_tensors, tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend,
     Gallocr, Graph,
@@ -28,7 +34,7 @@ struct Case {
     rows: usize,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     // The test model's tied output projection (token_embd, ~170 MiB).
     Case {
         name: "output 262144x640",
@@ -47,6 +53,13 @@ const CASES: [Case; 4] = [
     Case {
         name: "ffn_down 640x2048 x18",
         ty: GgmlType::Q4_K,
+        k: 2048,
+        rows: 640 * 18,
+    },
+    // Q5_K, which Q4_K_M files of other shapes use (Q5_K_M files more).
+    Case {
+        name: "ffn_down 640x2048 x18",
+        ty: GgmlType::Q5_K,
         k: 2048,
         rows: 640 * 18,
     },
@@ -75,10 +88,30 @@ fn main() {
         .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
+    // `KB_INVARIANT=1` times the batch-invariant paths (no tiled path).
+    let invariant = std::env::var("KB_INVARIANT").is_ok_and(|v| v == "1");
     let isa = kernels::best().isa();
     println!(
-        "rbench kernel: {}; median of {reps} alternating runs",
-        isa.name()
+        "rbench kernel: {}{}; median of {reps} alternating runs",
+        isa.name(),
+        if invariant {
+            " (batch-invariant paths)"
+        } else {
+            ""
+        }
+    );
+    let bandwidth = measure_read_bandwidth(BandwidthTest::QUICK, 2, None);
+    let ceiling = |threads: usize| {
+        if threads == 1 {
+            bandwidth.single_thread_gbs
+        } else {
+            bandwidth.all_threads_gbs
+        }
+    };
+    println!(
+        "memory read ceiling (rbench sysinfo's test): {:.1} GB/s one thread, {:.1} GB/s two",
+        ceiling(1),
+        ceiling(2)
     );
     // `KB_TYPES=q4_K,q6_K` limits the weight types.
     let types = std::env::var("KB_TYPES").ok();
@@ -99,12 +132,12 @@ fn main() {
         tensor_set(w, &wbytes, 0).unwrap();
         let gb = wbytes.len() as f64 / 1e9;
         println!(
-            "\n{} {} ({:.0} MB)\n| threads | N | ggml GB/s | rbench GB/s | rbench GOP/s | rbench / ggml |",
+            "\n{} {} ({:.0} MB)\n| threads | N | ggml GB/s | rbench GB/s | of ceiling | rbench GOP/s | rbench / ggml |",
             case.name,
             case.ty,
             gb * 1e3
         );
-        println!("|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|");
         for threads in [1, 2] {
             let mut cpu = CpuBackend::new().unwrap();
             cpu.set_n_threads(threads).unwrap();
@@ -116,7 +149,7 @@ fn main() {
                     .unwrap();
                 x.set_input();
                 let a = ctx.mul_mat(w, x).unwrap();
-                let b = ctx.custom_mul_mat(w, x, isa).unwrap();
+                let b = ctx.custom_mul_mat(w, x, isa, invariant).unwrap();
                 let mut ga = Graph::new(&ctx, 8).unwrap();
                 ga.build_forward_expand(a).unwrap();
                 let mut gb_ = Graph::new(&ctx, 8).unwrap();
@@ -149,9 +182,10 @@ fn main() {
                 let (ta, tb) = (median(ta), median(tb));
                 let ops = 2.0 * case.rows as f64 * case.k as f64 * n as f64;
                 println!(
-                    "| {threads} | {n} | {:.1} | {:.1} | {:.0} | {:.2} |",
+                    "| {threads} | {n} | {:.1} | {:.1} | {:.0}% | {:.0} | {:.2} |",
                     gb / ta,
                     gb / tb,
+                    100.0 * gb / tb / ceiling(threads),
                     ops / tb / 1e9,
                     ta / tb
                 );

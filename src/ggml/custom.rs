@@ -26,6 +26,10 @@ const N_TASKS_MAX: c_int = -1;
 /// are one cache line, so threads never write the same line of a column.
 const ROW_ALIGN: usize = 16;
 
+/// Bit of the callback's `userdata` that says "batch-invariant" (the bits
+/// below it are the instruction set).
+const INVARIANT_BIT: u32 = 8;
+
 fn invalid(detail: impl Into<String>) -> GgmlError {
     GgmlError::InvalidOp {
         op: "custom_mul_mat",
@@ -87,11 +91,15 @@ impl Context {
     /// `x` contiguous F32 `[k, n]`; the result is F32 `[n_rows, n]`, as
     /// `mul_mat` gives. Activations are quantized like ggml does for these
     /// weight types, so results agree with `mul_mat` to float rounding.
+    ///
+    /// `batch_invariant` keeps each column's float steps independent of
+    /// how many columns the node has (see [`kernels::matmul_f32_columns`]).
     pub fn custom_mul_mat<'a>(
         &'a self,
         w: Tensor<'a>,
         x: Tensor<'a>,
         isa: Isa,
+        batch_invariant: bool,
     ) -> Result<Tensor<'a>> {
         if let Some(problem) = rbench_weight_problem(w, isa) {
             return Err(invalid(problem));
@@ -127,7 +135,7 @@ impl Context {
                 args.len() as c_int,
                 Some(mul_mat_callback),
                 N_TASKS_MAX,
-                isa as usize as *mut c_void,
+                (isa as usize | usize::from(batch_invariant) << INVARIANT_BIT) as *mut c_void,
             );
             self.wrap("custom_mul_mat", raw)
         }
@@ -149,7 +157,11 @@ unsafe extern "C" fn mul_mat_callback(
     // SAFETY: ggml passes the live node; reading its fields by value.
     let node = unsafe { &*dst };
     let (w, x) = (node.src[0], node.src[1]);
-    let Some(kernel) = Isa::from_index(userdata as usize).and_then(Isa::kernel) else {
+    let (isa, batch_invariant) = (
+        userdata as usize & ((1 << INVARIANT_BIT) - 1),
+        userdata as usize >> INVARIANT_BIT != 0,
+    );
+    let Some(kernel) = Isa::from_index(isa).and_then(Isa::kernel) else {
         return;
     };
     if w.is_null() || x.is_null() || node.data.is_null() {
@@ -186,7 +198,17 @@ unsafe extern "C" fn mul_mat_callback(
             unsafe { std::slice::from_raw_parts_mut(out.add(c * n_rows + rows.start), rows.len()) }
         })
         .collect();
-    let done = kernels::matmul_f32_columns(kernel, ty, weights, xs, k, n, rows, &mut cols);
+    let done = kernels::matmul_f32_columns(
+        kernel,
+        ty,
+        weights,
+        xs,
+        k,
+        n,
+        rows,
+        &mut cols,
+        batch_invariant,
+    );
     if done.is_err() {
         // Cannot happen after the build-time checks; make it visible.
         for col in &mut cols {
@@ -239,13 +261,13 @@ mod tests {
             tensor_set(w, &wbytes, 0).unwrap();
         }
         let xv = values(k * n, 3);
-        for isa in isas() {
+        for (isa, invariant) in isas().into_iter().flat_map(|i| [(i, true), (i, false)]) {
             let ctx = Context::for_graph(8).unwrap();
             let x = ctx
                 .new_tensor_2d(GgmlType::F32, k as i64, n as i64)
                 .unwrap();
             x.set_input();
-            let ours = ctx.custom_mul_mat(w, x, isa).unwrap();
+            let ours = ctx.custom_mul_mat(w, x, isa, invariant).unwrap();
             let theirs = ctx.mul_mat(w, x).unwrap();
             assert_eq!(ours.ne(), theirs.ne());
             let mut graph = Graph::new(&ctx, 8).unwrap();
@@ -265,7 +287,7 @@ mod tests {
             for (i, (p, q)) in a.iter().zip(&b).enumerate() {
                 assert!(
                     (p - q).abs() <= 1e-5 * scale,
-                    "{isa:?} {ty} threads {threads} [{i}]: {p} vs {q}"
+                    "{isa:?} {ty} invariant {invariant} threads {threads} [{i}]: {p} vs {q}"
                 );
             }
         }
@@ -279,6 +301,9 @@ mod tests {
                     compare(ty, 640, 200, 3, threads, false);
                 }
                 compare(ty, 1024, 67, 8, threads, true);
+                // Many columns: the tiled path outside batch-invariant runs
+                // (rows not a multiple of its 16-row tiles).
+                compare(ty, 1024, 67, 37, threads, false);
             }
             compare(ty, 256, 5, 1, 4, false); // fewer row shares than threads
         }
@@ -288,25 +313,25 @@ mod tests {
     fn custom_mul_mat_refuses_what_it_cannot_run() {
         let weights = Context::for_tensors(4).unwrap();
         let q8 = weights.new_tensor_2d(GgmlType::Q8_0, 64, 4).unwrap();
-        let q5k = weights.new_tensor_2d(GgmlType::Q5_K, 256, 4).unwrap();
+        let q3k = weights.new_tensor_2d(GgmlType::Q3_K, 256, 4).unwrap();
         let ctx = Context::for_graph(8).unwrap();
         let x = ctx.new_tensor_2d(GgmlType::F32, 64, 2).unwrap();
         // No data yet.
         assert!(rbench_weight_problem(q8, Isa::Scalar).is_some());
-        assert!(ctx.custom_mul_mat(q8, x, Isa::Scalar).is_err());
+        assert!(ctx.custom_mul_mat(q8, x, Isa::Scalar, true).is_err());
         let _buf = alloc_ctx_tensors(&weights, BufferType::cpu()).unwrap();
         assert_eq!(rbench_weight_problem(q8, Isa::Scalar), None);
-        assert!(ctx.custom_mul_mat(q8, x, Isa::Scalar).is_ok());
+        assert!(ctx.custom_mul_mat(q8, x, Isa::Scalar, true).is_ok());
         // Type without a kernel.
         let x256 = ctx.new_tensor_2d(GgmlType::F32, 256, 2).unwrap();
-        assert!(ctx.custom_mul_mat(q5k, x256, Isa::Scalar).is_err());
+        assert!(ctx.custom_mul_mat(q3k, x256, Isa::Scalar, true).is_err());
         // Mismatched or non-F32 activations.
-        assert!(ctx.custom_mul_mat(q8, x256, Isa::Scalar).is_err());
+        assert!(ctx.custom_mul_mat(q8, x256, Isa::Scalar, true).is_err());
         let xh = ctx.new_tensor_2d(GgmlType::F16, 64, 2).unwrap();
-        assert!(ctx.custom_mul_mat(q8, xh, Isa::Scalar).is_err());
+        assert!(ctx.custom_mul_mat(q8, xh, Isa::Scalar, true).is_err());
         let xt = ctx
             .transpose(ctx.new_tensor_2d(GgmlType::F32, 2, 64).unwrap())
             .unwrap();
-        assert!(ctx.custom_mul_mat(q8, xt, Isa::Scalar).is_err());
+        assert!(ctx.custom_mul_mat(q8, xt, Isa::Scalar, true).is_err());
     }
 }

@@ -209,6 +209,177 @@ fn run_group<const BYTES: usize, D: Decode<BYTES>, const C: usize>(
     }
 }
 
+/// Weight rows per tile of the tiled path: one output vector.
+const TILE_ROWS: usize = 16;
+
+/// Columns per register block of the tiled path.
+const TILE_COLS: usize = 8;
+
+/// One tile of 16 weight rows repacked for the tiled path: per block, eight
+/// vectors whose lane `r` holds 4 consecutive signed weights of row `r`
+/// (vector `s` has weights `4s..4s + 4`), the rows' scales, and
+/// `-128 · Σw` per row for the unsigned-offset correction.
+#[derive(Default)]
+struct Tile {
+    w: Vec<__m512i>,
+    neg_corr: Vec<__m512i>,
+    dw: Vec<__m512>,
+}
+
+impl Tile {
+    /// Repacks rows `rows[0..16]` (any may repeat, to pad a last tile).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    fn pack<const BYTES: usize, D: Decode<BYTES>>(
+        &mut self,
+        rows: [&[[u8; BYTES]]; TILE_ROWS],
+        nb: usize,
+    ) {
+        self.w.clear();
+        self.neg_corr.clear();
+        self.dw.clear();
+        if rows.iter().any(|r| r.len() < nb) {
+            return; // callers pass whole rows; never read out of bounds
+        }
+        // Row r's 32 weights of the current block, as 8 dwords.
+        let mut plain = [[0i32; 8]; TILE_ROWS];
+        let mut dw = [0f32; TILE_ROWS];
+        // Lane r of gathered vector s reads dword s of row r.
+        let idx = _mm512_setr_epi32(
+            0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120,
+        );
+        let offset = _mm512_set1_epi8(0x80u8 as i8);
+        #[allow(clippy::needless_range_loop)] // `b` indexes all 16 rows
+        for b in 0..nb {
+            for p in 0..TILE_ROWS / 2 {
+                // SAFETY: this function's features are those `load2` needs.
+                let (w, d) = unsafe { D::load2(&rows[2 * p][b], &rows[2 * p + 1][b]) };
+                // SAFETY: rows 2p and 2p + 1 of `plain` are 64 contiguous bytes.
+                unsafe { _mm512_storeu_si512(plain[2 * p].as_mut_ptr().cast(), w) };
+                let mut lanes = [0f32; 16];
+                // SAFETY: 16 floats.
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), d) };
+                dw[2 * p] = lanes[0];
+                dw[2 * p + 1] = lanes[8];
+            }
+            let mut corr = _mm512_setzero_si512();
+            for s in 0..8i32 {
+                // SAFETY: indices s + 8r (r < 16) stay inside the 128 dwords of `plain`.
+                let v = unsafe {
+                    _mm512_i32gather_epi32::<4>(
+                        _mm512_add_epi32(idx, _mm512_set1_epi32(s)),
+                        plain.as_ptr().cast(),
+                    )
+                };
+                corr = _mm512_dpbusd_epi32(corr, offset, v);
+                self.w.push(v);
+            }
+            self.neg_corr
+                .push(_mm512_sub_epi32(_mm512_setzero_si512(), corr));
+            // SAFETY: 16 floats.
+            self.dw.push(unsafe { _mm512_loadu_ps(dw.as_ptr()) });
+        }
+    }
+
+    /// The tile's 16 rows against `C` columns: per block, eight `vpdpbusd`
+    /// give each row's exact integer block product, then one scale product
+    /// and one FMA for all 16 rows.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    fn columns<const C: usize>(&self, xq: &[&[[u8; QK]]; C], xd: &[&[f32]; C]) -> [__m512; C] {
+        let nb = self.dw.len();
+        let mut acc = [_mm512_setzero_ps(); C];
+        if self.w.len() < 8 * nb
+            || self.neg_corr.len() < nb
+            || xq.iter().any(|q| q.len() < nb)
+            || xd.iter().any(|d| d.len() < nb)
+        {
+            return acc; // callers check sizes; never read out of bounds
+        }
+        for b in 0..nb {
+            // SAFETY: b < nb and every slice has nb (8 nb) entries (checked above).
+            unsafe {
+                let w: [__m512i; 8] = std::array::from_fn(|s| *self.w.get_unchecked(8 * b + s));
+                let start = *self.neg_corr.get_unchecked(b);
+                let dw = *self.dw.get_unchecked(b);
+                for c in 0..C {
+                    let x = xq[c].get_unchecked(b).as_ptr().cast::<i32>();
+                    let mut dot = start;
+                    for (s, w) in w.iter().enumerate() {
+                        dot = _mm512_dpbusd_epi32(
+                            dot,
+                            _mm512_set1_epi32(x.add(s).read_unaligned()),
+                            *w,
+                        );
+                    }
+                    let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[c].get_unchecked(b)));
+                    acc[c] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), acc[c]);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// The tiled path for many columns: rows are repacked 16 at a time so that
+/// one vector lane is one row; per block and column that is 8 `vpdpbusd`
+/// and 3 float operations for 16 rows, against 32 operations in the
+/// row-pair path. The float sums run in another order than the row-pair
+/// path (and ggml's `vec_dot`): a column's result depends on which path
+/// ran, so batch-invariant engines never take this one.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn run_tiled<const BYTES: usize, D: Decode<BYTES>>(
+    weights: &[u8],
+    rb: usize,
+    acts: &QuantizedActs,
+    rows: Range<usize>,
+    out: &mut [&mut [f32]],
+) {
+    let n = acts.n().min(out.len());
+    let nb = acts.k() / QK;
+    let row = |r: usize| -> &[[u8; BYTES]] {
+        weights
+            .get(r * rb..(r + 1) * rb)
+            .map_or(&[], |s| s.as_chunks::<BYTES>().0)
+    };
+    let mut tile = Tile::default();
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let count = (rows.end - r0).min(TILE_ROWS);
+        // A short last tile repeats its last row; the copies are dropped.
+        tile.pack::<BYTES, D>(std::array::from_fn(|i| row(r0 + i.min(count - 1))), nb);
+        let i0 = r0 - rows.start;
+        let mut c0 = 0;
+        while c0 < n {
+            let cnt = (n - c0).min(TILE_COLS);
+            macro_rules! block {
+                ($($c:literal)*) => {
+                    match cnt {
+                        $($c => {
+                            let xq: [&[[u8; QK]]; $c] =
+                                std::array::from_fn(|c| acts.column_qs(c0 + c).as_chunks().0);
+                            let xd: [&[f32]; $c] = std::array::from_fn(|c| acts.column_d(c0 + c));
+                            let res = tile.columns::<$c>(&xq, &xd);
+                            for (c, v) in res.iter().enumerate() {
+                                let mut lanes = [0f32; TILE_ROWS];
+                                // SAFETY: 16 floats.
+                                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *v) };
+                                if let Some(dst) = out[c0 + c].get_mut(i0..i0 + count) {
+                                    dst.copy_from_slice(&lanes[..count]);
+                                }
+                            }
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            block!(1 2 3 4 5 6 7 8);
+            c0 += cnt;
+        }
+        r0 += count;
+    }
+}
+
 /// Quantizes 32-value blocks exactly as [`super::quantize_block`] does
 /// (`max|x|`, `127 / max|x|`, products rounded half to even by the CPU's
 /// default rounding mode), 16 values per instruction: `xs`, `qs` and `ds`
@@ -449,5 +620,27 @@ impl MatmulKernel for Avx512Kernel {
             GgmlType::Q5_0 => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
             _ => {}
         }
+    }
+
+    fn matmul_rows_tiled(
+        &self,
+        ty: GgmlType,
+        weights: &[u8],
+        acts: &QuantizedActs,
+        rows: Range<usize>,
+        out: &mut [&mut [f32]],
+    ) -> bool {
+        if !detected() {
+            return false;
+        }
+        let rb = row_bytes(ty, acts.k());
+        match ty {
+            // SAFETY: the CPU has every feature `run_tiled` is compiled for.
+            GgmlType::Q8_0 => unsafe { run_tiled::<34, Q8>(weights, rb, acts, rows, out) },
+            // SAFETY: as above.
+            GgmlType::Q5_0 => unsafe { run_tiled::<22, Q5>(weights, rb, acts, rows, out) },
+            _ => return false,
+        }
+        true
     }
 }

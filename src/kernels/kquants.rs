@@ -1,5 +1,5 @@
-//! Kernels for the 256-value super-block types of Q4_K_M files: `Q4_K`
-//! and `Q6_K`.
+//! Kernels for the 256-value super-block types of Q4_K_M files: `Q4_K`,
+//! `Q5_K` and `Q6_K`.
 //!
 //! Activations are quantized per 256 values ("Q8_K", as ggml does for these
 //! types): `x ≈ d * q` with `d = max / -127` of the value largest in
@@ -9,6 +9,7 @@
 //! - `Q4_K` (`w = d·sc_j·q - dmin·m_j`, 4-bit `q`, 8 runs of 32):
 //!   `s1 = Σ_j sc_j Σ q·x`, `s2 = Σ_j m_j (bsum_2j + bsum_2j+1)`, and the
 //!   block adds `(dx·d)·s1 - (dx·dmin)·s2`;
+//! - `Q5_K`: as `Q4_K` with 5-bit `q` (a fifth bit per value from `qh`);
 //! - `Q6_K` (`w = d·sc_j·(u - 32)`, 6-bit `u`, 16 runs of 16, signed `sc`):
 //!   `s = Σ_j sc_j (Σ u·x - 32·bsum_j)`, and the block adds `(dx·d)·s`.
 //!
@@ -32,13 +33,16 @@ const QK_SUM: usize = 16;
 
 /// Bytes of one `Q4_K` block: d, dmin, 12 scale bytes, 128 nibble bytes.
 const Q4K_BYTES: usize = 144;
+/// Bytes of one `Q5_K` block: d, dmin, 12 scale bytes, 32 high-bit bytes,
+/// 128 nibble bytes.
+const Q5K_BYTES: usize = 176;
 /// Bytes of one `Q6_K` block: 128 low-nibble bytes, 64 high-bit bytes,
 /// 16 signed scales, d.
 const Q6K_BYTES: usize = 210;
 
 /// Whether `ty` is handled here.
 pub fn is_super_block_type(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 /// Activation columns quantized per 256 values, as ggml's
@@ -153,11 +157,11 @@ impl<'a> Column<'a> {
 }
 
 /// One weight block decoded for the integer products: unsigned values in
-/// element order (`Q4_K`: 0..=15, `Q6_K`: 0..=63), the integer scales, and
+/// element order (`Q4_K`: 0..=15, `Q5_K`: 0..=31, `Q6_K`: 0..=63), the integer scales, and
 /// the float factors.
 struct Decoded {
     u: [u8; QK_K],
-    /// Run scales, widened: `Q4_K` its 8 scales then its 8 mins, `Q6_K`
+    /// Run scales, widened: `Q4_K` / `Q5_K` 8 scales then 8 mins, `Q6_K`
     /// its 16 signed scales. The vector decoders write them as one 64-byte
     /// vector, as the vector products read them (scalar writes read back as
     /// a vector would stall store forwarding).
@@ -189,6 +193,26 @@ impl Decoded {
             for (l, &q) in bytes.iter().enumerate() {
                 self.u[64 * g + l] = q & 0x0F;
                 self.u[64 * g + 32 + l] = q >> 4;
+            }
+        }
+    }
+
+    fn q5_k(&mut self, b: &[u8; Q5K_BYTES]) {
+        self.d = f16_le(&[b[0], b[1]]);
+        self.dmin = f16_le(&[b[2], b[3]]);
+        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let (sc, m) = k4_scales_mins(scales);
+        for j in 0..8 {
+            self.lanes[j] = i32::from(sc[j]);
+            self.lanes[8 + j] = i32::from(m[j]);
+        }
+        let qh = &b[16..48];
+        // Run 2g takes bit 2g of qh[l], run 2g + 1 bit 2g + 1.
+        for (g, bytes) in b[48..].chunks_exact(32).enumerate() {
+            for (l, &q) in bytes.iter().enumerate() {
+                let h = qh[l] >> (2 * g);
+                self.u[64 * g + l] = (q & 0x0F) | ((h & 1) << 4);
+                self.u[64 * g + 32 + l] = (q >> 4) | (((h >> 1) & 1) << 4);
             }
         }
     }
@@ -260,7 +284,7 @@ fn q6_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
         .sum()
 }
 
-/// `out[c][i] = dot(row rows.start + i, column c)` for `Q4_K` / `Q6_K`
+/// `out[c][i] = dot(row rows.start + i, column c)` for `Q4_K` / `Q5_K` / `Q6_K`
 /// weights (`weights` holds whole rows of `acts.k()` values), with the
 /// instruction set's integer products.
 pub fn matmul_rows(
@@ -329,6 +353,10 @@ fn run_groups(
                     (GgmlType::Q4_K, true) => {
                         simd::decode_q4_k(&mut w, block.try_into().unwrap_or(&[0; Q4K_BYTES]))
                     }
+                    (GgmlType::Q5_K, false) => w.q5_k(block.try_into().unwrap_or(&[0; Q5K_BYTES])),
+                    (GgmlType::Q5_K, true) => {
+                        simd::decode_q5_k(&mut w, block.try_into().unwrap_or(&[0; Q5K_BYTES]))
+                    }
                     (_, false) => w.q6_k(block.try_into().unwrap_or(&[0; Q6K_BYTES])),
                     (_, true) => {
                         simd::decode_q6_k(&mut w, block.try_into().unwrap_or(&[0; Q6K_BYTES]))
@@ -337,7 +365,7 @@ fn run_groups(
                 for (a, col) in acc.iter_mut().zip(group) {
                     let (x, dx, bsums) = col.block(b);
                     *a = match ty {
-                        GgmlType::Q4_K => {
+                        GgmlType::Q4_K | GgmlType::Q5_K => {
                             let (s1, s2) = if fast {
                                 simd::q4_k_ints(&w, x, bsums)
                             } else {
@@ -382,7 +410,7 @@ pub fn with_thread_acts<T>(
 /// times signed activations, 4 products per 32-bit lane).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{Decoded, Q4K_BYTES, Q6K_BYTES, QK_K};
+    use super::{Decoded, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
     use crate::quant::blocks::{f16_le, k4_scales_mins};
     use std::arch::x86_64::*;
 
@@ -399,6 +427,49 @@ mod simd {
         unsafe {
             store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false);
             unpack_q4(&mut w.u, b)
+        }
+    }
+
+    /// [`Decoded::q5_k`] with vector unpacking (same values).
+    pub(super) fn decode_q5_k(w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
+        w.d = f16_le(&[b[0], b[1]]);
+        w.dmin = f16_le(&[b[2], b[3]]);
+        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let (sc, m) = k4_scales_mins(scales);
+        let (sc, m) = (i64::from_le_bytes(sc), i64::from_le_bytes(m));
+        // SAFETY: callers use this only where `avx512::detected()` holds.
+        unsafe {
+            store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false);
+            unpack_q5(&mut w.u, b)
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack_q5(u: &mut [u8; QK_K], b: &[u8; Q5K_BYTES]) {
+        let mask = _mm256_set1_epi8(0x0F);
+        let one = _mm256_set1_epi8(1);
+        // SAFETY: the 32 high-bit bytes at 16 of the 176-byte block.
+        let qh = unsafe { _mm256_loadu_si256(b.as_ptr().add(16).cast()) };
+        for g in 0..4 {
+            // Bits 2g and 2g + 1 of each qh byte, moved to bit 4 (16-bit
+            // shifts, masked per byte afterwards).
+            let h_lo = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), one);
+            let h_hi = _mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32 + 1)),
+                one,
+            );
+            // SAFETY: 32 bytes at 48 + 32g of the 176-byte block; 64 bytes
+            // written at 64g of the 256-byte output.
+            unsafe {
+                let q = _mm256_loadu_si256(b.as_ptr().add(48 + 32 * g).cast());
+                let lo = _mm256_or_si256(_mm256_and_si256(q, mask), _mm256_slli_epi16::<4>(h_lo));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask),
+                    _mm256_slli_epi16::<4>(h_hi),
+                );
+                let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                _mm512_storeu_si512(u.as_mut_ptr().add(64 * g).cast(), both);
+            }
         }
     }
 
@@ -597,10 +668,14 @@ mod simd {
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
     pub(super) use super::{q4_k_ints, q6_k_ints};
-    use super::{Decoded, Q4K_BYTES, Q6K_BYTES};
+    use super::{Decoded, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES};
 
     pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
         w.q4_k(b)
+    }
+
+    pub(super) fn decode_q5_k(w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
+        w.q5_k(b)
     }
 
     pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {

@@ -14,6 +14,12 @@
 //! as one sequential stream with software prefetch and sums exactly as
 //! ggml's `vec_dot` does, so its results are ggml's bit for bit.
 //!
+//! Many columns (prompts, outside batch-invariant runs) have a tiled path
+//! ([`MatmulKernel::matmul_rows_tiled`]): rows are repacked 16 at a time so
+//! one vector lane is one row and the float work per block is shared by 16
+//! rows; its float sums run in another order, so a column's result depends
+//! on which path ran.
+//!
 //! One file per instruction set ([`scalar`], `avx2`, `avx512`); the best one
 //! is picked at run time from the CPU's features ([`best`]).
 
@@ -40,6 +46,14 @@ pub const QK: usize = 32;
 /// the multi-column path is 1.35-1.9x ggml at 16 to 512 columns as well
 /// (`KB_COLUMNS=16,128,512 cargo bench --bench kernels`).
 pub const MAX_COLUMNS: usize = usize::MAX;
+
+/// Fewest columns for a kernel's tiled path (outside batch-invariant runs):
+/// where it overtakes the row-pair path (`KB_COLUMNS=16,32,64 cargo bench
+/// --bench kernels` with and without `KB_INVARIANT=1`: Q8_0 even at 32
+/// columns, Q5_0 1.5x; the repacking costs too much below). Short prompts
+/// also keep the row-pair path's rounding, which the greedy references
+/// were checked with.
+pub const TILED_MIN_COLUMNS: usize = 32;
 
 /// Which kernels the graph builder uses for weight matmuls
 /// (`--kernels ggml|rbench`).
@@ -85,10 +99,11 @@ pub const MIN_COLUMNS: usize = 1;
 
 /// Weight types with a kernel (in every instruction set). The 256-value
 /// super-block types go through [`kquants`].
-pub const KERNEL_TYPES: [GgmlType; 4] = [
+pub const KERNEL_TYPES: [GgmlType; 5] = [
     GgmlType::Q8_0,
     GgmlType::Q5_0,
     GgmlType::Q4_K,
+    GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
 
@@ -328,6 +343,21 @@ pub trait MatmulKernel: Sync {
         rows: Range<usize>,
         out: &mut [&mut [f32]],
     );
+
+    /// What [`MatmulKernel::matmul_rows`] computes, by a path for many
+    /// columns whose float steps differ from it (so a column's result
+    /// depends on how many columns came with it: never for batch-invariant
+    /// engines). `false`, with nothing written, where there is none.
+    fn matmul_rows_tiled(
+        &self,
+        _ty: GgmlType,
+        _weights: &[u8],
+        _acts: &QuantizedActs,
+        _rows: Range<usize>,
+        _out: &mut [&mut [f32]],
+    ) -> bool {
+        false
+    }
 }
 
 fn check_k(k: usize) -> Result<(), KernelError> {
@@ -439,6 +469,7 @@ pub fn matmul(
     n: usize,
     out: &mut [f32],
     rows: Range<usize>,
+    batch_invariant: bool,
 ) -> Result<(), KernelError> {
     if !kernel.supports(ty) {
         return Err(KernelError::Unsupported(ty));
@@ -463,12 +494,24 @@ pub fn matmul(
     if n_rows == 0 {
         return Ok(());
     }
-    matmul_f32_columns(kernel, ty, weights, x, k, n, rows, &mut cols)
+    matmul_f32_columns(
+        kernel,
+        ty,
+        weights,
+        x,
+        k,
+        n,
+        rows,
+        &mut cols,
+        batch_invariant,
+    )
 }
 
 /// `cols[c][i] = dot(weight row rows.start + i, column c of x)`, with the
 /// activations quantized in this thread's scratch in the format the weight
 /// type pairs with. What the graph's custom op and [`matmul`] run.
+/// `batch_invariant` keeps every column's float steps independent of `n`;
+/// otherwise many columns may take the kernel's tiled path.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_f32_columns(
     kernel: &dyn MatmulKernel,
@@ -479,6 +522,7 @@ pub fn matmul_f32_columns(
     n: usize,
     rows: Range<usize>,
     cols: &mut [&mut [f32]],
+    batch_invariant: bool,
 ) -> Result<(), KernelError> {
     if kquants::is_super_block_type(ty) {
         return kquants::with_thread_acts(x, k, n, |acts| {
@@ -487,7 +531,12 @@ pub fn matmul_f32_columns(
     }
     with_thread_acts(kernel, x, k, n, |acts| {
         check_rows(kernel, ty, weights, acts, &rows, cols)?;
-        kernel.matmul_rows(ty, weights, acts, rows.clone(), cols);
+        let tiled = !batch_invariant
+            && n >= TILED_MIN_COLUMNS
+            && kernel.matmul_rows_tiled(ty, weights, acts, rows.clone(), cols);
+        if !tiled {
+            kernel.matmul_rows(ty, weights, acts, rows.clone(), cols);
+        }
         Ok(())
     })?
 }

@@ -26,7 +26,7 @@ use crate::quant::{dequantize_to_vec, random_blocks};
 const KS: [usize; 4] = [640, 1024, 2048, 4096];
 /// The 32-value block types (the super-block ones are tested below).
 const BLOCK32_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
-const SUPER_TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
+const SUPER_TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 /// Column counts: generation (1-16 sequences) and a prompt-processing ubatch (512).
 const NS: [usize; 6] = [1, 2, 3, 8, 16, 512];
 
@@ -110,8 +110,35 @@ fn run_kernel(
     x: &[f32],
     n: usize,
 ) -> Vec<f32> {
+    run_kernel_mode(kernel, ty, w, n_rows, k, x, n, true)
+}
+
+/// `batch_invariant = false` lets many columns take the tiled path.
+#[allow(clippy::too_many_arguments)]
+fn run_kernel_mode(
+    kernel: &dyn MatmulKernel,
+    ty: GgmlType,
+    w: &[u8],
+    n_rows: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+    batch_invariant: bool,
+) -> Vec<f32> {
     let mut out = vec![f32::NAN; n * n_rows];
-    matmul(kernel, ty, w, n_rows, k, x, n, &mut out, 0..n_rows).unwrap();
+    matmul(
+        kernel,
+        ty,
+        w,
+        n_rows,
+        k,
+        x,
+        n,
+        &mut out,
+        0..n_rows,
+        batch_invariant,
+    )
+    .unwrap();
     out
 }
 
@@ -147,13 +174,15 @@ fn every_kernel_matches_ggml_mul_mat() {
                 let want = ggml_mul_mat(ty, &w, n_rows, k, &x, n);
                 let terms = abs_term_sums(ty, &w, n_rows, k, &x, n);
                 for kernel in &kernels {
-                    let got = run_kernel(*kernel, ty, &w, n_rows, k, &x, n);
-                    let ratio = worst_ratio(&got, &want, &terms, k / QK);
-                    assert!(
-                        ratio <= 1.0,
-                        "{:?} {ty} k={k} n={n}: error {ratio} x the bound",
-                        kernel.isa()
-                    );
+                    for invariant in [true, false] {
+                        let got = run_kernel_mode(*kernel, ty, &w, n_rows, k, &x, n, invariant);
+                        let ratio = worst_ratio(&got, &want, &terms, k / QK);
+                        assert!(
+                            ratio <= 1.0,
+                            "{:?} {ty} k={k} n={n} invariant {invariant}: error {ratio} x the bound",
+                            kernel.isa()
+                        );
+                    }
                 }
             }
         }
@@ -225,7 +254,7 @@ fn row_ranges_write_only_their_rows_and_threads_cover_all() {
                 for ith in 0..nth {
                     let rows = thread_rows(n_rows, ith, nth, 16);
                     covered += rows.len();
-                    matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, rows).unwrap();
+                    matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, rows, true).unwrap();
                 }
                 assert_eq!(covered, n_rows);
                 // Same rows, same columns: bit-identical to the one-range run.
@@ -237,7 +266,7 @@ fn row_ranges_write_only_their_rows_and_threads_cover_all() {
                 );
             }
             let mut out = vec![f32::NAN; n * n_rows];
-            matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, 10..13).unwrap();
+            matmul(kernel, ty, &w, n_rows, k, &x, n, &mut out, 10..13, true).unwrap();
             for c in 0..n {
                 for r in 0..n_rows {
                     let v = out[c * n_rows + r];
@@ -256,11 +285,11 @@ fn bad_sizes_are_errors() {
     let x = vec![0.5f32; k * 2];
     let mut out = vec![0f32; 8];
     let call = |ty, w: &[u8], k, x: &[f32], out: &mut [f32], rows| {
-        matmul(kernel, ty, w, 4, k, x, 2, out, rows)
+        matmul(kernel, ty, w, 4, k, x, 2, out, rows, true)
     };
     assert!(matches!(
-        call(GgmlType::Q5_K, &w, k, &x, &mut out, 0..4),
-        Err(KernelError::Unsupported(GgmlType::Q5_K))
+        call(GgmlType::Q3_K, &w, k, &x, &mut out, 0..4),
+        Err(KernelError::Unsupported(GgmlType::Q3_K))
     ));
     assert!(matches!(
         call(GgmlType::Q8_0, &w, 48, &x, &mut out, 0..4),

@@ -85,11 +85,13 @@ impl<'g> Builder<'g> {
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
                 && ggml::rbench_weight_problem(w, isa).is_none()
-                // Q4_K / Q6_K: ggml's one-column kernels are as fast and give
+                // Q4_K / Q5_K / Q6_K: ggml's one-column kernels are as fast and give
                 // the references' exact numbers; rbench's make batches invariant.
                 && (self.shape.batch_invariant || !kernels::kquants::is_super_block_type(w.ty()))
             {
-                return Ok(self.ctx.custom_mul_mat(w, x, isa)?);
+                return Ok(self
+                    .ctx
+                    .custom_mul_mat(w, x, isa, self.shape.batch_invariant)?);
             }
         }
         Ok(self.ctx.mul_mat(w, x)?)
