@@ -9,7 +9,8 @@
 //! alike. `KB_REPS` sets the repetitions (default 9).
 //! `KB_COLUMNS` (e.g. `1,2`) picks the column counts, `KB_TYPES` (e.g.
 //! `q4_K,q6_K`) the weight types, `KB_INVARIANT=1` the batch-invariant
-//! paths (no tiled path for many columns).
+//! paths (no tiled path for many columns), `KB_ISA` (`avx2`, `scalar`)
+//! another instruction set than the best one this CPU has.
 //!
 //! The ceiling beside the GB/s is the machine's memory read bandwidth,
 //! measured first as `rbench sysinfo` measures it (one thread, and all
@@ -90,7 +91,15 @@ fn main() {
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
     // `KB_INVARIANT=1` times the batch-invariant paths (no tiled path).
     let invariant = std::env::var("KB_INVARIANT").is_ok_and(|v| v == "1");
-    let isa = kernels::best().isa();
+    // `KB_ISA=avx2` times another instruction set than the best one.
+    let isa = std::env::var("KB_ISA")
+        .ok()
+        .and_then(|name| {
+            kernels::Isa::ALL
+                .into_iter()
+                .find(|i| i.name() == name && i.available())
+        })
+        .unwrap_or_else(|| kernels::best().isa());
     println!(
         "rbench kernel: {}{}; median of {reps} alternating runs",
         isa.name(),
@@ -116,6 +125,9 @@ fn main() {
     // `KB_TYPES=q4_K,q6_K` limits the weight types.
     let types = std::env::var("KB_TYPES").ok();
     for case in CASES {
+        if !isa.kernel().is_some_and(|k| k.supports(case.ty)) {
+            continue;
+        }
         if types
             .as_deref()
             .is_some_and(|t| !t.split(',').any(|t| t.trim() == case.ty.name()))

@@ -83,8 +83,13 @@ impl LoadOptions {
     /// Where this CPU has no rbench kernel (only the portable reference),
     /// ggml computes everything and keeps its repacked layouts.
     pub fn for_kernels(kernels: crate::kernels::Kernels) -> LoadOptions {
+        // Only a kernel for every type ggml would repack can do without it.
+        let best = crate::kernels::best();
         let ours = kernels == crate::kernels::Kernels::Rbench
-            && crate::kernels::best().isa() != crate::kernels::Isa::Scalar;
+            && best.isa() != crate::kernels::Isa::Scalar
+            && crate::kernels::KERNEL_TYPES
+                .iter()
+                .all(|&ty| best.supports(ty));
         LoadOptions { repack: !ours }
     }
 }
