@@ -314,7 +314,10 @@ pub fn matmul_rows(
     #[cfg(target_arch = "x86_64")]
     let fast = isa == Isa::Avx512Vnni && super::avx512::detected();
     #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
+    let fast = {
+        let _ = isa; // only x86-64 has vector kernels for these types
+        false
+    };
     let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
     #[cfg(target_arch = "x86_64")]
     if fast {

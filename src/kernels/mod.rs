@@ -36,6 +36,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod kquants;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod scalar;
 
 /// Values per activation block (and per Q8_0 / Q5_0 weight block).
@@ -144,16 +146,20 @@ pub enum Isa {
     Avx2 = 1,
     /// x86-64 AVX-512 F/BW/VL with VNNI (`vpdpbusd`).
     Avx512Vnni = 2,
+    /// aarch64 NEON.
+    Neon = 3,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
+    /// Best last within each architecture (a CPU has only one's).
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni, Isa::Neon];
 
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
         }
     }
 
@@ -165,7 +171,9 @@ impl Isa {
             Isa::Avx2 => avx2::detected(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => avx512::detected(),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::detected(),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -181,7 +189,9 @@ impl Isa {
             Isa::Avx2 => Some(&avx2::Avx2Kernel),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Some(&avx512::Avx512Kernel),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(&neon::NeonKernel),
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }

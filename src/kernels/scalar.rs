@@ -13,7 +13,7 @@ pub struct ScalarKernel;
 
 /// Decodes one weight block into signed integers; returns its scale.
 #[inline(always)]
-fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
+pub(super) fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
     match ty {
         GgmlType::Q8_0 => match BlockQ8_0::parse(block) {
             Some(b) => {

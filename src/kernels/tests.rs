@@ -160,6 +160,20 @@ fn worst_ratio(got: &[f32], want: &[f32], abs_terms: &[f64], nb: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// How far past the float-rounding bound ggml's own result may lie. On
+/// aarch64 its many-column path is less exact: at 512 columns and K >= 2048
+/// it lay up to 4.9x the bound (Q8_0 / Q5_0) and 8.4x (Q4_K) from the
+/// exact-integer result, for the portable and NEON kernels alike (which
+/// agree bit for bit; measured under qemu). Everywhere else ggml is within
+/// the bound; a wrong scale or bit still moves results by far more.
+fn ggml_slack(n: usize) -> f64 {
+    if cfg!(target_arch = "aarch64") && n >= 64 {
+        16.0
+    } else {
+        1.0
+    }
+}
+
 #[test]
 fn every_kernel_matches_ggml_mul_mat() {
     let kernels = available_kernels();
@@ -178,7 +192,7 @@ fn every_kernel_matches_ggml_mul_mat() {
                         let got = run_kernel_mode(*kernel, ty, &w, n_rows, k, &x, n, invariant);
                         let ratio = worst_ratio(&got, &want, &terms, k / QK);
                         assert!(
-                            ratio <= 1.0,
+                            ratio <= ggml_slack(n),
                             "{:?} {ty} k={k} n={n} invariant {invariant}: error {ratio} x the bound",
                             kernel.isa()
                         );
@@ -446,7 +460,7 @@ fn super_block_kernels_match_ggml_mul_mat() {
                     for (i, ((g, e), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
                         let err = (*g as f64 - *e as f64).abs();
                         assert!(
-                            err <= 1e-5 * s + 1e-30,
+                            err <= 1e-5 * ggml_slack(n) * s + 1e-30,
                             "{:?} {ty} k={k} n={n} [{i}]: {g} vs ggml {e} (scale {s})",
                             kernel.isa()
                         );
@@ -509,4 +523,22 @@ fn super_block_activation_quantization_is_ggmls() {
     assert_eq!(acts.column_bsums(0)[1], 50);
     assert_eq!(acts.column_d(0)[0], 1.0 / (-127.0f32 / -2.54));
     assert!(acts.quantize(&x[..100], 100, 1).is_err());
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_equals_the_portable_kernel_bit_for_bit() {
+    let kernel = Isa::Neon.kernel().expect("every aarch64 CPU has NEON");
+    let (n_rows, k) = (37, 1024);
+    for ty in BLOCK32_TYPES {
+        let w = weights(ty, 8, n_rows, k);
+        for n in [1, 3, 17] {
+            let x = activations(60 + n as u64, k, n);
+            let ours = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+            let portable = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
+            for (i, (a, b)) in ours.iter().zip(&portable).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{ty} n={n} [{i}]: {a} vs {b}");
+            }
+        }
+    }
 }
