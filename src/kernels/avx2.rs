@@ -91,9 +91,11 @@ impl Decode<22> for Q5 {
     }
 }
 
+/// The sum of 8 floats (pairwise, as ggml's `hsum_float_8`); the AVX-512
+/// kernel uses it too.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));

@@ -16,6 +16,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::avx2::hsum as hsum256;
 use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
 use crate::quant::GgmlType;
 
@@ -99,15 +100,6 @@ impl Decode<22> for Q5 {
             (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
         }
     }
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-fn hsum256(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
 }
 
 /// Dot products of two weight rows with `C` activation columns:
