@@ -98,6 +98,21 @@ fn shape_of(
     Ok(shape)
 }
 
+/// The shape of an attention node the kernel can compute on this CPU.
+fn supported_shape(
+    q: Tensor<'_>,
+    k: Tensor<'_>,
+    v: Tensor<'_>,
+    mask: Tensor<'_>,
+) -> Result<AttentionShape> {
+    if !attention::available() {
+        return Err(invalid("the attention kernel does not run on this CPU"));
+    }
+    let shape = shape_of(q, k, v, mask)?;
+    shape.check().map_err(|e| invalid(e.to_string()))?;
+    Ok(shape)
+}
+
 /// Why [`Context::custom_attention`] cannot compute attention over these
 /// tensors on this CPU, if it cannot.
 pub fn attention_problem(
@@ -106,21 +121,7 @@ pub fn attention_problem(
     v: Tensor<'_>,
     mask: Tensor<'_>,
 ) -> Option<String> {
-    if !attention::available() {
-        return Some("the attention kernel does not run on this CPU".into());
-    }
-    match shape_of(q, k, v, mask) {
-        Err(e) => Some(e.to_string()),
-        Ok(s) if !s.n_head.is_multiple_of(s.n_head_kv.max(1)) => Some(format!(
-            "{} kv heads do not divide {} heads",
-            s.n_head_kv, s.n_head
-        )),
-        Ok(s) if !s.d_k.is_multiple_of(16) || !s.d_v.is_multiple_of(16) => Some(format!(
-            "head sizes {} / {} are not multiples of 16",
-            s.d_k, s.d_v
-        )),
-        Ok(_) => None,
-    }
+    supported_shape(q, k, v, mask).err().map(|e| e.to_string())
 }
 
 impl Context {
@@ -137,10 +138,7 @@ impl Context {
         mask: Tensor<'a>,
         scale: f32,
     ) -> Result<Tensor<'a>> {
-        if let Some(problem) = attention_problem(q, k, v, mask) {
-            return Err(invalid(problem));
-        }
-        let shape = shape_of(q, k, v, mask)?;
+        let shape = supported_shape(q, k, v, mask)?;
         self.ensure_tensor_room()?;
         let mut args = [q.as_ptr(), k.as_ptr(), v.as_ptr(), mask.as_ptr()];
         // SAFETY: the context is alive with room for one tensor; `args`

@@ -80,6 +80,33 @@ impl AttentionShape {
     pub fn block_out_len(&self, b: usize) -> usize {
         self.block_tokens(b).len() * self.n_head * self.d_v
     }
+
+    /// Whether the kernels take this shape: nothing empty, whole groups of
+    /// query heads per KV head, head sizes a multiple of 16.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let bad = |detail: String| Err(KernelError::Attention(detail));
+        if self.d_k == 0
+            || self.d_v == 0
+            || self.n_tokens == 0
+            || self.n_kv == 0
+            || self.n_head_kv == 0
+        {
+            return bad(format!("empty shape {self:?}"));
+        }
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
+            return bad(format!(
+                "{} kv heads do not divide {} heads",
+                self.n_head_kv, self.n_head
+            ));
+        }
+        if !self.d_k.is_multiple_of(16) || !self.d_v.is_multiple_of(16) {
+            return bad(format!(
+                "head sizes {} / {} are not multiples of 16",
+                self.d_k, self.d_v
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Inputs of one attention call. Strides count elements, not bytes.
@@ -117,22 +144,8 @@ impl AttentionInputs<'_> {
     /// Checks sizes and that every slice covers what its strides reach.
     pub fn validate(&self) -> Result<(), KernelError> {
         let s = self.shape;
+        s.check()?;
         let bad = |detail: String| Err(KernelError::Attention(detail));
-        if s.d_k == 0 || s.d_v == 0 || s.n_tokens == 0 || s.n_kv == 0 || s.n_head_kv == 0 {
-            return bad(format!("empty shape {s:?}"));
-        }
-        if !s.n_head.is_multiple_of(s.n_head_kv) {
-            return bad(format!(
-                "{} kv heads do not divide {} heads",
-                s.n_head_kv, s.n_head
-            ));
-        }
-        if !s.d_k.is_multiple_of(16) || !s.d_v.is_multiple_of(16) {
-            return bad(format!(
-                "head sizes {} / {} are not multiples of 16",
-                s.d_k, s.d_v
-            ));
-        }
         if self.mask_row_stride < s.n_kv {
             return bad(format!(
                 "mask rows of {} are shorter than {} cells",

@@ -180,7 +180,9 @@ impl Decoded {
         }
     }
 
-    fn q4_k(&mut self, b: &[u8; Q4K_BYTES]) {
+    /// The header `Q4_K` and `Q5_K` share: d, dmin, 8 scales and 8 mins
+    /// packed in 12 bytes (bytes 0..16 of the block).
+    fn k4_header(&mut self, b: &[u8]) {
         self.d = f16_le(&[b[0], b[1]]);
         self.dmin = f16_le(&[b[2], b[3]]);
         let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
@@ -189,6 +191,10 @@ impl Decoded {
             self.lanes[j] = i32::from(sc[j]);
             self.lanes[8 + j] = i32::from(m[j]);
         }
+    }
+
+    fn q4_k(&mut self, b: &[u8; Q4K_BYTES]) {
+        self.k4_header(b);
         for (g, bytes) in b[16..].chunks_exact(32).enumerate() {
             for (l, &q) in bytes.iter().enumerate() {
                 self.u[64 * g + l] = q & 0x0F;
@@ -198,14 +204,7 @@ impl Decoded {
     }
 
     fn q5_k(&mut self, b: &[u8; Q5K_BYTES]) {
-        self.d = f16_le(&[b[0], b[1]]);
-        self.dmin = f16_le(&[b[2], b[3]]);
-        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
-        let (sc, m) = k4_scales_mins(scales);
-        for j in 0..8 {
-            self.lanes[j] = i32::from(sc[j]);
-            self.lanes[8 + j] = i32::from(m[j]);
-        }
+        self.k4_header(b);
         let qh = &b[16..48];
         // Run 2g takes bit 2g of qh[l], run 2g + 1 bit 2g + 1.
         for (g, bytes) in b[48..].chunks_exact(32).enumerate() {
@@ -418,7 +417,8 @@ mod simd {
     use std::arch::x86_64::*;
 
     /// [`Decoded::q4_k`] with vector nibble unpacking (same values).
-    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
+    /// [`Decoded::k4_header`] with one vector store of the lanes.
+    fn k4_header(w: &mut Decoded, b: &[u8]) {
         w.d = f16_le(&[b[0], b[1]]);
         w.dmin = f16_le(&[b[2], b[3]]);
         let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
@@ -427,24 +427,20 @@ mod simd {
         // halves would stall store forwarding.
         let (sc, m) = (i64::from_le_bytes(sc), i64::from_le_bytes(m));
         // SAFETY: callers use this only where `avx512::detected()` holds.
-        unsafe {
-            store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false);
-            unpack_q4(&mut w.u, b)
-        }
+        unsafe { store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false) }
+    }
+
+    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
+        k4_header(w, b);
+        // SAFETY: callers use this only where `avx512::detected()` holds.
+        unsafe { unpack_q4(&mut w.u, b) }
     }
 
     /// [`Decoded::q5_k`] with vector unpacking (same values).
     pub(super) fn decode_q5_k(w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
-        w.d = f16_le(&[b[0], b[1]]);
-        w.dmin = f16_le(&[b[2], b[3]]);
-        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
-        let (sc, m) = k4_scales_mins(scales);
-        let (sc, m) = (i64::from_le_bytes(sc), i64::from_le_bytes(m));
+        k4_header(w, b);
         // SAFETY: callers use this only where `avx512::detected()` holds.
-        unsafe {
-            store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false);
-            unpack_q5(&mut w.u, b)
-        }
+        unsafe { unpack_q5(&mut w.u, b) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]

@@ -20,7 +20,7 @@
 //! rows; its float sums run in another order, so a column's result depends
 //! on which path ran.
 //!
-//! One file per instruction set ([`scalar`], `avx2`, `avx512`); the best one
+//! One file per instruction set ([`scalar`], `avx2`, `avx512`, `neon`); the best one
 //! is picked at run time from the CPU's features ([`best`]).
 
 use std::cell::RefCell;
@@ -99,8 +99,9 @@ impl Kernels {
 /// projection and 1.2x for Q5_0 (`KB_COLUMNS=1 cargo bench --bench kernels`).
 pub const MIN_COLUMNS: usize = 1;
 
-/// Weight types with a kernel (in every instruction set). The 256-value
-/// super-block types go through [`kquants`].
+/// Weight types with a kernel: all of them in the portable and AVX-512
+/// kernels, the block-32 ones in AVX2 and NEON (`MatmulKernel::supports`).
+/// The 256-value super-block types go through [`kquants`].
 pub const KERNEL_TYPES: [GgmlType; 5] = [
     GgmlType::Q8_0,
     GgmlType::Q5_0,

@@ -1,7 +1,8 @@
 //! NEON kernel (aarch64): Q8_0 and Q5_0.
 //!
-//! Each weight block is decoded once per row into 32 signed bytes, then
-//! dotted with every column by widening multiplies (`smull`, 16-bit
+//! The portable kernel's loop (`scalar::rows_by_blocks`: each weight block
+//! decoded once per row into 32 signed bytes), with the block products by
+//! widening multiplies (`smull`, 16-bit
 //! products, at most 127·128) and pairwise widening adds into four 32-bit
 //! lanes: the exact integer the portable kernel computes, followed by the
 //! same float step (`sum += (d_w·d_x)·sumi`), so its results are the
@@ -11,8 +12,8 @@
 use std::arch::aarch64::*;
 use std::ops::Range;
 
-use super::scalar::decode_block;
-use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use super::scalar::rows_by_blocks;
+use super::{ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
 use crate::quant::GgmlType;
 
 pub(super) fn detected() -> bool {
@@ -50,32 +51,7 @@ fn run(
     rows: Range<usize>,
     out: &mut [&mut [f32]],
 ) {
-    let k = acts.k();
-    let rb = row_bytes(ty, k);
-    let n = acts.n().min(out.len());
-    let columns: Vec<(&[[u8; QK]], &[f32])> = (0..n)
-        .map(|c| (acts.column_qs(c).as_chunks::<QK>().0, acts.column_d(c)))
-        .collect();
-    let mut q = [0i8; QK];
-    let mut acc = vec![0f32; n];
-    for (i, r) in rows.enumerate() {
-        let Some(row) = weights.get(r * rb..(r + 1) * rb) else {
-            return;
-        };
-        acc.fill(0.0);
-        for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
-            let dw = decode_block(ty, block, &mut q);
-            for (a, (xq, xd)) in acc.iter_mut().zip(&columns) {
-                let (Some(x), Some(dx)) = (xq.get(b), xd.get(b)) else {
-                    continue; // callers check sizes; never read out of bounds
-                };
-                *a += (dw * dx) * dot32(&q, x) as f32;
-            }
-        }
-        for (col, a) in out.iter_mut().zip(&acc) {
-            col[i] = *a;
-        }
-    }
+    rows_by_blocks(ty, weights, acts, rows, out, |w, x| dot32(w, x));
 }
 
 impl MatmulKernel for NeonKernel {

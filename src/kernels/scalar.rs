@@ -13,7 +13,7 @@ pub struct ScalarKernel;
 
 /// Decodes one weight block into signed integers; returns its scale.
 #[inline(always)]
-pub(super) fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
+fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
     match ty {
         GgmlType::Q8_0 => match BlockQ8_0::parse(block) {
             Some(b) => {
@@ -59,32 +59,52 @@ impl MatmulKernel for ScalarKernel {
         rows: Range<usize>,
         out: &mut [&mut [f32]],
     ) {
-        let k = acts.k();
-        let rb = row_bytes(ty, k);
-        let bytes = ty.type_size();
-        let n = acts.n();
-        let mut q = [0i8; QK];
-        let mut acc = vec![0f32; n];
-        for (i, r) in rows.enumerate() {
-            let Some(row) = weights.get(r * rb..(r + 1) * rb) else {
-                return;
-            };
-            acc.fill(0.0);
-            for (b, block) in row.chunks_exact(bytes).enumerate() {
-                let dw = decode_block(ty, block, &mut q);
-                for (c, a) in acc.iter_mut().enumerate() {
-                    let xq = &acts.column_qs(c)[b * QK..(b + 1) * QK];
-                    let sumi: i32 = q
-                        .iter()
-                        .zip(xq)
-                        .map(|(&w, &x)| i32::from(w) * i32::from(x as i8))
-                        .sum();
-                    *a += (dw * acts.column_d(c)[b]) * sumi as f32;
-                }
+        rows_by_blocks(ty, weights, acts, rows, out, |w, x| {
+            w.iter()
+                .zip(x)
+                .map(|(&w, &x)| i32::from(w) * i32::from(x as i8))
+                .sum()
+        });
+    }
+}
+
+/// The portable kernel's loop with the block product `dot` (an exact
+/// integer, from signed weights and signed activation bytes): each weight
+/// block is decoded once per row, then `sum += (d_w·d_x)·dot` per column.
+/// The NEON kernel runs it with its vector product, so the two agree bit
+/// for bit.
+#[inline(always)]
+pub(super) fn rows_by_blocks(
+    ty: GgmlType,
+    weights: &[u8],
+    acts: &QuantizedActs,
+    rows: Range<usize>,
+    out: &mut [&mut [f32]],
+    dot: impl Fn(&[i8; QK], &[u8; QK]) -> i32,
+) {
+    let rb = row_bytes(ty, acts.k());
+    let n = acts.n().min(out.len());
+    let columns: Vec<(&[[u8; QK]], &[f32])> = (0..n)
+        .map(|c| (acts.column_qs(c).as_chunks::<QK>().0, acts.column_d(c)))
+        .collect();
+    let mut q = [0i8; QK];
+    let mut acc = vec![0f32; n];
+    for (i, r) in rows.enumerate() {
+        let Some(row) = weights.get(r * rb..(r + 1) * rb) else {
+            return;
+        };
+        acc.fill(0.0);
+        for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
+            let dw = decode_block(ty, block, &mut q);
+            for (a, (xq, xd)) in acc.iter_mut().zip(&columns) {
+                let (Some(x), Some(dx)) = (xq.get(b), xd.get(b)) else {
+                    continue; // callers check sizes; never read out of bounds
+                };
+                *a += (dw * dx) * dot(&q, x) as f32;
             }
-            for (col, a) in out.iter_mut().zip(&acc) {
-                col[i] = *a;
-            }
+        }
+        for (col, a) in out.iter_mut().zip(&acc) {
+            col[i] = *a;
         }
     }
 }

@@ -80,8 +80,9 @@ impl LoadOptions {
     /// For batch-invariant engines: rbench's kernels read the plain block
     /// layout, so with them nothing is repacked (ggml's repacked kernels
     /// sum differently by batch shape).
-    /// Where this CPU has no rbench kernel (only the portable reference),
-    /// ggml computes everything and keeps its repacked layouts.
+    /// Where this CPU's rbench kernel does not cover every kernel type (AVX2,
+    /// NEON) or there is only the portable reference, ggml keeps its
+    /// repacked layouts.
     pub fn for_kernels(kernels: crate::kernels::Kernels) -> LoadOptions {
         // Only a kernel for every type ggml would repack can do without it.
         let best = crate::kernels::best();
