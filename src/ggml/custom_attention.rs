@@ -14,7 +14,7 @@ use super::context::Context;
 use super::error::{GgmlError, Result};
 use super::sys;
 use super::tensor::Tensor;
-use crate::kernels::attention::{self, AttentionInputs, AttentionShape, Scratch};
+use crate::kernels::attention::{self, AttentionInputs, AttentionShape};
 use crate::quant::GgmlType;
 
 /// Run the callback on every compute thread (`GGML_N_TASKS_MAX`).
@@ -245,21 +245,24 @@ unsafe extern "C" fn attention_callback(
     }
     let out = node.data as *mut f32;
     let per_token = shape.n_head * shape.d_v;
-    let mut scratch = Scratch::default();
-    for b in attention::thread_blocks(shape.n_blocks(), ith.max(0) as usize, nth.max(1) as usize) {
-        let tokens = shape.block_tokens(b);
-        // SAFETY: the output is a fresh contiguous F32 `[d_v, n_head, T]`
-        // tensor; block `b` covers its tokens' rows only, and each block
-        // goes to exactly one thread (`thread_blocks`), so no two `&mut`
-        // overlap.
-        let block = unsafe {
-            std::slice::from_raw_parts_mut(
-                out.add(tokens.start * per_token),
-                tokens.len() * per_token,
-            )
-        };
-        if attention::attend_block(&inputs, b, block, &mut scratch).is_err() {
-            block.fill(f32::NAN); // cannot happen after validate; make it visible
+    attention::with_thread_scratch(|scratch| {
+        let blocks =
+            attention::thread_blocks(shape.n_blocks(), ith.max(0) as usize, nth.max(1) as usize);
+        for b in blocks {
+            let tokens = shape.block_tokens(b);
+            // SAFETY: the output is a fresh contiguous F32 `[d_v, n_head, T]`
+            // tensor; block `b` covers its tokens' rows only, and each block
+            // goes to exactly one thread (`thread_blocks`), so no two `&mut`
+            // overlap.
+            let block = unsafe {
+                std::slice::from_raw_parts_mut(
+                    out.add(tokens.start * per_token),
+                    tokens.len() * per_token,
+                )
+            };
+            if attention::attend_block(&inputs, b, block, scratch).is_err() {
+                block.fill(f32::NAN); // cannot happen after validate; make it visible
+            }
         }
-    }
+    });
 }

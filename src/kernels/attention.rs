@@ -25,6 +25,8 @@
 // Tile sizes and scratch buffers serve the x86-64 kernel only.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
+use std::cell::RefCell;
+
 use super::KernelError;
 
 /// Query tokens per work item (one 16-lane F32 vector).
@@ -276,6 +278,21 @@ impl Scratch {
         fit(&mut self.max, lanes);
         fit(&mut self.sum, lanes);
     }
+}
+
+thread_local! {
+    /// Work buffers kept between calls: ggml's compute threads run the
+    /// attention of every layer and ubatch, so they are allocated once.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if re-entered, which
+/// rbench never does).
+pub fn with_thread_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// Attention output of block `b` ([`AttentionShape::block_tokens`]) into
