@@ -132,11 +132,8 @@ fn batched_sequences_decode_as_they_do_alone() {
     // The scheduler's own single-slot run is the plain decode loop.
     let single = run(&mut engine, &reqs[..1], &schedule(1, vec![]));
     assert_eq!(single[0].tokens, alone[0].0);
-    let text = model.tokenizer.decode(&alone[0].0).unwrap();
-    assert!(
-        text.starts_with(" the capital of the country of France."),
-        "{text:?}"
-    );
+    // What the tokens are is the llama.cpp parity tests' business
+    // (tests/inference_reference.rs); here they only have to be repeated.
 
     // The same prompt in 8 slots: 8 identical completions.
     let eight: Vec<Request> = (0..8).map(|_| reqs[0].clone()).collect();
@@ -221,8 +218,7 @@ fn run_batch_mode_prints_completions_in_input_order() {
     };
     let dir = tempfile::tempdir().unwrap();
     let prompts = dir.path().join("prompts.jsonl");
-    // Two prompts whose greedy completions llama.cpp made (../shared/reference),
-    // the second holding a newline, in three slots with a repeat.
+    // Two prompts, the second holding a newline, in three slots with a repeat.
     std::fs::write(
         &prompts,
         "\"The capital of France is\"\n\"def add(a, b):\\n\"\n\n\"The capital of France is\"\n",
@@ -255,20 +251,52 @@ fn run_batch_mode_prints_completions_in_input_order() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
+    // Each prompt run alone in the same mode gives its line: batch mode is
+    // batch-invariant, so the order and the texts are checked exactly.
+    let alone = |prompt: &str| {
+        let file = dir.path().join("one.jsonl");
+        std::fs::write(
+            &file,
+            format!("{}\n", serde_json::to_string(prompt).unwrap()),
+        )
+        .unwrap();
+        let out = common::rbench(&[
+            "run",
+            "-m",
+            path.to_str().unwrap(),
+            "--prompts-file",
+            file.to_str().unwrap(),
+            "-n",
+            "12",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "-o",
+            "jsonl",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["completion"].as_str().unwrap().to_string()
+    };
+    let france = alone("The capital of France is");
+    let add = alone("def add(a, b):\n");
+    assert_ne!(france, add);
     let expect = [
-        (
-            "The capital of France is",
-            " the capital of the country of France.",
-        ),
-        ("def add(a, b):\n", "    return a + b\n\ndef sub(a, b"),
-        (
-            "The capital of France is",
-            " the capital of the country of France.",
-        ),
+        ("The capital of France is", &france),
+        ("def add(a, b):\n", &add),
+        ("The capital of France is", &france),
     ];
-    for (line, (prompt, start)) in lines.iter().zip(expect) {
+    for (line, (prompt, completion)) in lines.iter().zip(expect) {
         assert_eq!(line["prompt"], prompt);
-        let completion = line["completion"].as_str().unwrap();
-        assert!(completion.starts_with(start), "{prompt:?} → {completion:?}");
+        assert_eq!(
+            line["completion"].as_str().unwrap(),
+            completion,
+            "{prompt:?}"
+        );
     }
 }

@@ -311,77 +311,22 @@ fn rope_rotates_the_documented_pairs() {
     close(&h, &[0.3, -0.7, 1.1, 0.2]);
 }
 
-/// How far greedy decoding with the reference follows llama.cpp's completion.
-struct Followed {
-    /// Generated tokens whose text is a prefix of llama.cpp's completion.
-    matched: usize,
-    decoded: String,
-    /// Where the reference picked another token: its own choice, and its logit
-    /// margin over llama.cpp's choice when that was the reference's runner-up.
-    diverged: Option<(String, Option<f32>)>,
-}
-
-fn follow(
-    model: &RefModel,
-    tok: &Tokenizer,
-    prompt: &[u32],
-    completion: &str,
-    n_tokens: usize,
-) -> Followed {
-    let mut state = model.new_state();
-    let batch: Vec<_> = prompt
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| (t, i as i32, 0))
-        .collect();
-    let mut logits = model.forward(&mut state, &batch).pop().unwrap();
-    let mut generated = Vec::new();
-    let text_with =
-        |generated: &[u32], next: u32| tok.decode(&[generated, &[next]].concat()).unwrap();
-    while generated.len() < n_tokens {
-        let best = argmax(&logits);
-        if !completion.starts_with(&text_with(&generated, best)) {
-            let mut without_best = logits.clone();
-            without_best[best as usize] = f32::NEG_INFINITY;
-            let runner_up = argmax(&without_best);
-            let margin = completion
-                .starts_with(&text_with(&generated, runner_up))
-                .then(|| logits[best as usize] - logits[runner_up as usize]);
-            let ours = tok.decode(&[best]).unwrap();
-            return Followed {
-                matched: generated.len(),
-                decoded: tok.decode(&generated).unwrap(),
-                diverged: Some((ours, margin)),
-            };
-        }
-        generated.push(best);
-        let pos = (prompt.len() + generated.len() - 1) as i32;
-        logits = model.forward(&mut state, &[(best, pos, 0)]).remove(0);
-    }
-    Followed {
-        matched: generated.len(),
-        decoded: tok.decode(&generated).unwrap(),
-        diverged: None,
-    }
-}
-
-/// Greedy continuations from llama.cpp (temperature 0) must come out of the
-/// reference too. llama.cpp rounds activations to 8 bits and K/V to f16, which
-/// moves these logits by a few tenths, so where its top two candidates are
-/// nearly tied it may pick the other one: such a divergence is accepted when
-/// llama.cpp's token is the reference's runner-up within `NEAR_TIE` logits.
+/// llama.cpp's greedy continuations (temperature 0), fed to the f32
+/// reference in one pass with the prompt: at every completion position the
+/// reference's argmax must be llama.cpp's next token, unless its own top-two
+/// margin is under `NEAR_TIE` logits and llama.cpp's token is within it.
+/// llama.cpp rounds activations to 8 bits and K/V to f16, which moves these
+/// logits by a few tenths; the bound is the engine parity test's
+/// (tests/inference_reference.rs, derived there). Every position is checked,
+/// the verdict does not count how often a near-tie fell one way, and so it
+/// is the same on any CPU.
 #[test]
-fn gemma3_270m_greedy_matches_llama_cpp() {
-    const N_TOKENS: usize = 32;
-    const NEAR_TIE: f32 = 0.5;
-    const MIN_FULL_MATCHES: usize = 2;
-    let Some(path) = common::test_model("gemma3_270m_greedy_matches_llama_cpp") else {
+fn gemma3_270m_teacher_forced_matches_llama_cpp() {
+    const NEAR_TIE: f32 = 1.0;
+    let Some(path) = common::test_model("gemma3_270m_teacher_forced_matches_llama_cpp") else {
         return;
     };
-    let Some(expected) = common::shared_reference("greedy-gemma3-270m.jsonl") else {
-        eprintln!("skipped: shared/reference/greedy-gemma3-270m.jsonl not found");
-        return;
-    };
+    let expected = common::reference_data("greedy-gemma3-270m.jsonl");
     let start = Instant::now();
     let file = GgufFile::open(&path).unwrap();
     let model = RefModel::load(&file);
@@ -389,43 +334,54 @@ fn gemma3_270m_greedy_matches_llama_cpp() {
     eprintln!("loaded in {:.2?}", start.elapsed());
 
     let text = std::fs::read_to_string(expected).unwrap();
-    let rows: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let mut full_matches = 0;
-    for row in &rows {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
         let (prompt, completion) = (
             row["prompt"].as_str().unwrap(),
             row["completion"].as_str().unwrap(),
         );
-        let ids = tokenizer.encode(prompt, true).unwrap();
+        let n_prompt = tokenizer.encode(prompt, true).unwrap().len();
+        let mut tokens = tokenizer
+            .encode(&format!("{prompt}{completion}"), true)
+            .unwrap();
+        tokens.truncate(n_prompt + row["n_predict"].as_u64().unwrap() as usize);
+        let batch: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i as i32, 0))
+            .collect();
         let t = Instant::now();
-        let f = follow(&model, &tokenizer, &ids, completion, N_TOKENS);
-        eprintln!(
-            "{prompt:?}: {} tokens match {:?} in {:.2?}; then {:?}",
-            f.matched,
-            f.decoded,
-            t.elapsed(),
-            f.diverged
-        );
-        match &f.diverged {
-            None => full_matches += 1,
-            Some((_, Some(margin))) if *margin < NEAR_TIE => {}
-            Some((ours, margin)) => panic!(
-                "{prompt:?}: after {:?} the reference picks {ours:?} (margin over llama.cpp's token: {margin:?}), \
-                 llama.cpp continues {completion:?}",
-                f.decoded
-            ),
+        let logits = model.forward(&mut model.new_state(), &batch);
+        let mut near_ties = Vec::new();
+        for i in n_prompt..tokens.len() {
+            checked += 1;
+            let row = &logits[i - 1];
+            let best = argmax(row);
+            let mut rest = row.clone();
+            rest[best as usize] = f32::NEG_INFINITY;
+            let margin = row[best as usize] - rest[argmax(&rest) as usize];
+            let gap = row[best as usize] - row[tokens[i] as usize];
+            if margin < NEAR_TIE {
+                near_ties.push(format!("#{} {margin:.3}", i - n_prompt));
+            }
+            if best != tokens[i] && gap >= NEAR_TIE {
+                failures.push(format!(
+                    "{prompt:?} #{}: the reference picks {:?} by {gap:.3} logits over llama.cpp's {:?}",
+                    i - n_prompt,
+                    tokenizer.decode(&[best]).unwrap(),
+                    tokenizer.decode(&[tokens[i]]).unwrap()
+                ));
+            }
         }
+        eprintln!(
+            "{prompt:?} in {:.2?}; margins under {NEAR_TIE}: {}",
+            t.elapsed(),
+            near_ties.join(", ")
+        );
     }
-    assert!(
-        full_matches >= MIN_FULL_MATCHES,
-        "only {full_matches} prompts match all {N_TOKENS} tokens"
-    );
-    eprintln!(
-        "{full_matches}/{} prompts match all {N_TOKENS} tokens; total {:.2?}",
-        rows.len(),
-        start.elapsed()
-    );
+    assert_eq!(checked, 5 * 32);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("total {:.2?}", start.elapsed());
 }

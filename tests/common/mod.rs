@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The real test model, when present (RBENCH_TEST_MODEL or the fetch script's
-/// default location). Prints why a test is skipped otherwise.
+/// default location). Prints why a test is skipped otherwise; under CI
+/// (`CI` set), where `.ci/run` fetches it, a missing model fails the test.
 pub fn test_model(test: &str) -> Option<PathBuf> {
     let path = std::env::var_os("RBENCH_TEST_MODEL")
         .map(PathBuf::from)
@@ -14,6 +15,10 @@ pub fn test_model(test: &str) -> Option<PathBuf> {
         });
     match path {
         Some(p) if p.is_file() => Some(p),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{test}: test model not found under CI (.ci/run fetches it; RBENCH_TEST_MODEL: {:?})",
+            std::env::var_os("RBENCH_TEST_MODEL")
+        ),
         _ => {
             eprintln!(
                 "skipped {test}: test model not found (run scripts/fetch-test-model.sh or set RBENCH_TEST_MODEL)"
@@ -23,12 +28,11 @@ pub fn test_model(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Reference data made with llama.cpp, beside the project.
-pub fn shared_reference(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference")
-        .join(name);
-    p.is_file().then_some(p)
+/// Reference data made with llama.cpp, vendored under `tests/data/`.
+pub fn reference_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// Runs the rbench binary with `args`.
