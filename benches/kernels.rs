@@ -20,13 +20,13 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rbench::bench::hardware::{measure_read_bandwidth, BandwidthTest};
 use rbench::ggml::{
     alloc_ctx_tensors, tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend,
     Gallocr, Graph,
 };
 use rbench::kernels;
 use rbench::quant::{random_blocks, GgmlType};
+use rbench::system::{measure_read_bandwidth, BandwidthTest};
 
 struct Case {
     name: &'static str,

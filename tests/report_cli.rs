@@ -6,8 +6,8 @@
 mod common;
 
 use common::rbench;
-use rbench::bench::hardware::{Hardware, MemoryBandwidth};
 use rbench::report::saved::{BuildFacts, ModelIdentity, ResultKind, SavedResult};
+use rbench::system::{Hardware, MemoryBandwidth};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,6 @@
 //! llama-bench-compatible speed tests: the test matrix, the timed runner,
 //! statistics and the exporters (md, csv, json, jsonl).
 
-pub mod hardware;
 pub mod list;
 pub mod output;
 pub mod parallel;

@@ -1,9 +1,9 @@
 //! Result formats: a markdown table like llama-bench's, CSV, a JSON array
 //! and JSON lines, all behind one [`Exporter`] trait.
 
-use super::hardware::Hardware;
 use super::BenchRow;
 use crate::build_info::BuildInfo;
+use crate::system::Hardware;
 use comfy_table::{presets::ASCII_MARKDOWN, Cell, CellAlignment, Table};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -340,8 +340,8 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
         }
         let mut cells = vec![
             Cell::new(model),
-            Cell::new(crate::cli::format::bytes(r.model.model_size)),
-            Cell::new(crate::cli::format::params(r.model.n_params)),
+            Cell::new(crate::format::bytes(r.model.model_size)),
+            Cell::new(crate::format::params(r.model.n_params)),
             Cell::new("CPU"),
             Cell::new(r.params.n_threads),
         ];

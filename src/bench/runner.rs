@@ -2,7 +2,6 @@
 //! timed repetitions.
 
 use super::{BenchPlan, BenchRow, EngineKey, ModelFacts, TestParams};
-use crate::cli::interrupt::requested;
 use crate::engine::{Batch, Engine, EngineConfig, EngineError};
 use crate::kv::KvError;
 use crate::model::Model;
@@ -27,13 +26,15 @@ pub enum BenchError {
 }
 
 /// Runs every test of `tests` on `model` in order, handing each finished row
-/// to `on_row`; `progress` gets human-readable status lines. After Ctrl-C
-/// ([`crate::cli::interrupt`]) it stops at the end of the current repetition,
-/// hands out the row of the repetitions done and returns `Interrupted`.
+/// to `on_row`; `progress` gets human-readable status lines. Once
+/// `stop_requested` says so (the CLI's Ctrl-C) it stops at the end of the
+/// current repetition, hands out the row of the repetitions done and returns
+/// `Interrupted`.
 pub fn run_model(
     model: &Model,
     plan: &BenchPlan,
     tests: &[TestParams],
+    stop_requested: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(&str),
     on_row: &mut dyn FnMut(BenchRow) -> std::io::Result<()>,
 ) -> Result<(), BenchError> {
@@ -44,7 +45,7 @@ pub fn run_model(
         total: tests.len(),
     };
     for (i, test) in tests.iter().enumerate() {
-        if requested() {
+        if stop_requested() {
             return Err(interrupted(i));
         }
         let name = test.name();
@@ -93,7 +94,7 @@ pub fn run_model(
         if plan.warmup {
             progress("  warm-up");
             run_once(&mut engine, test, &mut rng).map_err(fail)?;
-            if requested() {
+            if stop_requested() {
                 return Err(interrupted(i));
             }
         }
@@ -109,7 +110,7 @@ pub fn run_model(
                 test.n_timed_tokens() as f64 * 1e9 / ns.max(1) as f64
             ));
             samples_ns.push(ns);
-            if requested() {
+            if stop_requested() {
                 break;
             }
         }
@@ -122,7 +123,7 @@ pub fn run_model(
         current = Some((key, engine));
     }
     // A Ctrl-C during the last test cut its repetitions short: still say so.
-    if requested() {
+    if stop_requested() {
         return Err(interrupted(tests.len()));
     }
     Ok(())

@@ -6,11 +6,12 @@ use super::progress::{self, Progress};
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
 use crate::bench::output::{self, Format, RunFacts};
-use crate::bench::{hardware::Hardware, BenchPlan, TestShape};
+use crate::bench::{BenchPlan, TestShape};
 use crate::engine::default_threads;
 use crate::kernels::Kernels;
 use crate::quant::GgmlType;
 use crate::report::saved::{self, ModelIdentity, ResultKind};
+use crate::system::Hardware;
 use std::ffi::OsString;
 
 /// Most tokens per test, depth, batch or ubatch.
@@ -386,16 +387,23 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
                 bar.inc(1);
             }
         };
-        let result = crate::bench::run_model(&model, &plan, &tests, &mut progress, &mut |row| {
-            if let Some(e) = err_exporter.as_mut() {
-                e.row(&mut std::io::stderr(), &row)?;
-            }
-            exporter.row(&mut stdout, &row)?;
-            if args.save.is_some() {
-                saved_rows.push(row);
-            }
-            Ok(())
-        });
+        let result = crate::bench::run_model(
+            &model,
+            &plan,
+            &tests,
+            &super::interrupt::requested,
+            &mut progress,
+            &mut |row| {
+                if let Some(e) = err_exporter.as_mut() {
+                    e.row(&mut std::io::stderr(), &row)?;
+                }
+                exporter.row(&mut stdout, &row)?;
+                if args.save.is_some() {
+                    saved_rows.push(row);
+                }
+                Ok(())
+            },
+        );
         drop(bar);
         match result {
             Ok(()) => {}

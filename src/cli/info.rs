@@ -1,6 +1,6 @@
 //! `rbench info`: what a model file holds.
 
-use super::format;
+use crate::format;
 use crate::gguf::GgufFile;
 use crate::model::info::ModelInfo;
 use anyhow::Context;

@@ -13,7 +13,6 @@ macro_rules! outln {
 mod analyze;
 mod bench;
 mod compare;
-pub(crate) mod format;
 mod info;
 pub mod interrupt;
 mod parallel;

@@ -420,7 +420,7 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<(Plan, Hp
 }
 
 fn plan_lines(plan: &Plan) -> Vec<String> {
-    use crate::cli::format::bytes;
+    use crate::format::bytes;
     let mut lines = vec![
         format!(
             "plan: {} workers max × {} cells per sequence ({} prompt{} + {} generated, rounded up to {}) = n_ctx {}",
@@ -481,10 +481,10 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "not enough memory: the run needs {} (KV cache {} for n_ctx {}) but {} is available; \
              at most {} workers fit at {} cells each (try fewer workers, a smaller -n, or -ctk q8_0 -ctv q8_0)",
-            crate::cli::format::bytes(plan.total_bytes),
-            crate::cli::format::bytes(plan.kv_cache_bytes),
+            crate::format::bytes(plan.total_bytes),
+            crate::format::bytes(plan.kv_cache_bytes),
             plan.n_ctx,
-            crate::cli::format::bytes(available),
+            crate::format::bytes(available),
             plan.max_workers_that_fit.unwrap_or(0),
             plan.per_sequence_cells
         );
@@ -520,7 +520,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         n_threads,
         if cfg.flash_attn { "on" } else { "off" },
         cfg.kernels.name(),
-        crate::cli::format::bytes(engine.compute_buffer_bytes() as u64)
+        crate::format::bytes(engine.compute_buffer_bytes() as u64)
     );
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);

@@ -52,7 +52,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         args.output.display(),
         preset.name,
         ftype.name(),
-        super::format::bytes(size),
+        crate::format::bytes(size),
         start.elapsed().as_secs_f64()
     );
     Ok(())

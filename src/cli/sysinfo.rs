@@ -3,9 +3,9 @@
 
 use super::progress::Progress;
 use super::UsageError;
-use crate::bench::hardware::{measure_read_bandwidth, BandwidthTest, Hardware};
-use crate::cli::format::bytes;
+use crate::format::bytes;
 use crate::report::saved::BuildFacts;
+use crate::system::{measure_read_bandwidth, BandwidthTest, Hardware};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,7 @@
 //! cannot fit, or a model file larger than RAM, are refused with the numbers
 //! instead of failing (or swapping) halfway.
 
-use crate::cli::format::bytes;
+use crate::format::bytes;
 
 /// Bytes to use instead of /proc/meminfo (both total and available), for
 /// tests and for containers whose limit /proc/meminfo does not show.
@@ -31,8 +31,8 @@ impl MemoryInfo {
         }
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         MemoryInfo {
-            total: crate::bench::hardware::meminfo_bytes(&meminfo, "MemTotal"),
-            available: crate::bench::hardware::meminfo_bytes(&meminfo, "MemAvailable"),
+            total: crate::system::meminfo_bytes(&meminfo, "MemTotal"),
+            available: crate::system::meminfo_bytes(&meminfo, "MemAvailable"),
             overridden: false,
         }
     }

@@ -80,7 +80,7 @@ pub fn tg_sentence(
         row.test_name(),
         row.model_label(),
         row.avg_ts,
-        crate::cli::format::bytes(row.model_size),
+        crate::format::bytes(row.model_size),
         b.weight_traffic_gbs,
         b.share * 100.0,
         b.bandwidth_gbs,
@@ -97,7 +97,7 @@ pub fn pp_sentence(row: &BenchEntry) -> Option<String> {
             row.model_label(),
             row.avg_ts,
             2.0 * row.model_n_params as f64 * row.avg_ts / 1e9,
-            crate::cli::format::params(row.model_n_params)
+            crate::format::params(row.model_n_params)
         )
     })
 }
@@ -187,7 +187,7 @@ pub fn scaling_sentences(
         out.push(format!(
             "At {} worker(s) each decode step reads the weights ({}) once: {:.2} GB/s, {:.0}% of the measured {:.2} GB/s, so a single stream is {}.",
             r.workers,
-            crate::cli::format::bytes(model_bytes),
+            crate::format::bytes(model_bytes),
             b.weight_traffic_gbs,
             b.share * 100.0,
             bw,

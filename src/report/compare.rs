@@ -249,7 +249,7 @@ impl Comparison {
 mod tests {
     use super::super::saved::{BuildFacts, ResultKind};
     use super::*;
-    use crate::bench::hardware::Hardware;
+    use crate::system::Hardware;
     use serde_json::json;
 
     fn saved(kind: ResultKind, result: serde_json::Value) -> SavedResult {

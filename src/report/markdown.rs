@@ -9,8 +9,8 @@ use super::views::{
     AnalyzeResult, BenchEntry, LengthStats, ParallelResult, ParallelRun, PerplexityResult, View,
 };
 use super::ReportError;
-use crate::bench::hardware::Hardware;
-use crate::cli::format::{bytes, params};
+use crate::format::{bytes, params};
+use crate::system::Hardware;
 use comfy_table::{presets::ASCII_MARKDOWN, CellAlignment, Table};
 use std::fmt::Write as _;
 

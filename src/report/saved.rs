@@ -21,8 +21,8 @@
 //! the target, then a rename, so a reader never sees half a file.
 
 use super::ReportError;
-use crate::bench::hardware::{BandwidthTest, Hardware};
 use crate::model::info::ModelInfo;
+use crate::system::{BandwidthTest, Hardware};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
