@@ -13,16 +13,30 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use super::{row_bytes, ActsFormat, Isa, KernelError, MatmulKernel, QuantizedActs, QK};
 use crate::quant::GgmlType;
 
-pub(super) fn detected() -> bool {
+fn detected() -> bool {
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c")
 }
 
-pub struct Avx2Kernel;
+/// The AVX2 kernels, and proof that this CPU runs them: only
+/// [`Avx2Kernel::detect_static`] makes one (private field), so its safe
+/// methods may call this file's `#[target_feature]` code.
+#[derive(Debug)]
+pub struct Avx2Kernel {
+    _detected: (),
+}
+
+impl Avx2Kernel {
+    /// The kernel, where the CPU has AVX2, FMA and F16C.
+    pub(super) fn detect_static() -> Option<&'static Avx2Kernel> {
+        static KERNEL: Avx2Kernel = Avx2Kernel { _detected: () };
+        detected().then_some(&KERNEL)
+    }
+}
 
 /// Columns per pass over a weight row (accumulators in registers).
 const GROUP: usize = 8;
@@ -199,19 +213,16 @@ impl MatmulKernel for Avx2Kernel {
         acts: &QuantizedActs,
         rows: Range<usize>,
         out: &mut [&mut [f32]],
-    ) {
-        // Handed out only where detected; checked again since the call
-        // below is sound only on such a CPU (the check is cached by std).
-        if !detected() || !self.supports(ty) {
-            return;
-        }
+    ) -> Result<(), KernelError> {
         let rb = row_bytes(ty, acts.k());
         match ty {
-            // SAFETY: the CPU has every feature `run` is compiled for.
+            // SAFETY: `self` exists only where the CPU has every feature
+            // `run` is compiled for (`Avx2Kernel::detect_static`).
             GgmlType::Q8_0 => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
             GgmlType::Q5_0 => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
-            _ => {}
+            _ => return Err(KernelError::Unsupported(ty)),
         }
+        Ok(())
     }
 }

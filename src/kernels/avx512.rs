@@ -17,10 +17,10 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::hsum as hsum256;
-use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use super::{row_bytes, ActsFormat, Isa, KernelError, MatmulKernel, QuantizedActs, QK};
 use crate::quant::GgmlType;
 
-pub(super) fn detected() -> bool {
+fn detected() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl")
@@ -29,7 +29,29 @@ pub(super) fn detected() -> bool {
         && is_x86_feature_detected!("fma")
 }
 
-pub struct Avx512Kernel;
+/// The AVX-512 VNNI kernels, and proof that this CPU runs them: the private
+/// field means only [`Avx512Kernel::detect`] makes one, so holding a value
+/// is holding the result of feature detection, and the safe methods that
+/// take one may call the `#[target_feature]` code of this file (and of
+/// `kquants`' and `attention`'s AVX-512 paths).
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Kernel {
+    _detected: (),
+}
+
+impl Avx512Kernel {
+    /// The kernel, where the CPU has every feature this file is compiled
+    /// for (std caches the detection).
+    pub fn detect() -> Option<Avx512Kernel> {
+        detected().then_some(Avx512Kernel { _detected: () })
+    }
+
+    /// For [`super::Isa::kernel`], which hands out `&'static dyn` kernels.
+    pub(super) fn detect_static() -> Option<&'static Avx512Kernel> {
+        static KERNEL: Avx512Kernel = Avx512Kernel { _detected: () };
+        detected().then_some(&KERNEL)
+    }
+}
 
 /// Columns handled in one pass over a row pair (accumulators stay in
 /// registers: 16 of the 32 zmm registers, the rest for shared values).
@@ -586,32 +608,21 @@ impl MatmulKernel for Avx512Kernel {
         acts: &QuantizedActs,
         rows: Range<usize>,
         out: &mut [&mut [f32]],
-    ) {
-        // Handed out only where detected; checked again since the calls
-        // below are sound only on such a CPU (the check is cached by std).
-        if !detected() {
-            return;
-        }
+    ) -> Result<(), KernelError> {
         let rb = row_bytes(ty, acts.k());
-        match ty {
-            // SAFETY: the CPU has every feature `run` is compiled for.
-            GgmlType::Q8_0 if acts.n() == 1 => unsafe {
-                if let [col] = out {
-                    gemv::<34, Q8>(weights, rb, acts, rows, col)
-                }
-            },
+        match (ty, out) {
+            // SAFETY: `self` exists only where the CPU has every feature
+            // `gemv` and `run` are compiled for (`Avx512Kernel::detect`).
+            (GgmlType::Q8_0, [col]) => unsafe { gemv::<34, Q8>(weights, rb, acts, rows, col) },
             // SAFETY: as above.
-            GgmlType::Q5_0 if acts.n() == 1 => unsafe {
-                if let [col] = out {
-                    gemv::<22, Q5>(weights, rb, acts, rows, col)
-                }
-            },
+            (GgmlType::Q5_0, [col]) => unsafe { gemv::<22, Q5>(weights, rb, acts, rows, col) },
             // SAFETY: as above.
-            GgmlType::Q8_0 => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
+            (GgmlType::Q8_0, out) => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
-            GgmlType::Q5_0 => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
-            _ => {}
+            (GgmlType::Q5_0, out) => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
+            _ => return Err(KernelError::Unsupported(ty)),
         }
+        Ok(())
     }
 
     fn matmul_rows_tiled(
@@ -622,12 +633,10 @@ impl MatmulKernel for Avx512Kernel {
         rows: Range<usize>,
         out: &mut [&mut [f32]],
     ) -> bool {
-        if !detected() {
-            return false;
-        }
         let rb = row_bytes(ty, acts.k());
         match ty {
-            // SAFETY: the CPU has every feature `run_tiled` is compiled for.
+            // SAFETY: `self` exists only where the CPU has every feature
+            // `run_tiled` is compiled for (`Avx512Kernel::detect`).
             GgmlType::Q8_0 => unsafe { run_tiled::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
             GgmlType::Q5_0 => unsafe { run_tiled::<22, Q5>(weights, rb, acts, rows, out) },

@@ -310,30 +310,30 @@ pub fn matmul_rows(
     for col in out.iter() {
         check_len("output rows", col.len(), rows.len())?;
     }
-    #[cfg(target_arch = "x86_64")]
-    let fast = isa == Isa::Avx512Vnni && super::avx512::detected();
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = {
-        let _ = isa; // only x86-64 has vector kernels for these types
-        false
-    };
     let columns: Vec<Column<'_>> = (0..acts.n).map(|c| acts.column(c)).collect();
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: `fast` means the CPU has the features.
-        unsafe { simd::run_groups_fast(ty, weights, rb, rows, &columns, out) };
+    if let Some(cpu) = (isa == Isa::Avx512Vnni)
+        .then(super::avx512::Avx512Kernel::detect)
+        .flatten()
+    {
+        // SAFETY: `cpu` exists only where detection found every feature
+        // `run_groups_fast` is compiled for.
+        unsafe { simd::run_groups_fast(cpu, ty, weights, rb, rows, &columns, out) };
         return Ok(());
     }
-    run_groups(ty, fast, weights, rb, rows, &columns, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa; // only x86-64 has vector kernels for these types
+    run_groups(ty, None, weights, rb, rows, &columns, out);
     Ok(())
 }
 
-/// The products by groups of columns (the body of [`matmul_rows`]),
-/// inlined into an AVX-512 function for `fast` so the vector helpers inline.
+/// The products by groups of columns (the body of [`matmul_rows`]); with
+/// `simd` (proof of AVX-512 VNNI) it is inlined into an AVX-512 function so
+/// the vector helpers inline. Sizes are checked by [`matmul_rows`].
 #[inline(always)]
 fn run_groups(
     ty: GgmlType,
-    fast: bool,
+    simd: Option<simd::Cpu>,
     weights: &[u8],
     rb: usize,
     rows: Range<usize>,
@@ -349,37 +349,34 @@ fn run_groups(
             let acc = &mut acc[..group.len()];
             acc.fill(0.0);
             let row = &weights[r * rb..(r + 1) * rb];
+            // `chunks_exact` of the type's size: every block converts.
             for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
-                match (ty, fast) {
-                    (GgmlType::Q4_K, false) => w.q4_k(block.try_into().unwrap_or(&[0; Q4K_BYTES])),
-                    (GgmlType::Q4_K, true) => {
-                        simd::decode_q4_k(&mut w, block.try_into().unwrap_or(&[0; Q4K_BYTES]))
+                match (ty, simd) {
+                    (GgmlType::Q4_K, None) => w.q4_k(block_array(block)),
+                    (GgmlType::Q4_K, Some(cpu)) => {
+                        simd::decode_q4_k(cpu, &mut w, block_array(block))
                     }
-                    (GgmlType::Q5_K, false) => w.q5_k(block.try_into().unwrap_or(&[0; Q5K_BYTES])),
-                    (GgmlType::Q5_K, true) => {
-                        simd::decode_q5_k(&mut w, block.try_into().unwrap_or(&[0; Q5K_BYTES]))
+                    (GgmlType::Q5_K, None) => w.q5_k(block_array(block)),
+                    (GgmlType::Q5_K, Some(cpu)) => {
+                        simd::decode_q5_k(cpu, &mut w, block_array(block))
                     }
-                    (_, false) => w.q6_k(block.try_into().unwrap_or(&[0; Q6K_BYTES])),
-                    (_, true) => {
-                        simd::decode_q6_k(&mut w, block.try_into().unwrap_or(&[0; Q6K_BYTES]))
-                    }
+                    (_, None) => w.q6_k(block_array(block)),
+                    (_, Some(cpu)) => simd::decode_q6_k(cpu, &mut w, block_array(block)),
                 }
                 for (a, col) in acc.iter_mut().zip(group) {
                     let (x, dx, bsums) = col.block(b);
                     *a = match ty {
                         GgmlType::Q4_K | GgmlType::Q5_K => {
-                            let (s1, s2) = if fast {
-                                simd::q4_k_ints(&w, x, bsums)
-                            } else {
-                                q4_k_ints(&w, x, bsums)
+                            let (s1, s2) = match simd {
+                                Some(cpu) => simd::q4_k_ints(cpu, &w, x, bsums),
+                                None => q4_k_ints(&w, x, bsums),
                             };
                             q4_k_update(*a, dx, w.d, w.dmin, s1, s2)
                         }
                         _ => {
-                            let s = if fast {
-                                simd::q6_k_ints(&w, x, bsums)
-                            } else {
-                                q6_k_ints(&w, x, bsums)
+                            let s = match simd {
+                                Some(cpu) => simd::q6_k_ints(cpu, &w, x, bsums),
+                                None => q6_k_ints(&w, x, bsums),
                             };
                             q6_k_update(*a, dx, w.d, s)
                         }
@@ -391,6 +388,13 @@ fn run_groups(
             }
         }
     }
+}
+
+/// A block of `N` bytes (`row.chunks_exact(N)` hands out nothing else).
+#[inline(always)]
+fn block_array<const N: usize>(block: &[u8]) -> &[u8; N] {
+    debug_assert_eq!(block.len(), N);
+    &block.as_chunks::<N>().0[0]
 }
 
 thread_local! {
@@ -416,33 +420,38 @@ mod simd {
     use crate::quant::blocks::{f16_le, k4_scales_mins};
     use std::arch::x86_64::*;
 
-    /// [`Decoded::q4_k`] with vector nibble unpacking (same values).
+    /// Proof that this CPU has AVX-512 F/BW/VL/VNNI: the safe functions
+    /// below take one before they run code compiled for those features.
+    pub(super) type Cpu = crate::kernels::avx512::Avx512Kernel;
+
     /// [`Decoded::k4_header`] with one vector store of the lanes.
-    fn k4_header(w: &mut Decoded, b: &[u8]) {
+    fn k4_header(_cpu: Cpu, w: &mut Decoded, b: &[u8]) {
         w.d = f16_le(&[b[0], b[1]]);
         w.dmin = f16_le(&[b[2], b[3]]);
-        let scales: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
-        let (sc, m) = k4_scales_mins(scales);
+        let (sc, m) = k4_scales_mins(super::block_array(&b[4..16]));
         // Built from registers: a vector load of bytes just stored as two
         // halves would stall store forwarding.
         let (sc, m) = (i64::from_le_bytes(sc), i64::from_le_bytes(m));
-        // SAFETY: callers use this only where `avx512::detected()` holds.
+        // SAFETY: `_cpu` proves the features `store_lanes` is compiled for.
         unsafe { store_lanes(&mut w.lanes, _mm_set_epi64x(m, sc), false) }
     }
 
-    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
-        k4_header(w, b);
-        // SAFETY: callers use this only where `avx512::detected()` holds.
+    /// [`Decoded::q4_k`] with vector nibble unpacking (same values).
+    pub(super) fn decode_q4_k(cpu: Cpu, w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
+        k4_header(cpu, w, b);
+        // SAFETY: `cpu` proves the features `unpack_q4` is compiled for.
         unsafe { unpack_q4(&mut w.u, b) }
     }
 
     /// [`Decoded::q5_k`] with vector unpacking (same values).
-    pub(super) fn decode_q5_k(w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
-        k4_header(w, b);
-        // SAFETY: callers use this only where `avx512::detected()` holds.
+    pub(super) fn decode_q5_k(cpu: Cpu, w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
+        k4_header(cpu, w, b);
+        // SAFETY: `cpu` proves the features `unpack_q5` is compiled for.
         unsafe { unpack_q5(&mut w.u, b) }
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn unpack_q5(u: &mut [u8; QK_K], b: &[u8; Q5K_BYTES]) {
         let mask = _mm256_set1_epi8(0x0F);
@@ -474,6 +483,9 @@ mod simd {
 
     /// Widens 16 bytes (unsigned, or signed for `Q6_K`) into `lanes` with
     /// one vector store.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn store_lanes(lanes: &mut [i32; 16], v: __m128i, signed: bool) {
         let wide = if signed {
@@ -485,6 +497,8 @@ mod simd {
         unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), wide) }
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn unpack_q4(u: &mut [u8; QK_K], b: &[u8; Q4K_BYTES]) {
         let mask = _mm256_set1_epi8(0x0F);
@@ -502,10 +516,10 @@ mod simd {
     }
 
     /// [`Decoded::q6_k`] with vector unpacking (same values).
-    pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
+    pub(super) fn decode_q6_k(_cpu: Cpu, w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
         w.d = f16_le(&[b[208], b[209]]);
-        // SAFETY: callers use this only where `avx512::detected()` holds;
-        // bytes 192..208 of the 210-byte block are read.
+        // SAFETY: `_cpu` proves the features `store_lanes` and `unpack_q6`
+        // are compiled for; bytes 192..208 of the 210-byte block are read.
         unsafe {
             store_lanes(
                 &mut w.lanes,
@@ -516,6 +530,8 @@ mod simd {
         }
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn unpack_q6(u: &mut [u8; QK_K], b: &[u8; Q6K_BYTES]) {
         let nib = _mm512_set1_epi8(0x0F);
@@ -549,9 +565,16 @@ mod simd {
         }
     }
 
-    /// [`super::run_groups`] compiled for AVX-512.
+    /// [`super::run_groups`] compiled for AVX-512 (a function of its own,
+    /// not a safe wrapper, so that `run_groups` and the helpers inline into
+    /// code compiled for these features).
+    ///
+    /// # Safety
+    /// None beyond holding `cpu`; `unsafe` only because a `#[target_feature]`
+    /// function cannot be called safely from code without the features.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn run_groups_fast(
+        cpu: Cpu,
         ty: crate::quant::GgmlType,
         weights: &[u8],
         rb: usize,
@@ -559,27 +582,36 @@ mod simd {
         columns: &[super::Column<'_>],
         out: &mut [&mut [f32]],
     ) {
-        super::run_groups(ty, true, weights, rb, rows, columns, out)
+        super::run_groups(ty, Some(cpu), weights, rb, rows, columns, out)
     }
 
-    pub(super) fn q4_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
-        if x.len() < QK_K || bsums.len() < 16 {
-            return (0, 0);
-        }
-        // SAFETY: callers use this only where `avx512::detected()` holds;
-        // the lengths were checked just above.
+    /// The same integers as [`super::q4_k_ints`]; `x` holds 256 values and
+    /// `bsums` 16 (checked in debug builds; asserted before the loads).
+    pub(super) fn q4_k_ints(_cpu: Cpu, w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+        assert!(
+            x.len() >= QK_K && bsums.len() >= 16,
+            "a Q8_K block of activations"
+        );
+        // SAFETY: `_cpu` proves the features `q4_k` is compiled for; the
+        // lengths were checked just above.
         unsafe { q4_k(w, x, bsums) }
     }
 
-    pub(super) fn q6_k_ints(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
-        if x.len() < QK_K || bsums.len() < 16 {
-            return 0;
-        }
+    /// The same integer as [`super::q6_k_ints`]; sizes as for `q4_k_ints`.
+    pub(super) fn q6_k_ints(_cpu: Cpu, w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
+        assert!(
+            x.len() >= QK_K && bsums.len() >= 16,
+            "a Q8_K block of activations"
+        );
         // SAFETY: as above.
         unsafe { q6_k(w, x, bsums) }
     }
 
     /// Lane sums of 64 unsigned weights times 64 signed activations.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI; 64 bytes must be readable at
+    /// each pointer.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn dot64(u: *const u8, x: *const i8) -> __m512i {
@@ -593,6 +625,9 @@ mod simd {
         }
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI; `x` holds 256 values and
+    /// `bsums` 16.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn q4_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> (i32, i32) {
         // SAFETY: `lanes` is 16 i32; `bsums` has 16 (checked by the caller).
@@ -622,6 +657,8 @@ mod simd {
         (s1, s2)
     }
 
+    /// # Safety
+    /// As for `q4_k`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn q6_k(w: &Decoded, x: &[i8], bsums: &[i32]) -> i32 {
         // SAFETY: `lanes` is 16 i32; `bsums` has 16 (checked by the caller).
@@ -664,20 +701,32 @@ mod simd {
     }
 }
 
+/// No vector kernels for these types outside x86-64: a proof that can never
+/// be made, so only the portable arms of `run_groups` run.
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
-    pub(super) use super::{q4_k_ints, q6_k_ints};
     use super::{Decoded, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES};
 
-    pub(super) fn decode_q4_k(w: &mut Decoded, b: &[u8; Q4K_BYTES]) {
-        w.q4_k(b)
+    #[derive(Clone, Copy)]
+    pub(super) enum Cpu {}
+
+    pub(super) fn decode_q4_k(cpu: Cpu, _: &mut Decoded, _: &[u8; Q4K_BYTES]) {
+        match cpu {}
     }
 
-    pub(super) fn decode_q5_k(w: &mut Decoded, b: &[u8; Q5K_BYTES]) {
-        w.q5_k(b)
+    pub(super) fn decode_q5_k(cpu: Cpu, _: &mut Decoded, _: &[u8; Q5K_BYTES]) {
+        match cpu {}
     }
 
-    pub(super) fn decode_q6_k(w: &mut Decoded, b: &[u8; Q6K_BYTES]) {
-        w.q6_k(b)
+    pub(super) fn decode_q6_k(cpu: Cpu, _: &mut Decoded, _: &[u8; Q6K_BYTES]) {
+        match cpu {}
+    }
+
+    pub(super) fn q4_k_ints(cpu: Cpu, _: &Decoded, _: &[i8], _: &[i32]) -> (i32, i32) {
+        match cpu {}
+    }
+
+    pub(super) fn q6_k_ints(cpu: Cpu, _: &Decoded, _: &[i8], _: &[i32]) -> i32 {
+        match cpu {}
     }
 }

@@ -166,32 +166,22 @@ impl Isa {
 
     /// Whether this CPU can run it.
     pub fn available(self) -> bool {
-        match self {
-            Isa::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::detected(),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => avx512::detected(),
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => neon::detected(),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
+        self.kernel().is_some()
     }
 
-    /// The kernel for this instruction set, if the CPU has it.
+    /// The kernel for this instruction set, if the CPU has it: an ISA's
+    /// kernel value is made only by its feature detection.
     pub fn kernel(self) -> Option<&'static dyn MatmulKernel> {
-        if !self.available() {
-            return None;
-        }
         match self {
             Isa::Scalar => Some(&scalar::ScalarKernel),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Some(&avx2::Avx2Kernel),
+            Isa::Avx2 => avx2::Avx2Kernel::detect_static().map(|k| k as &dyn MatmulKernel),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => Some(&avx512::Avx512Kernel),
+            Isa::Avx512Vnni => {
+                avx512::Avx512Kernel::detect_static().map(|k| k as &dyn MatmulKernel)
+            }
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => Some(&neon::NeonKernel),
+            Isa::Neon => neon::NeonKernel::detect_static().map(|k| k as &dyn MatmulKernel),
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -266,8 +256,8 @@ impl QuantizedActs {
             ActsFormat::Offset128 => 0x80,
         };
         #[cfg(target_arch = "x86_64")]
-        if avx512::detected() {
-            // SAFETY: the CPU has every feature `quantize_blocks` is compiled for.
+        if avx512::Avx512Kernel::detect().is_some() {
+            // SAFETY: detection found every feature `quantize_blocks` is compiled for.
             unsafe {
                 avx512::quantize_blocks(
                     x.as_chunks::<QK>().0,
@@ -345,7 +335,8 @@ pub trait MatmulKernel: Sync {
     /// `weights` holds whole rows of `acts.k()` values of `ty` (at least up
     /// to `rows.end`); `out` has one slice of `rows.len()` values per column
     /// of `acts` (which must be in [`MatmulKernel::acts_format`]). Callers
-    /// check sizes with [`check_rows`]; kernels may rely on them.
+    /// check sizes with [`check_rows`]; kernels may rely on them. A type
+    /// without a kernel is an error, never an output left unwritten.
     fn matmul_rows(
         &self,
         ty: GgmlType,
@@ -353,7 +344,7 @@ pub trait MatmulKernel: Sync {
         acts: &QuantizedActs,
         rows: Range<usize>,
         out: &mut [&mut [f32]],
-    );
+    ) -> Result<(), KernelError>;
 
     /// What [`MatmulKernel::matmul_rows`] computes, by a path for many
     /// columns whose float steps differ from it (so a column's result
@@ -546,7 +537,7 @@ pub fn matmul_f32_columns(
             && n >= TILED_MIN_COLUMNS
             && kernel.matmul_rows_tiled(ty, weights, acts, rows.clone(), cols);
         if !tiled {
-            kernel.matmul_rows(ty, weights, acts, rows.clone(), cols);
+            kernel.matmul_rows(ty, weights, acts, rows.clone(), cols)?;
         }
         Ok(())
     })?

@@ -13,14 +13,28 @@ use std::arch::aarch64::*;
 use std::ops::Range;
 
 use super::scalar::rows_by_blocks;
-use super::{ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use super::{ActsFormat, Isa, KernelError, MatmulKernel, QuantizedActs, QK};
 use crate::quant::GgmlType;
 
-pub(super) fn detected() -> bool {
+fn detected() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
 }
 
-pub struct NeonKernel;
+/// The NEON kernels, and proof that this CPU runs them: only
+/// [`NeonKernel::detect_static`] makes one (private field), so its safe
+/// methods may call this file's `#[target_feature]` code.
+#[derive(Debug)]
+pub struct NeonKernel {
+    _detected: (),
+}
+
+impl NeonKernel {
+    /// The kernel, where the CPU has NEON.
+    pub(super) fn detect_static() -> Option<&'static NeonKernel> {
+        static KERNEL: NeonKernel = NeonKernel { _detected: () };
+        detected().then_some(&KERNEL)
+    }
+}
 
 /// The exact dot product of 32 signed weights with 32 signed activations
 /// (stored as bytes).
@@ -50,8 +64,8 @@ fn run(
     acts: &QuantizedActs,
     rows: Range<usize>,
     out: &mut [&mut [f32]],
-) {
-    rows_by_blocks(ty, weights, acts, rows, out, |w, x| dot32(w, x));
+) -> Result<(), KernelError> {
+    rows_by_blocks(ty, weights, acts, rows, out, |w, x| dot32(w, x))
 }
 
 impl MatmulKernel for NeonKernel {
@@ -75,11 +89,12 @@ impl MatmulKernel for NeonKernel {
         acts: &QuantizedActs,
         rows: Range<usize>,
         out: &mut [&mut [f32]],
-    ) {
-        if !detected() || !self.supports(ty) {
-            return;
+    ) -> Result<(), KernelError> {
+        if !self.supports(ty) {
+            return Err(KernelError::Unsupported(ty));
         }
-        // SAFETY: the CPU has NEON (checked just above).
+        // SAFETY: `self` exists only where the CPU has NEON
+        // (`NeonKernel::detect_static`).
         unsafe { run(ty, weights, acts, rows, out) }
     }
 }

@@ -5,24 +5,25 @@
 
 use std::ops::Range;
 
-use super::{row_bytes, ActsFormat, Isa, MatmulKernel, QuantizedActs, QK};
+use super::{row_bytes, ActsFormat, Isa, KernelError, MatmulKernel, QuantizedActs, QK};
 use crate::quant::blocks::{BlockQ5_0, BlockQ8_0};
 use crate::quant::GgmlType;
 
 pub struct ScalarKernel;
 
-/// Decodes one weight block into signed integers; returns its scale.
+/// Decodes one weight block into signed integers; returns its scale, or
+/// `None` for a type without a kernel or a block of the wrong size.
 #[inline(always)]
-fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
+fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> Option<f32> {
     match ty {
         GgmlType::Q8_0 => match BlockQ8_0::parse(block) {
             Some(b) => {
                 for (dst, &src) in q.iter_mut().zip(b.qs) {
                     *dst = src as i8;
                 }
-                b.d
+                Some(b.d)
             }
-            None => 0.0,
+            None => None,
         },
         GgmlType::Q5_0 => match BlockQ5_0::parse(block) {
             Some(b) => {
@@ -33,12 +34,11 @@ fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> f32 {
                     *y0 = ((u32::from(byte & 0x0F) | h0) as i32 - 16) as i8;
                     *y1 = ((u32::from(byte >> 4) | h1) as i32 - 16) as i8;
                 }
-                b.d
+                Some(b.d)
             }
-            None => 0.0,
+            None => None,
         },
-        // `supports` keeps other types away; a zero row is the safe answer.
-        _ => 0.0,
+        _ => None,
     }
 }
 
@@ -58,13 +58,13 @@ impl MatmulKernel for ScalarKernel {
         acts: &QuantizedActs,
         rows: Range<usize>,
         out: &mut [&mut [f32]],
-    ) {
+    ) -> Result<(), KernelError> {
         rows_by_blocks(ty, weights, acts, rows, out, |w, x| {
             w.iter()
                 .zip(x)
                 .map(|(&w, &x)| i32::from(w) * i32::from(x as i8))
                 .sum()
-        });
+        })
     }
 }
 
@@ -72,7 +72,8 @@ impl MatmulKernel for ScalarKernel {
 /// integer, from signed weights and signed activation bytes): each weight
 /// block is decoded once per row, then `sum += (d_w·d_x)·dot` per column.
 /// The NEON kernel runs it with its vector product, so the two agree bit
-/// for bit.
+/// for bit. Sizes are the caller's to check ([`super::check_rows`]): a
+/// short slice panics rather than leave outputs unwritten.
 #[inline(always)]
 pub(super) fn rows_by_blocks(
     ty: GgmlType,
@@ -81,30 +82,27 @@ pub(super) fn rows_by_blocks(
     rows: Range<usize>,
     out: &mut [&mut [f32]],
     dot: impl Fn(&[i8; QK], &[u8; QK]) -> i32,
-) {
+) -> Result<(), KernelError> {
     let rb = row_bytes(ty, acts.k());
-    let n = acts.n().min(out.len());
+    let n = acts.n();
+    debug_assert_eq!(out.len(), n, "one output slice per activation column");
     let columns: Vec<(&[[u8; QK]], &[f32])> = (0..n)
         .map(|c| (acts.column_qs(c).as_chunks::<QK>().0, acts.column_d(c)))
         .collect();
     let mut q = [0i8; QK];
     let mut acc = vec![0f32; n];
     for (i, r) in rows.enumerate() {
-        let Some(row) = weights.get(r * rb..(r + 1) * rb) else {
-            return;
-        };
+        let row = &weights[r * rb..(r + 1) * rb];
         acc.fill(0.0);
         for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
-            let dw = decode_block(ty, block, &mut q);
+            let dw = decode_block(ty, block, &mut q).ok_or(KernelError::Unsupported(ty))?;
             for (a, (xq, xd)) in acc.iter_mut().zip(&columns) {
-                let (Some(x), Some(dx)) = (xq.get(b), xd.get(b)) else {
-                    continue; // callers check sizes; never read out of bounds
-                };
-                *a += (dw * dx) * dot(&q, x) as f32;
+                *a += (dw * xd[b]) * dot(&q, &xq[b]) as f32;
             }
         }
         for (col, a) in out.iter_mut().zip(&acc) {
             col[i] = *a;
         }
     }
+    Ok(())
 }

@@ -403,7 +403,7 @@ fn simd_columns_do_not_depend_on_the_batch() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_activation_quantization_equals_the_scalar_one() {
-    if !avx512::detected() {
+    if avx512::Avx512Kernel::detect().is_none() {
         eprintln!("skipped: no AVX-512 VNNI on this CPU");
         return;
     }
