@@ -2,6 +2,7 @@
 //! semantics (see `crate::bench`). Every value is validated before any model
 //! loads; a model that fails to load is reported and the others still run.
 
+use super::engine_args::{CacheType, FlashAttn, KernelsArg};
 use super::progress::{self, Progress};
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
@@ -113,9 +114,14 @@ const ALIASES: [(&str, &str); 6] = [
     ("-oe", "--output-err"),
 ];
 
+/// The engine flags among [`ALIASES`] (see `engine_args::EngineArgs`), which
+/// `run` and `perplexity` take too.
+const ENGINE_ALIASES: [&str; 4] = ["-ub", "-ctk", "-ctv", "-fa"];
+
 /// Rewrites llama-bench's `-pg`, `-ub`, `-ctk`, `-ctv`, `-fa` into long flags
-/// clap understands, only for the `pp`/`tg`/`bench` subcommands (other
-/// commands keep their own short flags) and only before a `--`.
+/// clap understands, only for the measuring subcommands (`run` and
+/// `perplexity` take only the engine flags: their `-p` / `-o` / `-f` keep
+/// their meaning) and only before a `--`.
 pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
     let sub = args
         .iter()
@@ -123,12 +129,11 @@ pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
         .position(|a| !a.to_string_lossy().starts_with('-'))
         .map(|i| i + 1);
     let Some(sub) = sub else { return args };
-    if !matches!(
-        args.get(sub).and_then(|a| a.to_str()),
-        Some("pp" | "tg" | "bench" | "parallel")
-    ) {
-        return args;
-    }
+    let engine_only = match args.get(sub).and_then(|a| a.to_str()) {
+        Some("pp" | "tg" | "bench" | "parallel") => false,
+        Some("run" | "perplexity") => true,
+        _ => return args,
+    };
     let mut out = Vec::with_capacity(args.len());
     let mut rewriting = true;
     for (i, arg) in args.into_iter().enumerate() {
@@ -149,7 +154,10 @@ pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
             Some((f, v)) => (f, Some(v)),
             None => (s, None),
         };
-        match ALIASES.iter().find(|(short, _)| *short == flag) {
+        let alias = ALIASES
+            .iter()
+            .find(|(short, _)| *short == flag && (!engine_only || ENGINE_ALIASES.contains(short)));
+        match alias {
             Some((_, long)) => out.push(match value {
                 Some(v) => OsString::from(format!("{long}={v}")),
                 None => OsString::from(*long),
@@ -192,16 +200,25 @@ fn words(items: &[String], default: &str) -> Vec<String> {
         .collect()
 }
 
+/// One comma-list item as the single-engine commands' value enum parses it
+/// (`engine_args`), so every command accepts the same names.
+fn list_value<T: clap::ValueEnum>(flag: &str, word: &str) -> anyhow::Result<T> {
+    T::from_str(word, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        usage(format!(
+            "{flag}: '{word}' is not one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
 fn cache_types(flag: &str, items: &[String]) -> anyhow::Result<Vec<GgmlType>> {
     words(items, "f16")
         .iter()
-        .map(|w| {
-            crate::kv::parse_cache_type(w).ok_or_else(|| {
-                usage(format!(
-                    "{flag}: unknown cache type '{w}' (use f16 or q8_0)"
-                ))
-            })
-        })
+        .map(|w| list_value::<CacheType>(flag, w).map(CacheType::ggml))
         .collect()
 }
 
@@ -264,19 +281,11 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
     }
     let flash_attn = words(&args.flash_attn, "auto")
         .iter()
-        .map(|w| match w.as_str() {
-            // auto = on: flash attention is the faster CPU path in rbench.
-            "on" | "1" | "auto" => Ok(true),
-            "off" | "0" => Ok(false),
-            _ => Err(usage(format!("-fa: '{w}' is not on, off or auto"))),
-        })
+        .map(|w| list_value::<FlashAttn>("-fa", w).map(FlashAttn::enabled))
         .collect::<anyhow::Result<Vec<bool>>>()?;
     let kernels = words(&args.kernels, Kernels::default().name())
         .iter()
-        .map(|w| {
-            Kernels::from_name(w)
-                .ok_or_else(|| usage(format!("--kernels: '{w}' is not ggml or rbench")))
-        })
+        .map(|w| list_value::<KernelsArg>("--kernels", w).map(Kernels::from))
         .collect::<anyhow::Result<Vec<Kernels>>>()?;
     let type_k = cache_types("-ctk", &args.cache_type_k)?;
     let type_v = cache_types("-ctv", &args.cache_type_v)?;
@@ -521,9 +530,23 @@ mod tests {
                 "-fa"
             ])
         );
-        // Other commands keep their flags untouched.
-        let run = os(&["rbench", "run", "-p", "hi", "-fa"]);
-        assert_eq!(rewrite_argv(run.clone()), run);
+        // run and perplexity get the engine flags only; other commands
+        // keep their flags untouched.
+        let run = os(&["rbench", "run", "-pg", "-fa", "off", "-ctk", "q8_0"]);
+        assert_eq!(
+            rewrite_argv(run),
+            os(&[
+                "rbench",
+                "run",
+                "-pg",
+                "--flash-attn",
+                "off",
+                "--cache-type-k",
+                "q8_0"
+            ])
+        );
+        let info = os(&["rbench", "info", "-fa"]);
+        assert_eq!(rewrite_argv(info.clone()), info);
         assert_eq!(rewrite_argv(os(&["rbench"])), os(&["rbench"]));
     }
 

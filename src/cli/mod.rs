@@ -13,6 +13,7 @@ macro_rules! outln {
 mod analyze;
 mod bench;
 mod compare;
+mod engine_args;
 mod info;
 pub mod interrupt;
 mod parallel;
@@ -188,11 +189,6 @@ fn check_threads(threads: Option<usize>) -> Result<(), UsageError> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// `--kernels` of the single-engine commands (clap has checked the name).
-fn kernels_arg(name: &str) -> crate::kernels::Kernels {
-    crate::kernels::Kernels::from_name(name).unwrap_or_default()
 }
 
 /// `-c`: token positions are i32.

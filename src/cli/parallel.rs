@@ -2,19 +2,16 @@
 //! cache sized from the worker count; throughput scaling, latency, and the
 //! worker count to use (see `crate::bench::parallel` for what is timed).
 
+use super::engine_args::EngineArgs;
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
 use crate::bench::parallel::{self as par, ParallelResult, PrefixSharing, WorkerRun};
-use crate::engine::{
-    default_threads, serve, Engine, EngineConfig, Request, SamplerConfig, ScheduleConfig,
-};
+use crate::engine::{serve, Engine, Request, SamplerConfig, ScheduleConfig};
 use crate::gguf::GgufFile;
 use crate::kv::sizing;
 use crate::model::hparams::Hparams;
 use crate::model::memory::{self, MemoryInfo};
-use crate::model::weights::LoadOptions;
 use crate::model::{synth, Model};
-use crate::quant::GgmlType;
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -58,31 +55,13 @@ pub struct ParallelArgs {
     /// Take -p / -n from an `rbench analyze -o json` result.
     #[arg(long = "from-analysis")]
     pub from_analysis: Option<PathBuf>,
-    /// CPU threads [default: available parallelism].
-    #[arg(short = 't', long = "threads")]
-    pub threads: Option<usize>,
-    /// KV cells in total [default: workers × (n_prompt + n_predict, rounded up to 256)].
-    #[arg(short = 'c', long = "ctx")]
-    pub ctx: Option<usize>,
     /// Most tokens per decode step.
     #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
     pub n_batch: usize,
-    /// Most tokens per computed graph (`-ub`).
-    #[arg(long = "ubatch-size", default_value_t = 512)]
-    pub n_ubatch: usize,
-    /// K cache type (`-ctk`): f16, q8_0 or f32.
-    #[arg(long = "cache-type-k", default_value = "f16")]
-    pub cache_type_k: String,
-    /// V cache type (`-ctv`): f16, q8_0 or f32.
-    #[arg(long = "cache-type-v", default_value = "f16")]
-    pub cache_type_v: String,
-    /// Flash attention (`-fa`): on, off or auto (= on).
-    #[arg(long = "flash-attn", default_value = "auto", value_parser = ["on", "off", "auto", "1", "0"])]
-    pub flash_attn: String,
-    /// Weight matmul kernels: rbench (its own where it has them, ggml's
-    /// elsewhere) or ggml (ggml's everywhere).
-    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
-    pub kernels: String,
+    /// Engine flags; `-c` defaults to workers × (n_prompt + n_predict,
+    /// rounded up to 256).
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// TPOT p99 budget in ms for the interactive recommendation.
     #[arg(long = "tpot-budget", default_value_t = par::DEFAULT_TPOT_BUDGET_MS)]
     pub tpot_budget: f64,
@@ -266,15 +245,6 @@ fn dataset_prompts(
     Ok((prompts, shape.name(), skipped))
 }
 
-fn cache_type(s: &str, flag: &str) -> anyhow::Result<GgmlType> {
-    crate::kv::parse_cache_type(s)
-        .ok_or_else(|| UsageError(format!("{flag} must be f16, q8_0 or f32, got '{s}'")).into())
-}
-
-fn flash_attn_on(s: &str) -> bool {
-    !matches!(s, "off" | "0")
-}
-
 /// `-p` / `-n` from an analyze result's recommendation.
 fn from_analysis(path: &std::path::Path) -> anyhow::Result<(usize, usize)> {
     let text =
@@ -330,16 +300,10 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
     in_range("-n/--n-predict", args.n_predict, 1, MAX_TOKENS)?;
     in_range("--shared-prefix", args.shared_prefix, 0, MAX_TOKENS)?;
     in_range("-b/--batch-size", args.n_batch, 1, MAX_TOKENS)?;
-    in_range("-ub/--ubatch-size", args.n_ubatch, 1, MAX_TOKENS)?;
     if let Some(r) = args.requests {
         in_range("--requests", r, 1, MAX_TOKENS)?;
     }
-    if let Some(t) = args.threads {
-        in_range("-t/--threads", t, 1, 1024)?;
-    }
-    if let Some(c) = args.ctx {
-        in_range("-c/--ctx", c, 1, u32::MAX as u64)?;
-    }
+    args.engine.validate()?;
     if !(args.tpot_budget.is_finite() && args.tpot_budget > 0.0) {
         return Err(UsageError(format!(
             "--tpot-budget must be a positive number of ms, got {}",
@@ -359,19 +323,21 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
 }
 
 fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<(Plan, Hparams)> {
-    let type_k = cache_type(&args.cache_type_k, "-ctk/--cache-type-k")?;
-    let type_v = cache_type(&args.cache_type_v, "-ctv/--cache-type-v")?;
+    let (type_k, type_v) = (
+        args.engine.cache_type_k.ggml(),
+        args.engine.cache_type_v.ggml(),
+    );
     let shape = model_shape(&args.model)?;
     let hp = shape.hparams;
     let max_workers = workers.iter().copied().max().unwrap_or(1);
     // Sized so the unshared comparison run fits too: prefix in every sequence.
     let per_seq = sizing::cells_per_sequence(args.shared_prefix + args.n_prompt, args.n_predict);
-    let n_ctx = match args.ctx {
+    let n_ctx = match args.engine.ctx {
         Some(c) => c,
         None => sizing::n_ctx_for_workers(max_workers, per_seq)
             .map_err(|e| UsageError(e.to_string()))?,
     };
-    if args.ctx.is_some()
+    if args.engine.ctx.is_some()
         && n_ctx < max_workers * (args.shared_prefix + args.n_prompt + args.n_predict)
     {
         return Err(UsageError(format!(
@@ -385,9 +351,9 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<(Plan, Hp
     let kv_bytes = kv_shape.bytes();
     let compute = memory::compute_estimate(
         &hp,
-        args.n_ubatch.min(n_ctx) as u64,
+        args.engine.n_ubatch.min(n_ctx) as u64,
         n_ctx as u64,
-        flash_attn_on(&args.flash_attn),
+        args.engine.flash_attn.enabled(),
     );
     let total = shape.model_bytes + kv_bytes + compute;
     let available = MemoryInfo::detect().available;
@@ -490,29 +456,17 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         );
     }
     let path = crate::model::resolve_model_path(&args.model)?;
-    let model = Model::load(
-        &path,
-        &LoadOptions::for_kernels(super::kernels_arg(&args.kernels)),
-    )
-    .with_context(|| format!("loading {}", path.display()))?;
+    // A sequence's numbers must not depend on the batch it shares.
+    let model = Model::load(&path, &args.engine.load_options(true))
+        .with_context(|| format!("loading {}", path.display()))?;
     if model.info.synthetic {
         eprintln!(
             "note: {} is a synthetic model (random weights)",
             path.display()
         );
     }
-    let n_threads = args.threads.unwrap_or_else(default_threads);
-    let cfg = EngineConfig {
-        n_ctx: plan.n_ctx,
-        n_ubatch: args.n_ubatch,
-        n_threads,
-        flash_attn: flash_attn_on(&args.flash_attn),
-        type_k: cache_type(&args.cache_type_k, "-ctk")?,
-        type_v: cache_type(&args.cache_type_v, "-ctv")?,
-        // A sequence's numbers must not depend on the batch it shares.
-        batch_invariant: true,
-        kernels: super::kernels_arg(&args.kernels),
-    };
+    let cfg = args.engine.config(plan.n_ctx, true);
+    let n_threads = cfg.n_threads;
     let mut engine = Engine::new(&model, cfg.clone())?;
     eprintln!(
         "engine: n_ctx {}, {} threads, flash-attn {}, {} kernels, compute buffer {}",

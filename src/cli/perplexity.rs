@@ -3,9 +3,10 @@
 //! chunks of `-c` tokens, each chunk starts with BOS, and only the second half
 //! of each chunk is scored.
 
+use super::engine_args::EngineArgs;
 use super::UsageError;
 use crate::engine::perplexity::{scored_range, token_nll, PerplexityAccumulator};
-use crate::engine::{default_threads, Batch, Engine, EngineConfig};
+use crate::engine::{Batch, Engine};
 use anyhow::Context as _;
 use serde::Serialize;
 use std::time::Instant;
@@ -18,22 +19,12 @@ pub struct PerplexityArgs {
     /// Text file to score.
     #[arg(short = 'f', long = "file")]
     pub file: std::path::PathBuf,
-    /// Tokens per chunk.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
-    pub ctx: usize,
     /// Score at most this many chunks.
     #[arg(long = "chunks")]
     pub chunks: Option<usize>,
-    /// CPU threads.
-    #[arg(short = 't', long = "threads")]
-    pub threads: Option<usize>,
-    /// Flash attention: on or off.
-    #[arg(long = "flash-attn", visible_alias = "fa", default_value = "on", value_parser = ["on", "off"])]
-    pub flash_attn: String,
-    /// Weight matmul kernels: rbench (its own where it has them, ggml's
-    /// elsewhere) or ggml (ggml's everywhere).
-    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
-    pub kernels: String,
+    /// Engine flags; `-c` is the chunk length in tokens [default: 512].
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -42,6 +33,9 @@ pub struct PerplexityArgs {
     #[arg(long, value_name = "FILE.json")]
     pub save: Option<std::path::PathBuf>,
 }
+
+/// `-c` when not given: llama-perplexity's chunk length.
+const DEFAULT_CHUNK: usize = 512;
 
 #[derive(Serialize)]
 struct PerplexityReport {
@@ -57,14 +51,14 @@ struct PerplexityReport {
 }
 
 pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
-    if args.ctx < 8 {
-        return Err(UsageError(format!("-c must be at least 8, got {}", args.ctx)).into());
+    let ctx = args.engine.ctx.unwrap_or(DEFAULT_CHUNK);
+    if ctx < 8 {
+        return Err(UsageError(format!("-c must be at least 8, got {ctx}")).into());
     }
-    if args.threads == Some(0) || args.chunks == Some(0) {
-        return Err(UsageError("-t and --chunks must be at least 1".into()).into());
+    if args.chunks == Some(0) {
+        return Err(UsageError("--chunks must be at least 1".into()).into());
     }
-    super::check_threads(args.threads)?;
-    super::check_ctx(args.ctx)?;
+    args.engine.validate()?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let model = super::progress::load_model(&args.model)?;
@@ -72,27 +66,19 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let tok = &model.tokenizer;
     let add_bos = tok.add_bos_default();
     let tokens = tok.encode(&text, add_bos)?;
-    let available = tokens.len() / args.ctx;
+    let available = tokens.len() / ctx;
     if available == 0 {
         anyhow::bail!(
             "{} has {} tokens, fewer than one chunk of {} (use a smaller -c)",
             args.file.display(),
             tokens.len(),
-            args.ctx
+            ctx
         );
     }
     let n_chunks = args.chunks.map_or(available, |c| c.min(available));
-    let cfg = EngineConfig {
-        n_ctx: args.ctx,
-        n_ubatch: args.ctx.min(512),
-        n_threads: args.threads.unwrap_or_else(default_threads),
-        flash_attn: args.flash_attn == "on",
-        kernels: super::kernels_arg(&args.kernels),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(&model, cfg)?;
+    let mut engine = Engine::new(&model, args.engine.config(ctx, false))?;
     let bos = tok.bos_id();
-    let scored = scored_range(args.ctx);
+    let scored = scored_range(ctx);
     let mut acc = PerplexityAccumulator::default();
     let mut chunk_ppl = Vec::with_capacity(n_chunks);
     let start = Instant::now();
@@ -101,7 +87,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             "perplexity: {} tokens, {} chunks of {}",
             tokens.len(),
             n_chunks,
-            args.ctx
+            ctx
         );
     }
     let mut chunks_done = 0;
@@ -109,7 +95,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         if super::interrupt::requested() {
             break;
         }
-        let mut ids = tokens[chunk * args.ctx..(chunk + 1) * args.ctx].to_vec();
+        let mut ids = tokens[chunk * ctx..(chunk + 1) * ctx].to_vec();
         if let (true, Some(b)) = (add_bos, bos) {
             ids[0] = b;
         }
@@ -142,7 +128,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let report = PerplexityReport {
         model: path.display().to_string(),
         file: args.file.display().to_string(),
-        n_ctx: args.ctx,
+        n_ctx: ctx,
         n_chunks: chunks_done,
         n_tokens_scored: acc.count(),
         ppl: acc.ppl(),
@@ -158,10 +144,10 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         outln!(
             "{} chunks of {} tokens, {} tokens scored, {:.1} s ({:.0} tokens/s)",
             chunks_done,
-            args.ctx,
+            ctx,
             acc.count(),
             seconds,
-            (chunks_done * args.ctx) as f64 / seconds
+            (chunks_done * ctx) as f64 / seconds
         );
     }
     if let Some(save) = &args.save {

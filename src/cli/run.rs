@@ -1,11 +1,10 @@
 //! `rbench run`: generate text from a prompt, streaming only the completion
 //! to stdout (logs and timings go to stderr).
 
+use super::engine_args::EngineArgs;
 use super::UsageError;
-use crate::engine::{default_threads, Batch, Engine, EngineConfig, Sampler, SamplerConfig};
-use crate::model::weights::LoadOptions;
+use crate::engine::{Batch, Engine, Sampler, SamplerConfig};
 use crate::model::Model;
-use crate::quant::GgmlType;
 use anyhow::Context as _;
 use std::io::Write;
 use std::time::Instant;
@@ -50,29 +49,15 @@ pub struct RunArgs {
     pub repeat_penalty: f32,
     #[arg(long = "seed", default_value_t = 0)]
     pub seed: u64,
-    /// CPU threads.
-    #[arg(short = 't', long = "threads")]
-    pub threads: Option<usize>,
-    /// Context size in tokens.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
-    pub ctx: usize,
-    /// Flash attention: on or off.
-    #[arg(long = "flash-attn", visible_alias = "fa", default_value = "on", value_parser = ["on", "off"])]
-    pub flash_attn: String,
-    /// KV cache type for K: f16, q8_0 or f32.
-    #[arg(long = "cache-type-k", visible_alias = "ctk", default_value = "f16")]
-    pub cache_type_k: String,
-    /// KV cache type for V: f16, q8_0 or f32 (q8_0 needs flash attention).
-    #[arg(long = "cache-type-v", visible_alias = "ctv", default_value = "f16")]
-    pub cache_type_v: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Do not use the CPU backend's repacked weight layouts.
     #[arg(long)]
     pub no_repack: bool,
-    /// Weight matmul kernels: rbench (its own where it has them, ggml's
-    /// elsewhere) or ggml (ggml's everywhere).
-    #[arg(long = "kernels", default_value = "rbench", value_parser = ["rbench", "ggml"])]
-    pub kernels: String,
 }
+
+/// `-c` when not given: room for a long prompt and its completion.
+const DEFAULT_CTX: usize = 4096;
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.temp < 0.0 || !args.temp.is_finite() {
@@ -84,11 +69,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.prompt.as_deref().is_some_and(str::is_empty) {
         return Err(UsageError("the prompt is empty: give some text with -p".into()).into());
     }
-    if args.ctx == 0 || args.threads == Some(0) {
-        return Err(UsageError("-c and -t must be at least 1".into()).into());
-    }
-    super::check_threads(args.threads)?;
-    super::check_ctx(args.ctx)?;
+    args.engine.validate()?;
+    let ctx = args.engine.ctx.unwrap_or(DEFAULT_CTX);
     if !args.repeat_penalty.is_finite() || args.repeat_penalty <= 0.0 {
         return Err(UsageError(format!(
             "--repeat-penalty must be a positive number, got {}",
@@ -100,23 +82,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         return Err(UsageError("-n must be at least 1".into()).into());
     }
     // Batch mode sizes its context from the prompts.
-    if args.prompts_file.is_none() && args.n_predict >= args.ctx {
+    if args.prompts_file.is_none() && args.n_predict >= ctx {
         return Err(UsageError(format!(
-            "-n {} leaves no room for the prompt in a context of {} tokens (raise -c)",
-            args.n_predict, args.ctx
-        ))
-        .into());
-    }
-    let cache_type = |s: &str, flag: &str| {
-        crate::kv::parse_cache_type(s)
-            .ok_or_else(|| UsageError(format!("{flag} must be f16, q8_0 or f32, got '{s}'")))
-    };
-    let type_k = cache_type(&args.cache_type_k, "--cache-type-k")?;
-    let type_v = cache_type(&args.cache_type_v, "--cache-type-v")?;
-    if args.flash_attn == "off" && !matches!(type_v, GgmlType::F16 | GgmlType::F32) {
-        return Err(UsageError(format!(
-            "--cache-type-v {}: a quantized V cache needs flash attention (--flash-attn on)",
-            args.cache_type_v
+            "-n {} leaves no room for the prompt in a context of {ctx} tokens (raise -c)",
+            args.n_predict
         ))
         .into());
     }
@@ -135,16 +104,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let path = crate::model::resolve_model_path(&args.model)?;
     let t_load = Instant::now();
-    let model = Model::load(
-        &path,
-        &LoadOptions {
-            // Batch mode is batch-invariant: see `LoadOptions::for_kernels`.
-            repack: !args.no_repack
-                && (args.prompts_file.is_none()
-                    || LoadOptions::for_kernels(super::kernels_arg(&args.kernels)).repack),
-        },
-    )
-    .with_context(|| format!("loading {}", path.display()))?;
+    // Batch mode is batch-invariant: see `LoadOptions::for_kernels`.
+    let mut load = args.engine.load_options(args.prompts_file.is_some());
+    load.repack &= !args.no_repack;
+    let model = Model::load(&path, &load).with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
     let tok = &model.tokenizer;
     if model.info.synthetic {
@@ -154,27 +117,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let Some(prompt_text) = args.prompt.as_deref() else {
-        return run_batch(&args, batch_prompts, &model, type_k, type_v, load_s);
+        return run_batch(&args, batch_prompts, &model, load_s);
     };
     let prompt = tok.encode(prompt_text, tok.add_bos_default())?;
-    if prompt.len().saturating_add(args.n_predict) > args.ctx {
+    if prompt.len().saturating_add(args.n_predict) > ctx {
         anyhow::bail!(
-            "the prompt ({} tokens) plus {} tokens to generate exceeds the context of {} (raise -c)",
+            "the prompt ({} tokens) plus {} tokens to generate exceeds the context of {ctx} (raise -c)",
             prompt.len(),
             args.n_predict,
-            args.ctx
         );
     }
-    let cfg = EngineConfig {
-        n_ctx: args.ctx,
-        n_threads: args.threads.unwrap_or_else(default_threads),
-        flash_attn: args.flash_attn == "on",
-        type_k,
-        type_v,
-        kernels: super::kernels_arg(&args.kernels),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(&model, cfg)?;
+    let mut engine = Engine::new(&model, args.engine.config(ctx, false))?;
     let mut sampler = Sampler::new(sampler_config(&args));
 
     let t_prompt = Instant::now();
@@ -280,14 +233,7 @@ struct BatchLine<'a> {
 
 /// Batch mode: every prompt through `--parallel` slots; completions are
 /// detokenized and printed in input order by a printer thread as they finish.
-fn run_batch(
-    args: &RunArgs,
-    texts: Vec<String>,
-    model: &Model,
-    type_k: crate::quant::GgmlType,
-    type_v: crate::quant::GgmlType,
-    load_s: f64,
-) -> anyhow::Result<()> {
+fn run_batch(args: &RunArgs, texts: Vec<String>, model: &Model, load_s: f64) -> anyhow::Result<()> {
     use crate::engine::{serve, Request, ScheduleConfig};
     let tok = &model.tokenizer;
     let requests = texts
@@ -304,18 +250,8 @@ fn run_batch(
     let per_seq = crate::kv::sizing::cells_per_sequence(longest, args.n_predict);
     let n_ctx = crate::kv::sizing::n_ctx_for_workers(slots, per_seq)
         .map_err(|e| UsageError(e.to_string()))?
-        .max(args.ctx);
-    let cfg = EngineConfig {
-        n_ctx,
-        n_threads: args.threads.unwrap_or_else(default_threads),
-        flash_attn: args.flash_attn == "on",
-        type_k,
-        type_v,
-        batch_invariant: true,
-        kernels: super::kernels_arg(&args.kernels),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(model, cfg)?;
+        .max(args.engine.ctx.unwrap_or(DEFAULT_CTX));
+    let mut engine = Engine::new(model, args.engine.config(n_ctx, true))?;
     let schedule = ScheduleConfig {
         n_slots: slots,
         max_batch_tokens: 2048.max(slots),

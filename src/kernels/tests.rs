@@ -384,6 +384,17 @@ fn simd_columns_do_not_depend_on_the_batch() {
         for n in [2, 3, 8, 16, 17] {
             let x = activations(40 + n as u64, k, n);
             let batched = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+            // Outputs start as NaN: equal bits alone and batched would hold
+            // for a kernel that wrote nothing, so each column is also
+            // checked against ggml's result.
+            let want = ggml_mul_mat(ty, &w, n_rows, k, &x, n);
+            let sums = abs_term_sums(ty, &w, n_rows, k, &x, n);
+            let worst = worst_ratio(&batched, &want, &sums, k / QK);
+            assert!(
+                worst <= ggml_slack(n),
+                "{:?} {ty} n={n}: {worst:.2}x the rounding bound from ggml",
+                kernel.isa()
+            );
             for c in 0..n {
                 let alone = run_kernel(kernel, ty, &w, n_rows, k, &x[c * k..(c + 1) * k], 1);
                 let together = &batched[c * n_rows..(c + 1) * n_rows];

@@ -35,16 +35,6 @@ impl KvShape {
     }
 }
 
-/// Cache types rbench offers (`-ctk` / `-ctv`).
-pub fn parse_cache_type(s: &str) -> Option<GgmlType> {
-    match s.to_ascii_lowercase().as_str() {
-        "f16" => Some(GgmlType::F16),
-        "q8_0" => Some(GgmlType::Q8_0),
-        "f32" => Some(GgmlType::F32),
-        _ => None,
-    }
-}
-
 pub struct KvCache {
     pub cells: CellTable,
     shape: KvShape,
@@ -59,6 +49,8 @@ pub enum KvCacheError {
     Kv(#[from] KvError),
     #[error("KV cache: {0}")]
     Ggml(#[from] ggml::GgmlError),
+    #[error("KV cache: no layer {layer} (the cache has {n_layer})")]
+    NoLayer { layer: usize, n_layer: usize },
     #[error("KV cache rows of {width} values cannot be stored as {ty} (blocks of {block})")]
     BadType {
         width: usize,
@@ -107,7 +99,12 @@ impl KvCache {
     pub fn layer(&self, il: usize) -> Result<(Tensor<'_>, Tensor<'_>), KvCacheError> {
         let (k, v) = match (self.k.get(il), self.v.get(il)) {
             (Some(k), Some(v)) => (*k, *v),
-            _ => return Err(KvCacheError::Kv(KvError::NoSequence)),
+            _ => {
+                return Err(KvCacheError::NoLayer {
+                    layer: il,
+                    n_layer: self.k.len(),
+                })
+            }
         };
         Ok((self.ctx.tensor(k)?, self.ctx.tensor(v)?))
     }

@@ -5,7 +5,7 @@ mod cache;
 mod cells;
 pub mod sizing;
 
-pub use cache::{parse_cache_type, KvCache, KvCacheError, KvShape};
+pub use cache::{KvCache, KvCacheError, KvShape};
 pub use cells::{Cell, CellTable, SeqSet, TokenPlace, MAX_SEQS};
 
 #[derive(Debug, thiserror::Error)]
