@@ -5,7 +5,7 @@ mod common;
 
 use common::{rbench, reference_data, test_model};
 use rbench::engine::sampler::argmax;
-use rbench::engine::{Batch, Engine, EngineConfig, Sampler, SamplerConfig};
+use rbench::engine::{Batch, Engine, EngineConfig, GenerateConfig};
 use rbench::kernels::Kernels;
 use rbench::model::weights::LoadOptions;
 use rbench::model::Model;
@@ -288,22 +288,11 @@ fn greedy_completions_against_llama_cpp() {
     for r in references(tok) {
         let prompt = &r.tokens[..r.n_prompt];
         let expected = &r.tokens[r.n_prompt..];
-        engine.clear();
-        let mut sampler = Sampler::new(SamplerConfig::greedy());
-        let mut last = engine
-            .decode(&Batch::from_prompt(prompt, 0, 0).unwrap())
+        let out: Vec<u32> = engine
+            .generate(prompt, GenerateConfig::greedy(expected.len()))
             .unwrap()
-            .last()
-            .unwrap()
-            .to_vec();
-        let mut out = Vec::new();
-        for pos in r.n_prompt..r.tokens.len() {
-            let next = sampler.sample(&last, &[]);
-            out.push(next);
-            let mut b = Batch::new();
-            b.add(next, pos as i32, &[0], true).unwrap();
-            last = engine.decode(&b).unwrap().last().unwrap().to_vec();
-        }
+            .map(Result::unwrap)
+            .collect();
         let same = out.iter().zip(expected).take_while(|(a, b)| a == b).count();
         eprintln!(
             "{:?}: {same} of {} tokens as llama.cpp; rbench: {:?}",

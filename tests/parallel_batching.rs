@@ -16,7 +16,7 @@ mod common;
 
 use rbench::engine::sampler::argmax;
 use rbench::engine::{
-    serve, Batch, Completion, Engine, EngineConfig, Request, SamplerConfig, ScheduleConfig,
+    serve, Completion, Engine, EngineConfig, GenerateConfig, Request, SamplerConfig, ScheduleConfig,
 };
 use rbench::kernels::Kernels;
 use rbench::model::weights::LoadOptions;
@@ -80,28 +80,32 @@ fn requests(model: &Model, prompts: &[&str]) -> Vec<Request> {
 /// Greedy decode of one sequence alone; returns the tokens and, per step,
 /// the gap between the best and second-best logit.
 fn alone_with_gaps(engine: &mut Engine<'_>, prompt: &[u32]) -> (Vec<u32>, Vec<f32>) {
-    engine.clear();
-    let mut logits = engine
-        .decode(&Batch::from_prompt(prompt, 0, 0).unwrap())
-        .unwrap();
-    let (mut tokens, mut gaps) = (Vec::new(), Vec::new());
-    for i in 0..N_PREDICT {
-        let row = logits.last().unwrap();
-        let best = argmax(row);
-        let second = row
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j as u32 != best)
-            .map(|(_, v)| *v)
-            .fold(f32::NEG_INFINITY, f32::max);
-        gaps.push(row[best as usize] - second);
-        tokens.push(best);
-        if i + 1 < N_PREDICT {
-            let mut b = Batch::new();
-            b.add(best, (prompt.len() + i) as i32, &[0], true).unwrap();
-            logits = engine.decode(&b).unwrap();
+    let cfg = GenerateConfig {
+        stop_at_eog: false,
+        ..GenerateConfig::greedy(N_PREDICT)
+    };
+    let mut generation = engine.generate(prompt, cfg).unwrap();
+    let mut gaps = Vec::new();
+    loop {
+        let row = generation.logits();
+        if !row.is_empty() {
+            let best = argmax(row);
+            let second = row
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j as u32 != best)
+                .map(|(_, v)| *v)
+                .fold(f32::NEG_INFINITY, f32::max);
+            gaps.push(row[best as usize] - second);
+        }
+        match generation.next() {
+            Some(token) => {
+                token.unwrap();
+            }
+            None => break,
         }
     }
+    let tokens = generation.generated().to_vec();
     engine.clear();
     (tokens, gaps)
 }

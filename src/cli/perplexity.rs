@@ -5,8 +5,8 @@
 
 use super::engine_args::EngineArgs;
 use super::UsageError;
-use crate::engine::perplexity::{scored_range, token_nll, PerplexityAccumulator};
-use crate::engine::{Batch, Engine};
+use crate::engine::perplexity::perplexity;
+use crate::engine::Engine;
 use anyhow::Context as _;
 use serde::Serialize;
 use std::time::Instant;
@@ -78,9 +78,6 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let n_chunks = args.chunks.map_or(available, |c| c.min(available));
     let mut engine = Engine::new(&model, args.engine.config(ctx, false))?;
     let bos = tok.bos_id();
-    let scored = scored_range(ctx);
-    let mut acc = PerplexityAccumulator::default();
-    let mut chunk_ppl = Vec::with_capacity(n_chunks);
     let start = Instant::now();
     if !args.json {
         eprintln!(
@@ -90,34 +87,20 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
             ctx
         );
     }
-    let mut chunks_done = 0;
-    for chunk in 0..n_chunks {
-        if super::interrupt::requested() {
-            break;
-        }
-        let mut ids = tokens[chunk * ctx..(chunk + 1) * ctx].to_vec();
-        if let (true, Some(b)) = (add_bos, bos) {
-            ids[0] = b;
-        }
-        engine.clear();
-        let mut batch = Batch::with_capacity(ids.len());
-        for (i, &t) in ids.iter().enumerate() {
-            batch.add(t, i as i32, &[0], scored.contains(&i))?;
-        }
-        let logits = engine.decode(&batch)?;
-        let mut chunk_acc = PerplexityAccumulator::default();
-        for i in scored.clone() {
-            let row = logits.get(i).context("missing logits row")?;
-            let nll = token_nll(row, ids[i + 1]);
-            acc.add(nll);
-            chunk_acc.add(nll);
-        }
-        chunk_ppl.push(chunk_acc.ppl());
-        if !args.json {
-            eprint!("[{}]{:.4},", chunk + 1, acc.ppl());
-        }
-        chunks_done += 1;
-    }
+    let run = perplexity(
+        &mut engine,
+        &tokens,
+        n_chunks,
+        bos.filter(|_| add_bos),
+        &super::interrupt::requested,
+        &mut |chunk, run| {
+            if !args.json {
+                eprint!("[{}]{:.4},", chunk + 1, run.total.ppl());
+            }
+        },
+    )?;
+    let (acc, chunk_ppl) = (run.total, run.chunk_ppl);
+    let chunks_done = chunk_ppl.len();
     let seconds = start.elapsed().as_secs_f64();
     if chunks_done == 0 {
         return Err(super::interrupt::Interrupted {

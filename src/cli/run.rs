@@ -3,7 +3,7 @@
 
 use super::engine_args::EngineArgs;
 use super::UsageError;
-use crate::engine::{Batch, Engine, Sampler, SamplerConfig};
+use crate::engine::{Engine, GenerateConfig, SamplerConfig};
 use crate::model::Model;
 use anyhow::Context as _;
 use std::io::Write;
@@ -128,39 +128,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let mut engine = Engine::new(&model, args.engine.config(ctx, false))?;
-    let mut sampler = Sampler::new(sampler_config(&args));
-
+    let cfg = GenerateConfig {
+        n_predict: args.n_predict,
+        stop_at_eog: true,
+        sampler: sampler_config(&args),
+    };
     let t_prompt = Instant::now();
-    let logits = engine.decode(&Batch::from_prompt(&prompt, 0, 0)?)?;
+    let mut generation = engine.generate(&prompt, cfg)?;
     let prompt_s = t_prompt.elapsed().as_secs_f64();
-    let mut history = prompt.clone();
-    let mut last = logits.last().map(<[f32]>::to_vec).unwrap_or_default();
     let mut stream = tok.stream_decoder();
     let mut out = std::io::stdout().lock();
     let t_gen = Instant::now();
-    let mut n_gen = 0;
-    while n_gen < args.n_predict {
-        let next = sampler.sample(&last, &history);
-        if tok.is_eog(next) {
-            break;
-        }
-        if let Some(text) = stream.push(next)? {
+    for next in generation.by_ref() {
+        if let Some(text) = stream.push(next?)? {
             out.write_all(text.as_bytes())?;
             out.flush()?;
         }
-        history.push(next);
-        n_gen += 1;
-        if n_gen == args.n_predict {
-            break;
-        }
-        let mut b = Batch::with_capacity(1);
-        b.add(next, history.len() as i32 - 1, &[0], true)?;
-        last = engine
-            .decode(&b)?
-            .last()
-            .map(<[f32]>::to_vec)
-            .unwrap_or_default();
     }
+    let n_gen = generation.generated().len();
     if let Some(text) = stream.flush() {
         out.write_all(text.as_bytes())?;
     }

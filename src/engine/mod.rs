@@ -3,12 +3,14 @@
 
 pub mod batch;
 pub mod context;
+pub mod generate;
 pub mod perplexity;
 pub mod sampler;
 pub mod scheduler;
 
 pub use batch::{Batch, Logits};
 pub use context::{default_threads, Engine, EngineConfig, EngineError};
+pub use generate::{GenerateConfig, Generation};
 pub use sampler::{Sampler, SamplerConfig};
 pub use scheduler::{
     serve, Completion, Request, ScheduleConfig, ScheduleError, ServeReport, StopReason,

@@ -2,6 +2,63 @@
 //! tokens starts with BOS, and only its second half is scored, so every scored
 //! token has at least half a context of history.
 
+use super::{Batch, Engine, EngineError};
+
+/// A text's perplexity over its first chunks.
+#[derive(Clone, Debug, Default)]
+pub struct PerplexityRun {
+    /// Over every scored token of the chunks that finished.
+    pub total: PerplexityAccumulator,
+    /// Each finished chunk's own perplexity, in order.
+    pub chunk_ppl: Vec<f64>,
+}
+
+/// Scores `tokens` in up to `n_chunks` chunks of the engine's context
+/// (`engine.config().n_ctx`) as llama-perplexity does: a chunk's first
+/// token is replaced by `bos` when given, the cache is cleared for every
+/// chunk, and only the second half of each is scored. `stop` is asked before
+/// every chunk (the run then holds the chunks that finished); `on_chunk`
+/// sees the running totals after each.
+pub fn perplexity(
+    engine: &mut Engine<'_>,
+    tokens: &[u32],
+    n_chunks: usize,
+    bos: Option<u32>,
+    stop: &dyn Fn() -> bool,
+    on_chunk: &mut dyn FnMut(usize, &PerplexityRun),
+) -> Result<PerplexityRun, EngineError> {
+    let n_ctx = engine.config().n_ctx;
+    let scored = scored_range(n_ctx);
+    let mut run = PerplexityRun::default();
+    for (chunk, ids) in tokens.chunks_exact(n_ctx).take(n_chunks).enumerate() {
+        if stop() {
+            break;
+        }
+        let mut ids = ids.to_vec();
+        if let Some(b) = bos {
+            ids[0] = b;
+        }
+        engine.clear();
+        let mut batch = Batch::with_capacity(ids.len());
+        for (i, &t) in ids.iter().enumerate() {
+            batch.add(t, i as i32, &[0], scored.contains(&i))?;
+        }
+        let logits = engine.decode(&batch)?;
+        let mut chunk_acc = PerplexityAccumulator::default();
+        for i in scored.clone() {
+            // Every scored position asked for its row.
+            let row = logits.get(i).unwrap_or_default();
+            let nll = token_nll(row, ids[i + 1]);
+            run.total.add(nll);
+            chunk_acc.add(nll);
+        }
+        run.chunk_ppl.push(chunk_acc.ppl());
+        on_chunk(chunk, &run);
+    }
+    engine.clear();
+    Ok(run)
+}
+
 /// Negative log-likelihood of `target` under the softmax of `logits`.
 pub fn token_nll(logits: &[f32], target: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -65,6 +122,61 @@ pub fn scored_range(n_ctx: usize) -> std::ops::Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_scored_on_their_second_half_and_a_stop_keeps_what_finished() {
+        use crate::engine::EngineConfig;
+        use crate::model::synth::{self, SynthFtype};
+        use crate::model::{weights::LoadOptions, Model};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        synth::write_synthetic(
+            synth::preset("llama-15m").unwrap(),
+            SynthFtype::F16,
+            5,
+            &path,
+        )
+        .unwrap();
+        let model = Model::load(&path, &LoadOptions::default()).unwrap();
+        let cfg = EngineConfig {
+            n_ctx: 16,
+            n_threads: 2,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(&model, cfg).unwrap();
+        let tokens: Vec<u32> = (0..70).map(|i| (i * 7 + 3) % 200).collect();
+        let mut seen = Vec::new();
+        let run = perplexity(&mut engine, &tokens, 3, Some(1), &|| false, &mut |c, _| {
+            seen.push(c)
+        })
+        .unwrap();
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(run.chunk_ppl.len(), 3);
+        assert_eq!(run.total.count(), 3 * scored_range(16).len() as u64);
+        assert!(run.total.ppl().is_finite() && run.total.ppl() > 1.0);
+        // The second chunk alone, scored again, is the same number.
+        let again = perplexity(
+            &mut engine,
+            &tokens[16..],
+            1,
+            Some(1),
+            &|| false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(again.chunk_ppl[0].to_bits(), run.chunk_ppl[1].to_bits());
+        let done = std::cell::Cell::new(0);
+        let stopped = perplexity(
+            &mut engine,
+            &tokens,
+            4,
+            None,
+            &|| done.get() >= 1,
+            &mut |_, _| done.set(done.get() + 1),
+        )
+        .unwrap();
+        assert_eq!(stopped.chunk_ppl.len(), 1);
+    }
 
     #[test]
     fn uniform_logits_give_vocab_size() {

@@ -1,4 +1,5 @@
-//! Safe wrapper over ggml: the only place (with the mmap reader) that holds `unsafe`.
+//! Safe wrapper over ggml: with the mmap reader and the kernels (`crate::kernels`),
+//! the only place that holds `unsafe`.
 //!
 //! # Objects and who owns what
 //!
