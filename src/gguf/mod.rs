@@ -5,6 +5,7 @@
 
 mod cursor;
 mod error;
+pub mod keys;
 mod parse;
 mod reader;
 mod value;

@@ -14,7 +14,7 @@ use crate::quant::GgmlType;
 
 pub const MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
-pub const ALIGNMENT_KEY: &str = "general.alignment";
+pub const ALIGNMENT_KEY: &str = super::keys::GENERAL_ALIGNMENT;
 /// ggml stores tensor names in a 64-byte buffer including the terminator.
 pub const MAX_TENSOR_NAME_LEN: usize = 63;
 pub const MAX_DIMS: u32 = 4;

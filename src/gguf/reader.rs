@@ -195,7 +195,7 @@ impl GgufFile {
 
     /// `general.architecture`, the prefix of the model's hyperparameter keys.
     pub fn architecture(&self) -> Option<&str> {
-        self.get_str("general.architecture")
+        self.get_str(super::keys::GENERAL_ARCHITECTURE)
     }
 
     pub fn tensors(&self) -> &[TensorInfo] {

@@ -1,7 +1,9 @@
 //! Building blocks shared by the architectures: norms, attention over the KV
 //! cache, gated feed-forward networks.
 
+use super::arch::RopeStyle;
 use super::hparams::Hparams;
+use super::layout::Role;
 use super::weights::{LayerWeights, Weights};
 use super::ModelError;
 use crate::ggml::{self, Context, Graph, RopeMode, Tensor};
@@ -122,9 +124,21 @@ impl<'g> Builder<'g> {
     ) -> R<(Tensor<'g>, Tensor<'g>, Tensor<'g>)> {
         let hp = self.hp;
         let t = self.shape.n_tokens as i64;
-        let q = self.linear(w.get(lw.wq)?, h, w.get_opt(lw.bq)?)?;
-        let k = self.linear(w.get(lw.wk)?, h, w.get_opt(lw.bk)?)?;
-        let v = self.linear(w.get(lw.wv)?, h, w.get_opt(lw.bv)?)?;
+        let q = self.linear(
+            w.layer(lw, Role::AttnQ)?,
+            h,
+            w.layer_opt(lw, Role::AttnQBias)?,
+        )?;
+        let k = self.linear(
+            w.layer(lw, Role::AttnK)?,
+            h,
+            w.layer_opt(lw, Role::AttnKBias)?,
+        )?;
+        let v = self.linear(
+            w.layer(lw, Role::AttnV)?,
+            h,
+            w.layer_opt(lw, Role::AttnVBias)?,
+        )?;
         Ok((
             self.ctx
                 .reshape_3d(q, hp.head_dim_k as i64, hp.n_head as i64, t)?,
@@ -138,10 +152,9 @@ impl<'g> Builder<'g> {
     /// RoPE of `[head_dim, n_head, n_tokens]` at layer `il`.
     pub fn rope(&self, x: Tensor<'g>, il: u32, freq_factors: Option<Tensor<'g>>) -> R<Tensor<'g>> {
         let hp = self.hp;
-        let mode = if hp.arch.rope_neox() {
-            RopeMode::NEOX
-        } else {
-            RopeMode::NORMAL
+        let mode = match hp.arch.rope_style() {
+            RopeStyle::Neox => RopeMode::NEOX,
+            RopeStyle::Normal => RopeMode::NORMAL,
         };
         Ok(self.ctx.rope_ext(
             x,
@@ -261,9 +274,9 @@ impl<'g> Builder<'g> {
         lw: &LayerWeights,
         gelu: bool,
     ) -> R<Tensor<'g>> {
-        let g = self.matmul(w.get(lw.ffn_gate)?, x)?;
-        let u = self.matmul(w.get(lw.ffn_up)?, x)?;
-        let down = w.get(lw.ffn_down)?;
+        let g = self.matmul(w.layer(lw, Role::FfnGate)?, x)?;
+        let u = self.matmul(w.layer(lw, Role::FfnUp)?, x)?;
+        let down = w.layer(lw, Role::FfnDown)?;
         let h = if gelu {
             self.ctx.geglu_split(g, u)?
         } else {

@@ -3,7 +3,7 @@
 //! refused with the tensor's name.
 
 use super::hparams::Hparams;
-use super::layout::{expected_tensors, TensorSpec};
+use super::layout::{expected_tensors, Role, TensorSpec};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::GgmlType;
 
@@ -44,6 +44,10 @@ pub struct Resolved<'f> {
 /// vectors must be F32.
 fn usable(spec: &TensorSpec, ty: GgmlType) -> bool {
     use GgmlType::*;
+    if spec.role == Role::RopeFreqs {
+        // ggml's RoPE reads the factors as F32.
+        return ty == F32;
+    }
     if spec.role.is_vector() {
         return matches!(ty, F32 | F16 | BF16);
     }
@@ -55,7 +59,8 @@ pub fn has_output_tensor(f: &GgufFile) -> bool {
     f.tensor("output.weight").is_some()
 }
 
-/// Resolves every tensor the architecture needs, in layout order.
+/// Resolves every tensor the architecture needs (and the optional ones the
+/// file has), in layout order.
 pub fn resolve_tensors<'f>(
     f: &'f GgufFile,
     hp: &Hparams,
@@ -76,6 +81,7 @@ pub fn resolve_tensors<'f>(
     let tied = !has_output_tensor(f);
     expected_tensors(hp, tied)
         .into_iter()
+        .filter(|spec| !spec.optional || f.tensor(&spec.name).is_some())
         .map(|spec| {
             let info = f
                 .tensor(&spec.name)

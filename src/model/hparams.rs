@@ -1,51 +1,9 @@
 //! Hyperparameters of the supported architectures, read from GGUF keys.
 
+pub use super::arch::Arch;
+use crate::gguf::keys;
 use crate::gguf::GgufFile;
 use serde::Serialize;
-use std::fmt;
-
-/// Architectures rbench can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Llama,
-    Qwen2,
-    Qwen3,
-    Gemma3,
-}
-
-impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
-
-    /// The `general.architecture` string.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Qwen3 => "qwen3",
-            Arch::Gemma3 => "gemma3",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Arch> {
-        Arch::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    pub fn supported_list() -> String {
-        Arch::ALL.map(Arch::name).join(", ")
-    }
-
-    /// RoPE flavour: rotate adjacent pairs (normal) or halves (neox).
-    pub fn rope_neox(self) -> bool {
-        !matches!(self, Arch::Llama)
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HparamsError {
@@ -91,7 +49,7 @@ pub struct Hparams {
 }
 
 fn key(arch: Arch, suffix: &str) -> String {
-    format!("{}.{}", arch.name(), suffix)
+    keys::arch_key(arch.name(), suffix)
 }
 
 fn req_u32(f: &GgufFile, k: &str) -> Result<u32, HparamsError> {
@@ -104,7 +62,7 @@ fn req_u32(f: &GgufFile, k: &str) -> Result<u32, HparamsError> {
         })
 }
 
-fn opt_u32(f: &GgufFile, k: &str) -> Result<Option<u32>, HparamsError> {
+pub(crate) fn opt_u32(f: &GgufFile, k: &str) -> Result<Option<u32>, HparamsError> {
     match f.get(k) {
         None => Ok(None),
         Some(v) => v
@@ -117,7 +75,7 @@ fn opt_u32(f: &GgufFile, k: &str) -> Result<Option<u32>, HparamsError> {
     }
 }
 
-fn opt_f32(f: &GgufFile, k: &str) -> Result<Option<f32>, HparamsError> {
+pub(crate) fn opt_f32(f: &GgufFile, k: &str) -> Result<Option<f32>, HparamsError> {
     match f.get(k) {
         None => Ok(None),
         Some(v) => v
@@ -144,7 +102,7 @@ impl Hparams {
     /// The architecture named by the file, refusing unsupported ones.
     pub fn arch_of(f: &GgufFile) -> Result<Arch, HparamsError> {
         let name = f
-            .get_str("general.architecture")
+            .get_str(keys::GENERAL_ARCHITECTURE)
             .ok_or(HparamsError::NoArchitecture)?;
         Arch::from_name(name).ok_or_else(|| HparamsError::UnsupportedArch(name.to_string()))
     }
@@ -154,94 +112,83 @@ impl Hparams {
         let k = |s: &str| key(arch, s);
         // Upper bounds are generous but stop absurd values from sizing allocations.
         let n_embd = positive(
-            &k("embedding_length"),
-            req_u32(f, &k("embedding_length"))?,
+            &k(keys::EMBEDDING_LENGTH),
+            req_u32(f, &k(keys::EMBEDDING_LENGTH))?,
             1 << 17,
         )?;
-        let n_layer = positive(&k("block_count"), req_u32(f, &k("block_count"))?, 1024)?;
+        let n_layer = positive(
+            &k(keys::BLOCK_COUNT),
+            req_u32(f, &k(keys::BLOCK_COUNT))?,
+            1024,
+        )?;
         let n_head = positive(
-            &k("attention.head_count"),
-            req_u32(f, &k("attention.head_count"))?,
+            &k(keys::HEAD_COUNT),
+            req_u32(f, &k(keys::HEAD_COUNT))?,
             4096,
         )?;
-        let n_head_kv = match opt_u32(f, &k("attention.head_count_kv"))? {
-            Some(v) => positive(&k("attention.head_count_kv"), v, n_head)?,
+        let n_head_kv = match opt_u32(f, &k(keys::HEAD_COUNT_KV))? {
+            Some(v) => positive(&k(keys::HEAD_COUNT_KV), v, n_head)?,
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
             return Err(HparamsError::InvalidValue {
-                key: k("attention.head_count_kv"),
+                key: k(keys::HEAD_COUNT_KV),
                 why: format!("{n_head} query heads are not a multiple of {n_head_kv} KV heads"),
             });
         }
-        let head_dim_k = match opt_u32(f, &k("attention.key_length"))? {
-            Some(v) => positive(&k("attention.key_length"), v, 4096)?,
+        let head_dim_k = match opt_u32(f, &k(keys::KEY_LENGTH))? {
+            Some(v) => positive(&k(keys::KEY_LENGTH), v, 4096)?,
             None => {
                 if n_embd % n_head != 0 {
-                    return Err(HparamsError::MissingKey(k("attention.key_length")));
+                    return Err(HparamsError::MissingKey(k(keys::KEY_LENGTH)));
                 }
                 n_embd / n_head
             }
         };
-        let head_dim_v = match opt_u32(f, &k("attention.value_length"))? {
-            Some(v) => positive(&k("attention.value_length"), v, 4096)?,
+        let head_dim_v = match opt_u32(f, &k(keys::VALUE_LENGTH))? {
+            Some(v) => positive(&k(keys::VALUE_LENGTH), v, 4096)?,
             None => head_dim_k,
         };
         let n_ff = positive(
-            &k("feed_forward_length"),
-            req_u32(f, &k("feed_forward_length"))?,
+            &k(keys::FEED_FORWARD_LENGTH),
+            req_u32(f, &k(keys::FEED_FORWARD_LENGTH))?,
             1 << 20,
         )?;
-        let n_ctx_train = opt_u32(f, &k("context_length"))?.unwrap_or(4096).max(1);
-        let n_vocab = match opt_u32(f, &k("vocab_size"))? {
+        let n_ctx_train = opt_u32(f, &k(keys::CONTEXT_LENGTH))?.unwrap_or(4096).max(1);
+        let n_vocab = match opt_u32(f, &k(keys::VOCAB_SIZE))? {
             Some(v) => v,
-            None => match f.get_array("tokenizer.ggml.tokens") {
+            None => match f.get_array(keys::TOKENIZER_TOKENS) {
                 Some(a) => a.len() as u32,
                 None => f
                     .tensor("token_embd.weight")
                     .and_then(|t| t.dims.get(1).copied())
                     .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| HparamsError::MissingKey(k("vocab_size")))?,
+                    .ok_or_else(|| HparamsError::MissingKey(k(keys::VOCAB_SIZE)))?,
             },
         };
         let n_vocab = positive("vocab size", n_vocab, 1 << 24)?;
-        let rms_eps = opt_f32(f, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
-        let n_rot = opt_u32(f, &k("rope.dimension_count"))?.unwrap_or(head_dim_k);
+        let rms_eps = opt_f32(f, &k(keys::RMS_EPSILON))?.unwrap_or(1e-6);
+        let n_rot = opt_u32(f, &k(keys::ROPE_DIMENSION_COUNT))?.unwrap_or(head_dim_k);
         if n_rot > head_dim_k || n_rot % 2 != 0 {
             return Err(HparamsError::InvalidValue {
-                key: k("rope.dimension_count"),
+                key: k(keys::ROPE_DIMENSION_COUNT),
                 why: format!("{n_rot} must be even and at most the head size {head_dim_k}"),
             });
         }
-        let default_base = match arch {
-            Arch::Gemma3 | Arch::Qwen2 | Arch::Qwen3 => 1_000_000.0,
-            Arch::Llama => 10_000.0,
-        };
-        let rope_freq_base = opt_f32(f, &k("rope.freq_base"))?.unwrap_or(default_base);
-        let rope_freq_scale = match opt_f32(f, &k("rope.scaling.factor"))? {
+        let def = arch.def();
+        let rope_freq_base =
+            opt_f32(f, &k(keys::ROPE_FREQ_BASE))?.unwrap_or(def.default_rope_base());
+        let rope_freq_scale = match opt_f32(f, &k(keys::ROPE_SCALING_FACTOR))? {
             Some(factor)
-                if factor > 0.0 && f.get_str(&k("rope.scaling.type")) == Some("linear") =>
+                if factor > 0.0 && f.get_str(&k(keys::ROPE_SCALING_TYPE)) == Some("linear") =>
             {
                 1.0 / factor
             }
             _ => 1.0,
         };
-        let (n_swa, swa_period, rope_freq_base_swa) = match arch {
-            Arch::Gemma3 => {
-                let n_swa = opt_u32(f, &k("attention.sliding_window"))?.unwrap_or(0);
-                let period = opt_u32(f, &k("attention.sliding_window_pattern"))?.unwrap_or(6);
-                let base = opt_f32(f, &k("rope.freq_base_swa"))?.unwrap_or(10_000.0);
-                (n_swa, period, base)
-            }
-            _ => (0, 0, rope_freq_base),
-        };
-        // Gemma 3 scales queries by 1/sqrt(head dim) explicitly (27B uses n_embd/n_head).
-        let attn_scale = match arch {
-            Arch::Gemma3 if n_layer == 62 => 1.0 / ((n_embd / n_head) as f32).sqrt(),
-            _ => 1.0 / (head_dim_k as f32).sqrt(),
-        };
-        let final_logit_softcap = opt_f32(f, &k("final_logit_softcapping"))?.filter(|v| *v > 0.0);
-        Ok(Hparams {
+        let final_logit_softcap =
+            opt_f32(f, &k(keys::FINAL_LOGIT_SOFTCAPPING))?.filter(|v| *v > 0.0);
+        let mut hp = Hparams {
             arch,
             n_ctx_train,
             n_embd,
@@ -256,12 +203,16 @@ impl Hparams {
             n_rot,
             rope_freq_base,
             rope_freq_scale,
-            rope_freq_base_swa,
-            n_swa,
-            swa_period,
-            attn_scale,
+            // Sliding windows and the attention scale as most architectures
+            // have them; those that differ say so in `read_hparams`.
+            rope_freq_base_swa: rope_freq_base,
+            n_swa: 0,
+            swa_period: 0,
+            attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             final_logit_softcap,
-        })
+        };
+        def.read_hparams(f, &mut hp)?;
+        Ok(hp)
     }
 
     /// Whether layer `il` attends through a sliding window.

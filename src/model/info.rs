@@ -1,6 +1,7 @@
 //! Facts about a model file that `rbench info`, benchmark JSON and reports show.
 
 use super::hparams::{Hparams, HparamsError};
+use crate::gguf::keys;
 use crate::gguf::GgufFile;
 use crate::quant::{self, GgmlType};
 use serde::Serialize;
@@ -78,7 +79,7 @@ impl ModelInfo {
                 .iter()
                 .map(|t| (t.ggml_type, t.n_elements, t.n_bytes)),
         );
-        let file_type = match f.get_u32("general.file_type") {
+        let file_type = match f.get_u32(keys::GENERAL_FILE_TYPE) {
             Some(id) => quant::file_type_name(id)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("unknown ({id})")),
@@ -88,9 +89,9 @@ impl ModelInfo {
         largest.sort_by(|a, b| b.n_bytes.cmp(&a.n_bytes).then_with(|| a.name.cmp(&b.name)));
         largest.truncate(5);
         Ok(ModelInfo {
-            name: f.get_str("general.name").map(str::to_string),
+            name: f.get_str(keys::GENERAL_NAME).map(str::to_string),
             architecture: hp.arch.name().to_string(),
-            synthetic: f.get_bool("rbench.synthetic").unwrap_or(false),
+            synthetic: f.get_bool(keys::SYNTHETIC).unwrap_or(false),
             n_params,
             model_size: f.tensor_data_size(),
             file_size: f.file_size(),
@@ -107,9 +108,9 @@ impl ModelInfo {
             n_vocab: hp.n_vocab,
             sliding_window: (hp.n_swa > 0).then_some(hp.n_swa),
             rope_freq_base: hp.rope_freq_base,
-            tokenizer_model: f.get_str("tokenizer.ggml.model").map(str::to_string),
-            n_tokens: f.get_array("tokenizer.ggml.tokens").map(<[_]>::len),
-            size_label: f.get_str("general.size_label").map(str::to_string),
+            tokenizer_model: f.get_str(keys::TOKENIZER_MODEL).map(str::to_string),
+            n_tokens: f.get_array(keys::TOKENIZER_TOKENS).map(<[_]>::len),
+            size_label: f.get_str(keys::GENERAL_SIZE_LABEL).map(str::to_string),
             types: mix
                 .rows
                 .iter()

@@ -1,7 +1,9 @@
-//! The tensors each architecture expects: names, shapes, roles. Shared by the
-//! synthetic-model writer and the weight loader, so both agree by construction.
+//! Tensor roles and the shapes the architectures share. Each architecture
+//! lists its tensors (`model::arch`) from these; the synthetic-model writer,
+//! the file check and the weight loader all read that one list, so they
+//! agree by construction.
 
-use super::hparams::{Arch, Hparams};
+use super::hparams::Hparams;
 
 /// What a tensor does in the network; decides its quantization in synthetic
 /// files and how graphs use it.
@@ -26,9 +28,40 @@ pub enum Role {
     FfnUp,
     FfnDown,
     FfnPostNorm,
+    /// Llama 3's RoPE frequency factors (optional).
+    RopeFreqs,
 }
 
 impl Role {
+    pub const ALL: [Role; 20] = [
+        Role::TokenEmbd,
+        Role::OutputNorm,
+        Role::Output,
+        Role::AttnNorm,
+        Role::AttnQ,
+        Role::AttnK,
+        Role::AttnV,
+        Role::AttnOut,
+        Role::AttnQBias,
+        Role::AttnKBias,
+        Role::AttnVBias,
+        Role::AttnQNorm,
+        Role::AttnKNorm,
+        Role::AttnPostNorm,
+        Role::FfnNorm,
+        Role::FfnGate,
+        Role::FfnUp,
+        Role::FfnDown,
+        Role::FfnPostNorm,
+        Role::RopeFreqs,
+    ];
+    pub const COUNT: usize = Role::ALL.len();
+
+    /// Its place in [`Role::ALL`] (tables indexed by role).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// One-dimensional tensors (norm weights, biases) stay F32 in every file type.
     pub fn is_vector(self) -> bool {
         matches!(
@@ -43,11 +76,16 @@ impl Role {
                 | Role::AttnPostNorm
                 | Role::FfnNorm
                 | Role::FfnPostNorm
+                | Role::RopeFreqs
         )
     }
 
     pub fn is_norm(self) -> bool {
-        self.is_vector() && !matches!(self, Role::AttnQBias | Role::AttnKBias | Role::AttnVBias)
+        self.is_vector()
+            && !matches!(
+                self,
+                Role::AttnQBias | Role::AttnKBias | Role::AttnVBias | Role::RopeFreqs
+            )
     }
 }
 
@@ -58,6 +96,18 @@ pub struct TensorSpec {
     pub dims: Vec<u64>,
     pub role: Role,
     pub layer: Option<u32>,
+    /// Used when the file has it; synthetic files leave it out.
+    pub optional: bool,
+}
+
+fn global(name: &str, dims: Vec<u64>, role: Role) -> TensorSpec {
+    TensorSpec {
+        name: name.into(),
+        dims,
+        role,
+        layer: None,
+        optional: false,
+    }
 }
 
 fn layer_tensor(il: u32, suffix: &str, dims: Vec<u64>, role: Role) -> TensorSpec {
@@ -66,89 +116,161 @@ fn layer_tensor(il: u32, suffix: &str, dims: Vec<u64>, role: Role) -> TensorSpec
         dims,
         role,
         layer: Some(il),
+        optional: false,
     }
 }
 
-/// Every tensor a model of this shape carries, in the order llama.cpp's
-/// converters write them. `tied_output`: the output projection reuses
-/// `token_embd.weight` (no `output.weight`).
-pub fn expected_tensors(hp: &Hparams, tied_output: bool) -> Vec<TensorSpec> {
+/// The token embedding, first in every file.
+pub fn token_embd(hp: &Hparams) -> TensorSpec {
+    global(
+        "token_embd.weight",
+        vec![hp.n_embd as u64, hp.n_vocab as u64],
+        Role::TokenEmbd,
+    )
+}
+
+/// The final norm and (unless tied to the embedding) the output
+/// projection, last in every file.
+pub fn head(hp: &Hparams, tied_output: bool) -> Vec<TensorSpec> {
     let e = hp.n_embd as u64;
-    let q = (hp.n_head * hp.head_dim_k) as u64;
-    let k = hp.n_embd_k_gqa() as u64;
-    let v = hp.n_embd_v_gqa() as u64;
-    let ff = hp.n_ff as u64;
-    let vocab = hp.n_vocab as u64;
-    let hd = hp.head_dim_k as u64;
-    let mut out = vec![TensorSpec {
-        name: "token_embd.weight".into(),
-        dims: vec![e, vocab],
-        role: Role::TokenEmbd,
-        layer: None,
-    }];
-    for il in 0..hp.n_layer {
-        out.push(layer_tensor(il, "attn_norm", vec![e], Role::AttnNorm));
-        out.push(layer_tensor(il, "attn_q", vec![e, q], Role::AttnQ));
-        out.push(layer_tensor(il, "attn_k", vec![e, k], Role::AttnK));
-        out.push(layer_tensor(il, "attn_v", vec![e, v], Role::AttnV));
-        if hp.arch == Arch::Qwen2 {
-            for (suffix, n, role) in [
-                ("attn_q", q, Role::AttnQBias),
-                ("attn_k", k, Role::AttnKBias),
-                ("attn_v", v, Role::AttnVBias),
-            ] {
-                out.push(TensorSpec {
-                    name: format!("blk.{il}.{suffix}.bias"),
-                    dims: vec![n],
-                    role,
-                    layer: Some(il),
-                });
-            }
-        }
-        if matches!(hp.arch, Arch::Qwen3 | Arch::Gemma3) {
-            out.push(layer_tensor(il, "attn_q_norm", vec![hd], Role::AttnQNorm));
-            out.push(layer_tensor(il, "attn_k_norm", vec![hd], Role::AttnKNorm));
-        }
-        out.push(layer_tensor(
-            il,
-            "attn_output",
-            vec![(hp.n_head * hp.head_dim_v) as u64, e],
-            Role::AttnOut,
-        ));
-        if hp.arch == Arch::Gemma3 {
-            out.push(layer_tensor(
-                il,
-                "post_attention_norm",
-                vec![e],
-                Role::AttnPostNorm,
-            ));
-        }
-        out.push(layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm));
-        out.push(layer_tensor(il, "ffn_gate", vec![e, ff], Role::FfnGate));
-        out.push(layer_tensor(il, "ffn_up", vec![e, ff], Role::FfnUp));
-        out.push(layer_tensor(il, "ffn_down", vec![ff, e], Role::FfnDown));
-        if hp.arch == Arch::Gemma3 {
-            out.push(layer_tensor(
-                il,
-                "post_ffw_norm",
-                vec![e],
-                Role::FfnPostNorm,
-            ));
-        }
-    }
-    out.push(TensorSpec {
-        name: "output_norm.weight".into(),
-        dims: vec![e],
-        role: Role::OutputNorm,
-        layer: None,
-    });
+    let mut out = vec![global("output_norm.weight", vec![e], Role::OutputNorm)];
     if !tied_output {
-        out.push(TensorSpec {
-            name: "output.weight".into(),
-            dims: vec![e, vocab],
-            role: Role::Output,
-            layer: None,
-        });
+        out.push(global(
+            "output.weight",
+            vec![e, hp.n_vocab as u64],
+            Role::Output,
+        ));
     }
     out
+}
+
+/// Llama 3's RoPE frequency factors, one per rotated pair.
+pub fn rope_freqs(hp: &Hparams) -> TensorSpec {
+    TensorSpec {
+        optional: true,
+        ..global(
+            "rope_freqs.weight",
+            vec![(hp.n_rot / 2) as u64],
+            Role::RopeFreqs,
+        )
+    }
+}
+
+/// The pre-attention norm and the Q, K, V projections.
+pub fn attn_norm_qkv(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let e = hp.n_embd as u64;
+    vec![
+        layer_tensor(il, "attn_norm", vec![e], Role::AttnNorm),
+        layer_tensor(il, "attn_q", vec![e, q_width(hp)], Role::AttnQ),
+        layer_tensor(il, "attn_k", vec![e, hp.n_embd_k_gqa() as u64], Role::AttnK),
+        layer_tensor(il, "attn_v", vec![e, hp.n_embd_v_gqa() as u64], Role::AttnV),
+    ]
+}
+
+fn q_width(hp: &Hparams) -> u64 {
+    (hp.n_head * hp.head_dim_k) as u64
+}
+
+/// Biases of the Q, K, V projections (Qwen2).
+pub fn qkv_biases(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    [
+        ("attn_q", q_width(hp), Role::AttnQBias),
+        ("attn_k", hp.n_embd_k_gqa() as u64, Role::AttnKBias),
+        ("attn_v", hp.n_embd_v_gqa() as u64, Role::AttnVBias),
+    ]
+    .into_iter()
+    .map(|(suffix, n, role)| TensorSpec {
+        name: format!("blk.{il}.{suffix}.bias"),
+        dims: vec![n],
+        role,
+        layer: Some(il),
+        optional: false,
+    })
+    .collect()
+}
+
+/// Per-head RMS norms of queries and keys (Qwen3, Gemma 3).
+pub fn qk_norms(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let hd = hp.head_dim_k as u64;
+    vec![
+        layer_tensor(il, "attn_q_norm", vec![hd], Role::AttnQNorm),
+        layer_tensor(il, "attn_k_norm", vec![hd], Role::AttnKNorm),
+    ]
+}
+
+/// The attention output projection.
+pub fn attn_output(hp: &Hparams, il: u32) -> TensorSpec {
+    layer_tensor(
+        il,
+        "attn_output",
+        vec![(hp.n_head * hp.head_dim_v) as u64, hp.n_embd as u64],
+        Role::AttnOut,
+    )
+}
+
+/// A norm of the residual stream's width in layer `il` (`post_attention_norm`,
+/// `post_ffw_norm`).
+pub fn layer_norm(hp: &Hparams, il: u32, suffix: &str, role: Role) -> TensorSpec {
+    layer_tensor(il, suffix, vec![hp.n_embd as u64], role)
+}
+
+/// The pre-FFN norm and the gated FFN's gate, up and down projections.
+pub fn ffn_norm_gated(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let (e, ff) = (hp.n_embd as u64, hp.n_ff as u64);
+    vec![
+        layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm),
+        layer_tensor(il, "ffn_gate", vec![e, ff], Role::FfnGate),
+        layer_tensor(il, "ffn_up", vec![e, ff], Role::FfnUp),
+        layer_tensor(il, "ffn_down", vec![ff, e], Role::FfnDown),
+    ]
+}
+
+/// Every tensor a model of this shape carries, as its architecture lists
+/// them. `tied_output`: the output projection reuses `token_embd.weight`
+/// (no `output.weight`).
+pub fn expected_tensors(hp: &Hparams, tied_output: bool) -> Vec<TensorSpec> {
+    hp.arch.def().tensors(hp, tied_output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synth;
+
+    #[test]
+    fn role_indices_follow_the_table() {
+        for (i, role) in Role::ALL.iter().enumerate() {
+            assert_eq!(role.index(), i, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn every_architecture_lists_each_tensor_once_with_the_shared_ends() {
+        for preset in ["llama-15m", "qwen2-1.5b", "qwen3-0.6b", "gemma3-270m"] {
+            let hp = synth::preset(preset).unwrap().hparams();
+            let specs = expected_tensors(&hp, false);
+            let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names[0], "token_embd.weight", "{preset}");
+            assert!(names.contains(&"output.weight"), "{preset}");
+            names.sort_unstable();
+            let n = names.len();
+            names.dedup();
+            assert_eq!(names.len(), n, "{preset}: a tensor listed twice");
+            // Every layer has the same roles.
+            let roles = |il| {
+                let mut r: Vec<Role> = specs
+                    .iter()
+                    .filter(|s| s.layer == Some(il))
+                    .map(|s| s.role)
+                    .collect();
+                r.sort_by_key(|r| r.index());
+                r
+            };
+            for il in 1..hp.n_layer {
+                assert_eq!(roles(il), roles(0), "{preset} layer {il}");
+            }
+            let tied = expected_tensors(&hp, true);
+            assert!(tied.iter().all(|s| s.role != Role::Output), "{preset}");
+        }
+    }
 }

@@ -1,13 +1,12 @@
 //! Model hyperparameters, tensor layouts, synthetic models, weights and the
-//! graph builders (one file per architecture for what differs).
+//! graph builders: what differs per architecture is one file in `arch/`.
 
+pub mod arch;
 pub mod blocks;
 pub mod check;
-mod gemma3;
 pub mod hparams;
 pub mod info;
 pub mod layout;
-mod llama;
 pub mod memory;
 pub mod synth;
 pub mod weights;
@@ -85,9 +84,6 @@ impl Model {
         b: &mut blocks::Builder<'g>,
         cache: &[blocks::KvLayer<'g>],
     ) -> Result<crate::ggml::Tensor<'g>, ModelError> {
-        match self.hparams.arch {
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => llama::build(b, &self.weights, cache),
-            Arch::Gemma3 => gemma3::build(b, &self.weights, cache),
-        }
+        self.hparams.arch.def().build(b, &self.weights, cache)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::hparams::{Arch, Hparams};
 use super::layout::{expected_tensors, Role, TensorSpec};
+use crate::gguf::keys;
 use crate::gguf::{GgufError, GgufWriter, TensorSource, Value, ValueType};
 use crate::quant::{self, GgmlType, QK_K};
 use rand::{Rng, SeedableRng};
@@ -242,8 +243,12 @@ impl Preset {
         }
     }
 
+    /// The tensors a file of this preset carries (optional ones left out).
     pub fn tensors(&self) -> Vec<TensorSpec> {
         expected_tensors(&self.hparams(), self.tied_output)
+            .into_iter()
+            .filter(|t| !t.optional)
+            .collect()
     }
 }
 
@@ -385,81 +390,93 @@ pub fn write_synthetic(
     let hp = preset.hparams();
     let a = preset.arch.name();
     let mut w = GgufWriter::new();
-    w.add_kv("general.architecture", Value::String(a.into()));
-    w.add_kv("general.type", Value::String("model".into()));
+    w.add_kv(keys::GENERAL_ARCHITECTURE, Value::String(a.into()));
+    w.add_kv(keys::GENERAL_TYPE, Value::String("model".into()));
     w.add_kv(
-        "general.name",
+        keys::GENERAL_NAME,
         Value::String(format!(
             "synthetic {} {} (random weights)",
             preset.name,
             ftype.name()
         )),
     );
-    w.add_kv("general.file_type", Value::U32(ftype.file_type_id()));
+    w.add_kv(keys::GENERAL_FILE_TYPE, Value::U32(ftype.file_type_id()));
     // "llama-125m" -> "125M", the label llama.cpp's model_type shows.
     if let Some((_, size)) = preset.name.rsplit_once('-') {
         w.add_kv(
-            "general.size_label",
+            keys::GENERAL_SIZE_LABEL,
             Value::String(size.to_ascii_uppercase()),
         );
     }
-    w.add_kv("general.quantization_version", Value::U32(2));
-    w.add_kv("rbench.synthetic", Value::Bool(true));
-    w.add_kv("rbench.synthetic.preset", Value::String(preset.name.into()));
-    w.add_kv("rbench.synthetic.seed", Value::U64(seed));
-    w.add_kv("rbench.synthetic.version", Value::U32(SYNTH_FORMAT_VERSION));
-    w.add_kv(format!("{a}.context_length"), Value::U32(hp.n_ctx_train));
-    w.add_kv(format!("{a}.embedding_length"), Value::U32(hp.n_embd));
-    w.add_kv(format!("{a}.block_count"), Value::U32(hp.n_layer));
-    w.add_kv(format!("{a}.feed_forward_length"), Value::U32(hp.n_ff));
-    w.add_kv(format!("{a}.attention.head_count"), Value::U32(hp.n_head));
+    w.add_kv(keys::GENERAL_QUANTIZATION_VERSION, Value::U32(2));
+    w.add_kv(keys::SYNTHETIC, Value::Bool(true));
+    w.add_kv(keys::SYNTHETIC_PRESET, Value::String(preset.name.into()));
+    w.add_kv(keys::SYNTHETIC_SEED, Value::U64(seed));
+    w.add_kv(keys::SYNTHETIC_VERSION, Value::U32(SYNTH_FORMAT_VERSION));
     w.add_kv(
-        format!("{a}.attention.head_count_kv"),
+        keys::arch_key(a, keys::CONTEXT_LENGTH),
+        Value::U32(hp.n_ctx_train),
+    );
+    w.add_kv(
+        keys::arch_key(a, keys::EMBEDDING_LENGTH),
+        Value::U32(hp.n_embd),
+    );
+    w.add_kv(keys::arch_key(a, keys::BLOCK_COUNT), Value::U32(hp.n_layer));
+    w.add_kv(
+        keys::arch_key(a, keys::FEED_FORWARD_LENGTH),
+        Value::U32(hp.n_ff),
+    );
+    w.add_kv(keys::arch_key(a, keys::HEAD_COUNT), Value::U32(hp.n_head));
+    w.add_kv(
+        keys::arch_key(a, keys::HEAD_COUNT_KV),
         Value::U32(hp.n_head_kv),
     );
     w.add_kv(
-        format!("{a}.attention.key_length"),
+        keys::arch_key(a, keys::KEY_LENGTH),
         Value::U32(hp.head_dim_k),
     );
     w.add_kv(
-        format!("{a}.attention.value_length"),
+        keys::arch_key(a, keys::VALUE_LENGTH),
         Value::U32(hp.head_dim_v),
     );
+    w.add_kv(keys::arch_key(a, keys::RMS_EPSILON), Value::F32(hp.rms_eps));
     w.add_kv(
-        format!("{a}.attention.layer_norm_rms_epsilon"),
-        Value::F32(hp.rms_eps),
+        keys::arch_key(a, keys::ROPE_FREQ_BASE),
+        Value::F32(hp.rope_freq_base),
     );
-    w.add_kv(format!("{a}.rope.freq_base"), Value::F32(hp.rope_freq_base));
-    w.add_kv(format!("{a}.rope.dimension_count"), Value::U32(hp.n_rot));
-    w.add_kv(format!("{a}.vocab_size"), Value::U32(hp.n_vocab));
+    w.add_kv(
+        keys::arch_key(a, keys::ROPE_DIMENSION_COUNT),
+        Value::U32(hp.n_rot),
+    );
+    w.add_kv(keys::arch_key(a, keys::VOCAB_SIZE), Value::U32(hp.n_vocab));
     if hp.n_swa > 0 {
         w.add_kv(
-            format!("{a}.attention.sliding_window"),
+            keys::arch_key(a, keys::SLIDING_WINDOW),
             Value::U32(hp.n_swa),
         );
     }
     let (tokens, scores, types) = synthetic_vocab(hp.n_vocab);
-    w.add_kv("tokenizer.ggml.model", Value::String("llama".into()));
-    w.add_kv("tokenizer.ggml.tokens", str_array(tokens));
+    w.add_kv(keys::TOKENIZER_MODEL, Value::String("llama".into()));
+    w.add_kv(keys::TOKENIZER_TOKENS, str_array(tokens));
     w.add_kv(
-        "tokenizer.ggml.scores",
+        keys::TOKENIZER_SCORES,
         Value::Array {
             elem: ValueType::F32,
             items: scores.into_iter().map(Value::F32).collect(),
         },
     );
     w.add_kv(
-        "tokenizer.ggml.token_type",
+        keys::TOKENIZER_TOKEN_TYPE,
         Value::Array {
             elem: ValueType::I32,
             items: types.into_iter().map(Value::I32).collect(),
         },
     );
-    w.add_kv("tokenizer.ggml.unknown_token_id", Value::U32(0));
-    w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(1));
-    w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(2));
-    w.add_kv("tokenizer.ggml.add_bos_token", Value::Bool(true));
-    w.add_kv("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+    w.add_kv(keys::TOKENIZER_UNK_ID, Value::U32(0));
+    w.add_kv(keys::TOKENIZER_BOS_ID, Value::U32(1));
+    w.add_kv(keys::TOKENIZER_EOS_ID, Value::U32(2));
+    w.add_kv(keys::TOKENIZER_ADD_BOS, Value::Bool(true));
+    w.add_kv(keys::TOKENIZER_ADD_SPACE_PREFIX, Value::Bool(false));
 
     for (index, spec) in preset.tensors().iter().enumerate() {
         let ty = tensor_type(spec, ftype, hp.n_layer, preset.tied_output);

@@ -22,45 +22,32 @@ pub struct WeightRef {
     id: TensorId,
 }
 
-/// Handles of one layer's tensors.
-#[derive(Clone, Debug)]
-pub struct LayerWeights {
-    pub attn_norm: WeightRef,
-    pub wq: WeightRef,
-    pub wk: WeightRef,
-    pub wv: WeightRef,
-    pub bq: Option<WeightRef>,
-    pub bk: Option<WeightRef>,
-    pub bv: Option<WeightRef>,
-    pub q_norm: Option<WeightRef>,
-    pub k_norm: Option<WeightRef>,
-    pub wo: WeightRef,
-    pub attn_post_norm: Option<WeightRef>,
-    pub ffn_norm: WeightRef,
-    pub ffn_gate: WeightRef,
-    pub ffn_up: WeightRef,
-    pub ffn_down: WeightRef,
-    pub ffn_post_norm: Option<WeightRef>,
+/// Weight handles by role (a table indexed by [`Role::index`]).
+#[derive(Clone, Debug, Default)]
+struct ByRole([Option<WeightRef>; Role::COUNT]);
+
+impl ByRole {
+    fn get(&self, role: Role) -> Option<WeightRef> {
+        self.0[role.index()]
+    }
+
+    fn set(&mut self, role: Role, w: WeightRef) {
+        self.0[role.index()] = Some(w);
+    }
 }
 
-#[derive(Clone, Debug, Default)]
-struct LayerSlots {
-    attn_norm: Option<WeightRef>,
-    wq: Option<WeightRef>,
-    wk: Option<WeightRef>,
-    wv: Option<WeightRef>,
-    bq: Option<WeightRef>,
-    bk: Option<WeightRef>,
-    bv: Option<WeightRef>,
-    q_norm: Option<WeightRef>,
-    k_norm: Option<WeightRef>,
-    wo: Option<WeightRef>,
-    attn_post_norm: Option<WeightRef>,
-    ffn_norm: Option<WeightRef>,
-    ffn_gate: Option<WeightRef>,
-    ffn_up: Option<WeightRef>,
-    ffn_down: Option<WeightRef>,
-    ffn_post_norm: Option<WeightRef>,
+/// Handles of one layer's tensors, by role: what a layer has is what its
+/// architecture's tensor list named (`model::arch`), checked at load.
+#[derive(Clone, Debug)]
+pub struct LayerWeights {
+    index: u32,
+    roles: ByRole,
+}
+
+impl LayerWeights {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.get(role).is_some()
+    }
 }
 
 /// How weights are placed.
@@ -98,10 +85,8 @@ impl LoadOptions {
 pub struct Weights {
     mapped: Context,
     repacked: Context,
-    pub tok_embd: WeightRef,
-    pub output_norm: WeightRef,
-    pub output: WeightRef,
-    pub rope_freqs: Option<WeightRef>,
+    /// Tensors outside the layers (embedding, output norm and projection, RoPE factors).
+    globals: ByRole,
     pub layers: Vec<LayerWeights>,
     /// Bytes copied into repacking buffers (the rest is used in place from the mapping).
     pub repacked_bytes: u64,
@@ -109,8 +94,11 @@ pub struct Weights {
     pub load_seconds: f64,
 }
 
-fn missing(name: &str) -> ModelError {
-    ModelError::Internal(format!("layout produced no tensor for {name}"))
+fn missing(role: Role, layer: Option<u32>) -> ModelError {
+    match layer {
+        Some(il) => ModelError::Internal(format!("layer {il} has no {role:?} tensor")),
+        None => ModelError::Internal(format!("the model has no {role:?} tensor")),
+    }
 }
 
 fn new_like<'c>(ctx: &'c Context, info: &TensorInfo, name: &str) -> Result<Tensor<'c>, ModelError> {
@@ -213,94 +201,27 @@ impl Weights {
             }
         }
 
-        let mut tok_embd = None;
-        let mut output_norm = None;
-        let mut output = None;
-        let mut slots = vec![LayerSlots::default(); hp.n_layer as usize];
+        let mut globals = ByRole::default();
+        let mut layers: Vec<LayerWeights> = (0..hp.n_layer)
+            .map(|index| LayerWeights {
+                index,
+                roles: ByRole::default(),
+            })
+            .collect();
         for (r, w, _) in &placed {
-            let n_slots = slots.len();
-            let slot = |il: Option<u32>| -> Result<usize, ModelError> {
-                il.map(|i| i as usize)
-                    .filter(|i| *i < n_slots)
-                    .ok_or_else(|| ModelError::Internal(format!("{} has no layer", r.spec.name)))
-            };
-            let w = Some(*w);
-            match r.spec.role {
-                Role::TokenEmbd => tok_embd = w,
-                Role::OutputNorm => output_norm = w,
-                Role::Output => output = w,
-                role => {
-                    let l = &mut slots[slot(r.spec.layer)?];
-                    match role {
-                        Role::AttnNorm => l.attn_norm = w,
-                        Role::AttnQ => l.wq = w,
-                        Role::AttnK => l.wk = w,
-                        Role::AttnV => l.wv = w,
-                        Role::AttnQBias => l.bq = w,
-                        Role::AttnKBias => l.bk = w,
-                        Role::AttnVBias => l.bv = w,
-                        Role::AttnQNorm => l.q_norm = w,
-                        Role::AttnKNorm => l.k_norm = w,
-                        Role::AttnOut => l.wo = w,
-                        Role::AttnPostNorm => l.attn_post_norm = w,
-                        Role::FfnNorm => l.ffn_norm = w,
-                        Role::FfnGate => l.ffn_gate = w,
-                        Role::FfnUp => l.ffn_up = w,
-                        Role::FfnDown => l.ffn_down = w,
-                        Role::FfnPostNorm => l.ffn_post_norm = w,
-                        Role::TokenEmbd | Role::OutputNorm | Role::Output => {}
-                    }
-                }
+            match r.spec.layer {
+                None => globals.set(r.spec.role, *w),
+                Some(il) => layers
+                    .get_mut(il as usize)
+                    .ok_or_else(|| ModelError::Internal(format!("{} has no layer", r.spec.name)))?
+                    .roles
+                    .set(r.spec.role, *w),
             }
         }
-        let layers = slots
-            .into_iter()
-            .enumerate()
-            .map(|(il, s)| {
-                let req = |w: Option<WeightRef>, what: &str| {
-                    w.ok_or_else(|| missing(&format!("blk.{il}.{what}")))
-                };
-                Ok(LayerWeights {
-                    attn_norm: req(s.attn_norm, "attn_norm")?,
-                    wq: req(s.wq, "attn_q")?,
-                    wk: req(s.wk, "attn_k")?,
-                    wv: req(s.wv, "attn_v")?,
-                    bq: s.bq,
-                    bk: s.bk,
-                    bv: s.bv,
-                    q_norm: s.q_norm,
-                    k_norm: s.k_norm,
-                    wo: req(s.wo, "attn_output")?,
-                    attn_post_norm: s.attn_post_norm,
-                    ffn_norm: req(s.ffn_norm, "ffn_norm")?,
-                    ffn_gate: req(s.ffn_gate, "ffn_gate")?,
-                    ffn_up: req(s.ffn_up, "ffn_up")?,
-                    ffn_down: req(s.ffn_down, "ffn_down")?,
-                    ffn_post_norm: s.ffn_post_norm,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-
-        // Llama 3 style RoPE frequency factors, when the file has them.
-        let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(info) if info.ggml_type == crate::quant::GgmlType::F32 => {
-                let t = new_like(&mapped, info, "rope_freqs.weight")?;
-                mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(info) as usize)?;
-                Some(WeightRef {
-                    home: Home::Mapped,
-                    id: mapped.tensor_id(t)?,
-                })
-            }
-            _ => None,
-        };
-
         Ok(Weights {
             mapped,
             repacked,
-            tok_embd: tok_embd.ok_or_else(|| missing("token_embd.weight"))?,
-            output_norm: output_norm.ok_or_else(|| missing("output_norm.weight"))?,
-            output: output.ok_or_else(|| missing("output.weight"))?,
-            rope_freqs,
+            globals,
             layers,
             repacked_bytes,
             repack_buffer,
@@ -319,5 +240,33 @@ impl Weights {
 
     pub fn get_opt(&self, w: Option<WeightRef>) -> Result<Option<Tensor<'_>>, ModelError> {
         w.map(|w| self.get(w)).transpose()
+    }
+
+    /// A tensor outside the layers that the architecture requires.
+    pub fn global(&self, role: Role) -> Result<Tensor<'_>, ModelError> {
+        self.get(self.globals.get(role).ok_or_else(|| missing(role, None))?)
+    }
+
+    /// An optional tensor outside the layers, if the file has it.
+    pub fn global_opt(&self, role: Role) -> Result<Option<Tensor<'_>>, ModelError> {
+        self.get_opt(self.globals.get(role))
+    }
+
+    /// A tensor of layer `lw` that the architecture requires.
+    pub fn layer(&self, lw: &LayerWeights, role: Role) -> Result<Tensor<'_>, ModelError> {
+        self.get(
+            lw.roles
+                .get(role)
+                .ok_or_else(|| missing(role, Some(lw.index)))?,
+        )
+    }
+
+    /// A tensor layer `lw` may have (biases, extra norms).
+    pub fn layer_opt(
+        &self,
+        lw: &LayerWeights,
+        role: Role,
+    ) -> Result<Option<Tensor<'_>>, ModelError> {
+        self.get_opt(lw.roles.get(role))
     }
 }

@@ -2,20 +2,20 @@
 
 use super::TokenizerError;
 
-pub(crate) const KEY_MODEL: &str = "tokenizer.ggml.model";
-pub(crate) const KEY_PRE: &str = "tokenizer.ggml.pre";
-pub(crate) const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
-pub(crate) const KEY_SCORES: &str = "tokenizer.ggml.scores";
-pub(crate) const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
-pub(crate) const KEY_MERGES: &str = "tokenizer.ggml.merges";
-pub(crate) const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
-pub(crate) const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
-pub(crate) const KEY_EOT: &str = "tokenizer.ggml.eot_token_id";
-pub(crate) const KEY_UNK: &str = "tokenizer.ggml.unknown_token_id";
-pub(crate) const KEY_PAD: &str = "tokenizer.ggml.padding_token_id";
-pub(crate) const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
-pub(crate) const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
-pub(crate) const KEY_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+pub(crate) const KEY_MODEL: &str = crate::gguf::keys::TOKENIZER_MODEL;
+pub(crate) const KEY_PRE: &str = crate::gguf::keys::TOKENIZER_PRE;
+pub(crate) const KEY_TOKENS: &str = crate::gguf::keys::TOKENIZER_TOKENS;
+pub(crate) const KEY_SCORES: &str = crate::gguf::keys::TOKENIZER_SCORES;
+pub(crate) const KEY_TOKEN_TYPE: &str = crate::gguf::keys::TOKENIZER_TOKEN_TYPE;
+pub(crate) const KEY_MERGES: &str = crate::gguf::keys::TOKENIZER_MERGES;
+pub(crate) const KEY_BOS: &str = crate::gguf::keys::TOKENIZER_BOS_ID;
+pub(crate) const KEY_EOS: &str = crate::gguf::keys::TOKENIZER_EOS_ID;
+pub(crate) const KEY_EOT: &str = crate::gguf::keys::TOKENIZER_EOT_ID;
+pub(crate) const KEY_UNK: &str = crate::gguf::keys::TOKENIZER_UNK_ID;
+pub(crate) const KEY_PAD: &str = crate::gguf::keys::TOKENIZER_PAD_ID;
+pub(crate) const KEY_ADD_BOS: &str = crate::gguf::keys::TOKENIZER_ADD_BOS;
+pub(crate) const KEY_ADD_SPACE_PREFIX: &str = crate::gguf::keys::TOKENIZER_ADD_SPACE_PREFIX;
+pub(crate) const KEY_CHAT_TEMPLATE: &str = crate::gguf::keys::TOKENIZER_CHAT_TEMPLATE;
 
 /// Read access to model metadata, in the few shapes the vocabulary uses. For arrays, the outer
 /// `None` means the key is absent and `Some(None)` that an element has another type.

@@ -1,6 +1,7 @@
 //! Per-token facts derived from a [`VocabSpec`]: kinds, lookup texts, scores, and the
 //! special-token roles llama.cpp infers from token texts.
 
+use crate::gguf::keys;
 use std::collections::HashMap;
 
 use super::{TokenizerError, VocabSpec};
@@ -91,12 +92,8 @@ impl VocabTable {
         if n_tokens == 0 {
             return Err(TokenizerError::EmptyVocab);
         }
-        check_len("tokenizer.ggml.scores", spec.scores.len(), n_tokens)?;
-        check_len(
-            "tokenizer.ggml.token_type",
-            spec.token_types.len(),
-            n_tokens,
-        )?;
+        check_len(keys::TOKENIZER_SCORES, spec.scores.len(), n_tokens)?;
+        check_len(keys::TOKENIZER_TOKEN_TYPE, spec.token_types.len(), n_tokens)?;
 
         let pieces = std::mem::take(&mut spec.tokens);
         let empty_placeholders: HashMap<usize, String> = pieces

@@ -284,7 +284,8 @@ impl RefModel {
         let (n_head, n_head_kv) = (hp.n_head as usize, hp.n_head_kv as usize);
         let (dk, dv) = (hp.head_dim_k as usize, hp.head_dim_v as usize);
         let base = hp.rope_base(il as u32);
-        let neox = hp.arch.rope_neox();
+        // The reference's own knowledge, not the library's: only Llama rotates adjacent pairs.
+        let neox = hp.arch != Arch::Llama;
 
         let h: Vec<Vec<f32>> = xs
             .iter()

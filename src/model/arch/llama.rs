@@ -1,0 +1,92 @@
+//! Llama 2/3 (and Mistral, which is llama-shaped in GGUF): pre-norm blocks,
+//! SwiGLU FFNs, adjacent-pair RoPE, optional Llama 3 frequency factors. Its
+//! graph is also Qwen2's and Qwen3's ([`forward`]).
+
+use super::{Architecture, RopeStyle};
+use crate::ggml::Tensor;
+use crate::gguf::GgufFile;
+use crate::model::blocks::{Builder, KvLayer};
+use crate::model::hparams::{Hparams, HparamsError};
+use crate::model::layout::{self, Role, TensorSpec};
+use crate::model::weights::Weights;
+use crate::model::ModelError;
+
+pub struct Llama;
+
+impl Architecture for Llama {
+    fn name(&self) -> &'static str {
+        "llama"
+    }
+
+    fn rope_style(&self) -> RopeStyle {
+        RopeStyle::Normal
+    }
+
+    fn default_rope_base(&self) -> f32 {
+        10_000.0
+    }
+
+    fn read_hparams(&self, _f: &GgufFile, _hp: &mut Hparams) -> Result<(), HparamsError> {
+        Ok(())
+    }
+
+    fn tensors(&self, hp: &Hparams, tied_output: bool) -> Vec<TensorSpec> {
+        let mut out = vec![layout::token_embd(hp)];
+        for il in 0..hp.n_layer {
+            out.extend(layout::attn_norm_qkv(hp, il));
+            out.push(layout::attn_output(hp, il));
+            out.extend(layout::ffn_norm_gated(hp, il));
+        }
+        out.extend(layout::head(hp, tied_output));
+        out.push(layout::rope_freqs(hp));
+        out
+    }
+
+    fn build<'g>(
+        &self,
+        b: &mut Builder<'g>,
+        w: &'g Weights,
+        cache: &[KvLayer<'g>],
+    ) -> Result<Tensor<'g>, ModelError> {
+        forward(b, w, cache)
+    }
+}
+
+/// The llama family's forward pass: whatever Q/K/V biases and per-head q/k
+/// norms the layers carry are applied (Qwen2, Qwen3).
+pub(super) fn forward<'g>(
+    b: &mut Builder<'g>,
+    w: &'g Weights,
+    cache: &[KvLayer<'g>],
+) -> Result<Tensor<'g>, ModelError> {
+    let ctx = b.ctx;
+    let hp = b.hp;
+    let freq_factors = w.global_opt(Role::RopeFreqs)?;
+    let mut x = ctx.get_rows(w.global(Role::TokenEmbd)?, b.inputs.tokens)?;
+    let n_layer = hp.n_layer as usize;
+    for (il, lw) in w.layers.iter().enumerate() {
+        let h = b.norm(x, w.layer(lw, Role::AttnNorm)?)?;
+        let (mut q, mut k, v) = b.qkv(h, w, lw)?;
+        if let (Some(qn), Some(kn)) = (
+            w.layer_opt(lw, Role::AttnQNorm)?,
+            w.layer_opt(lw, Role::AttnKNorm)?,
+        ) {
+            q = b.norm(q, qn)?;
+            k = b.norm(k, kn)?;
+        }
+        let q = b.rope(q, il as u32, freq_factors)?;
+        let k = b.rope(k, il as u32, freq_factors)?;
+        let attn = b.attention(il as u32, q, k, v, cache[il], hp.attn_scale)?;
+        let mut attn = b.matmul(w.layer(lw, Role::AttnOut)?, attn)?;
+        if il + 1 == n_layer {
+            attn = b.select_outputs(attn)?;
+            x = b.select_outputs(x)?;
+        }
+        let x_attn = ctx.add(attn, x)?;
+        let h = b.norm(x_attn, w.layer(lw, Role::FfnNorm)?)?;
+        let f = b.ffn(h, w, lw, false)?;
+        x = ctx.add(f, x_attn)?;
+    }
+    let x = b.norm(x, w.global(Role::OutputNorm)?)?;
+    b.matmul(w.global(Role::Output)?, x)
+}
