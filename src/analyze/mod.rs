@@ -13,6 +13,7 @@ mod error;
 pub mod input;
 pub mod pipeline;
 pub mod plot;
+pub mod prompts;
 pub mod recommend;
 pub mod report;
 pub mod shape;

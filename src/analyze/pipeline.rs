@@ -125,7 +125,7 @@ fn keep_first_problems(problems: &mut Vec<Problem>) {
     problems.truncate(MAX_REPORTED_PROBLEMS);
 }
 
-fn parse(bytes: &[u8]) -> Result<Value, String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Value, String> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(format!(
             "not valid UTF-8 (bad byte at offset {})",
@@ -186,7 +186,7 @@ fn process_items(items: Vec<Item>, shape: &Shape, opts: &Options<'_>, out: &mut 
 }
 
 /// Reads the first records and finds their shape; returns them to be analysed too.
-fn detect_shape(reader: &mut RecordReader) -> Result<(Shape, Vec<Item>), AnalyzeError> {
+pub(crate) fn detect_shape(reader: &mut RecordReader) -> Result<(Shape, Vec<Item>), AnalyzeError> {
     let mut items = Vec::new();
     let mut samples = Vec::new();
     let mut records = 0;

@@ -4,6 +4,8 @@
 pub mod list;
 pub mod output;
 pub mod parallel;
+pub mod parallel_plan;
+pub mod parallel_run;
 pub mod runner;
 pub mod stats;
 

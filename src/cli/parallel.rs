@@ -5,17 +5,14 @@
 use super::engine_args::EngineArgs;
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
-use crate::bench::parallel::{self as par, ParallelResult, PrefixSharing, WorkerRun};
-use crate::engine::{serve, Engine, Request, SamplerConfig, ScheduleConfig};
-use crate::gguf::GgufFile;
-use crate::kv::sizing;
-use crate::model::hparams::Hparams;
-use crate::model::memory::{self, MemoryInfo};
-use crate::model::{synth, Model};
+use crate::bench::parallel::{self as par, ParallelResult};
+use crate::bench::parallel_plan::{Plan, PlanRequest};
+use crate::bench::parallel_run::{measure_parallel, ParallelError, ParallelEvent, ParallelSpec};
+use crate::engine::Engine;
+use crate::model::Model;
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde::Serialize;
 use std::path::PathBuf;
 
 const MAX_TOKENS: u64 = 1_000_000;
@@ -83,166 +80,6 @@ pub struct ParallelArgs {
     /// Seed of the random prompt tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-/// What a run will need, known before any weight is loaded.
-#[derive(Clone, Debug, Serialize)]
-pub struct Plan {
-    pub model: String,
-    pub workers: Vec<usize>,
-    pub n_prompt: usize,
-    pub n_predict: usize,
-    pub requests: Option<usize>,
-    pub shared_prefix: usize,
-    pub per_sequence_cells: usize,
-    pub n_ctx: usize,
-    pub kv_cache_bytes: u64,
-    pub model_bytes: u64,
-    pub compute_buffer_bytes_estimate: u64,
-    pub total_bytes: u64,
-    pub mem_available_bytes: Option<u64>,
-    pub fits: bool,
-    /// The most workers whose caches fit beside the model (None: memory unknown).
-    pub max_workers_that_fit: Option<usize>,
-    pub type_k: String,
-    pub type_v: String,
-}
-
-/// Shape facts of a model from its header, or from a preset without writing it.
-struct ModelShape {
-    hparams: Hparams,
-    model_bytes: u64,
-}
-
-fn model_shape(spec: &str) -> anyhow::Result<ModelShape> {
-    if let Some(parsed) = synth::parse_spec(spec) {
-        let (preset, ftype) = parsed?;
-        let hparams = preset.hparams();
-        let model_bytes = preset
-            .tensors()
-            .iter()
-            .map(|t| {
-                let ty = synth::tensor_type(t, ftype, hparams.n_layer, preset.tied_output);
-                ty.bytes_for(t.dims.iter().product()).unwrap_or(0)
-            })
-            .sum();
-        return Ok(ModelShape {
-            hparams,
-            model_bytes,
-        });
-    }
-    let file =
-        GgufFile::open(std::path::Path::new(spec)).with_context(|| format!("reading {spec}"))?;
-    let hparams = Hparams::from_gguf(&file).with_context(|| format!("reading {spec}"))?;
-    Ok(ModelShape {
-        hparams,
-        model_bytes: file.tensor_data_size(),
-    })
-}
-
-/// Up to `want` prompts of a dataset as token ids (with BOS as the model
-/// asks), in file order, and how many records were left out.
-fn dataset_prompts(
-    path: &std::path::Path,
-    tok: &crate::tokenizer::Tokenizer,
-    want: usize,
-) -> anyhow::Result<(Vec<Vec<u32>>, String, u64)> {
-    use crate::analyze::chat::{join_messages, ChatTemplate};
-    use crate::analyze::input::Item;
-    use crate::analyze::shape::Exchange;
-    use crate::analyze::{RecordReader, Shape, DEFAULT_MAX_RECORD_BYTES};
-    let mut reader = RecordReader::open(path, DEFAULT_MAX_RECORD_BYTES)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let piece = |id: Option<u32>| id.and_then(|i| tok.token_piece(i)).unwrap_or("");
-    let template = tok
-        .chat_template()
-        .and_then(|t| ChatTemplate::new(t, piece(tok.bos_id()), piece(tok.eos_id())).ok());
-    // The shape is decided on the first records, as `rbench analyze` does.
-    let mut records = Vec::new();
-    let mut skipped = 0u64;
-    let mut shape = None;
-    let mut prompts = Vec::new();
-    let take = |shape: &Shape, v: &serde_json::Value, prompts: &mut Vec<Vec<u32>>| -> bool {
-        let text = match shape.extract(v) {
-            Ok(Exchange::Text { prompt, .. }) => prompt,
-            Ok(Exchange::Chat { history, .. }) => match &template {
-                Some(t) => match t.render(&history) {
-                    Ok(text) => text,
-                    Err(_) => return false,
-                },
-                None => join_messages(&history),
-            },
-            Err(_) => return false,
-        };
-        match tok.encode(&text, tok.add_bos_default()) {
-            Ok(ids) if !text.is_empty() && !ids.is_empty() => {
-                prompts.push(ids);
-                true
-            }
-            _ => false,
-        }
-    };
-    while prompts.len() < want {
-        let Some(item) = reader
-            .next_item()
-            .with_context(|| format!("reading {}", path.display()))?
-        else {
-            break;
-        };
-        let Item::Record(raw) = item else {
-            skipped += 1;
-            continue;
-        };
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&raw.bytes) else {
-            skipped += 1;
-            continue;
-        };
-        match &shape {
-            Some(sh) => {
-                if !take(sh, &value, &mut prompts) {
-                    skipped += 1;
-                }
-            }
-            None => {
-                records.push(value);
-                if records.len() >= 64 {
-                    shape = Shape::detect(&records).map(|(sh, _)| sh);
-                    let Some(sh) = &shape else { break };
-                    for v in records.drain(..) {
-                        if !take(sh, &v, &mut prompts) {
-                            skipped += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if shape.is_none() && !records.is_empty() {
-        shape = Shape::detect(&records).map(|(sh, _)| sh);
-        if let Some(sh) = &shape {
-            for v in records.drain(..) {
-                if !take(sh, &v, &mut prompts) {
-                    skipped += 1;
-                }
-            }
-        }
-    }
-    let Some(shape) = shape else {
-        return Err(UsageError(format!(
-            "{}: no record has a known shape (see `rbench analyze --help` for the shapes)",
-            path.display()
-        ))
-        .into());
-    };
-    prompts.truncate(want);
-    if prompts.is_empty() {
-        return Err(UsageError(format!(
-            "{}: no usable prompt ({skipped} records left out)",
-            path.display()
-        ))
-        .into());
-    }
-    Ok((prompts, shape.name(), skipped))
 }
 
 /// `-p` / `-n` from an analyze result's recommendation.
@@ -322,138 +159,88 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
     Ok(workers)
 }
 
-fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<(Plan, Hparams)> {
-    let (type_k, type_v) = (
-        args.engine.cache_type_k.ggml(),
-        args.engine.cache_type_v.ggml(),
-    );
-    let shape = model_shape(&args.model)?;
-    let hp = shape.hparams;
-    let max_workers = workers.iter().copied().max().unwrap_or(1);
-    // Sized so the unshared comparison run fits too: prefix in every sequence.
-    let per_seq = sizing::cells_per_sequence(args.shared_prefix + args.n_prompt, args.n_predict);
-    let n_ctx = match args.engine.ctx {
-        Some(c) => c,
-        None => sizing::n_ctx_for_workers(max_workers, per_seq)
-            .map_err(|e| UsageError(e.to_string()))?,
+/// The plan for these flags (the model read from its header only).
+fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
+    let req = PlanRequest {
+        model: &args.model,
+        workers,
+        n_prompt: args.n_prompt,
+        n_predict: args.n_predict,
+        requests: args.requests,
+        shared_prefix: args.shared_prefix,
+        n_ctx: args.engine.ctx,
+        n_ubatch: args.engine.n_ubatch,
+        flash_attn: args.engine.flash_attn.enabled(),
+        type_k: args.engine.cache_type_k.ggml(),
+        type_v: args.engine.cache_type_v.ggml(),
     };
-    if args.engine.ctx.is_some()
-        && n_ctx < max_workers * (args.shared_prefix + args.n_prompt + args.n_predict)
-    {
-        return Err(UsageError(format!(
-            "-c/--ctx {n_ctx} cannot hold {max_workers} sequences of {} tokens each",
-            args.shared_prefix + args.n_prompt + args.n_predict
-        ))
-        .into());
-    }
-    let kv_shape =
-        sizing::kv_shape(&hp, n_ctx, type_k, type_v).map_err(|e| UsageError(e.to_string()))?;
-    let kv_bytes = kv_shape.bytes();
-    let compute = memory::compute_estimate(
-        &hp,
-        args.engine.n_ubatch.min(n_ctx) as u64,
-        n_ctx as u64,
-        args.engine.flash_attn.enabled(),
-    );
-    let total = shape.model_bytes + kv_bytes + compute;
-    let available = MemoryInfo::detect().available;
-    let max_fit = available.map(|a| {
-        let budget = a.saturating_sub(shape.model_bytes + compute);
-        sizing::max_workers_within(budget, &kv_shape, per_seq)
-    });
-    Ok((
-        Plan {
-            model: args.model.clone(),
-            workers: workers.to_vec(),
-            n_prompt: args.n_prompt,
-            n_predict: args.n_predict,
-            requests: args.requests,
-            shared_prefix: args.shared_prefix,
-            per_sequence_cells: per_seq,
-            n_ctx,
-            kv_cache_bytes: kv_bytes,
-            model_bytes: shape.model_bytes,
-            compute_buffer_bytes_estimate: compute,
-            total_bytes: total,
-            mem_available_bytes: available,
-            fits: available.is_none_or(|a| total <= a),
-            max_workers_that_fit: max_fit,
-            type_k: type_k.name().to_string(),
-            type_v: type_v.name().to_string(),
-        },
-        hp,
-    ))
+    Plan::new(&req).map_err(|e| match e.is_usage() {
+        true => UsageError(e.to_string()).into(),
+        false => anyhow::Error::new(e),
+    })
 }
 
-fn plan_lines(plan: &Plan) -> Vec<String> {
-    use crate::format::bytes;
-    let mut lines = vec![
-        format!(
-            "plan: {} workers max × {} cells per sequence ({} prompt{} + {} generated, rounded up to {}) = n_ctx {}",
-            plan.workers.iter().copied().max().unwrap_or(1),
-            plan.per_sequence_cells,
-            plan.n_prompt,
-            if plan.shared_prefix > 0 {
-                format!(" + {} shared prefix", plan.shared_prefix)
-            } else {
-                String::new()
-            },
-            plan.n_predict,
-            sizing::CELLS_ALIGN,
-            plan.n_ctx
-        ),
-        format!(
-            "memory: KV cache {} (K {} + V {}, all layers) + model {} + compute ≈ {} = {}",
-            bytes(plan.kv_cache_bytes),
-            plan.type_k,
-            plan.type_v,
-            bytes(plan.model_bytes),
-            bytes(plan.compute_buffer_bytes_estimate),
-            bytes(plan.total_bytes)
-        ),
-    ];
-    if let Some(a) = plan.mem_available_bytes {
-        lines.push(format!(
-            "available: {}{}",
-            bytes(a),
-            match plan.max_workers_that_fit {
-                Some(w) => format!("; at most {w} workers fit at this size"),
-                None => String::new(),
-            }
-        ));
+/// Up to `want` prompts of `--dataset`, of at most `n_prompt` tokens (the
+/// longest the cache was planned for), repeated in order to `want`.
+fn dataset_prompts(
+    path: &std::path::Path,
+    tok: &crate::tokenizer::Tokenizer,
+    want: usize,
+    n_prompt: usize,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    use crate::analyze::AnalyzeError;
+    let found = crate::analyze::prompts::dataset_prompts(path, tok, want).map_err(|e| {
+        let usage = match &e {
+            AnalyzeError::NotJson { .. } | AnalyzeError::NoShape { .. } => format!(
+                "{}: no record has a known shape (see `rbench analyze --help` for the shapes)",
+                path.display()
+            ),
+            AnalyzeError::NoRecords { skipped } => format!(
+                "{}: no usable prompt ({skipped} records left out)",
+                path.display()
+            ),
+            _ => return anyhow::Error::new(e).context(format!("reading {}", path.display())),
+        };
+        UsageError(usage).into()
+    })?;
+    let mut prompts = found.prompts;
+    let too_long = prompts.iter().filter(|p| p.len() > n_prompt).count();
+    prompts.retain(|p| p.len() <= n_prompt);
+    eprintln!(
+        "dataset {}: {} prompts ({}), {} records left out, {too_long} longer than -p {n_prompt} left out",
+        path.display(),
+        prompts.len(),
+        found.shape.name(),
+        found.skipped,
+    );
+    if prompts.is_empty() {
+        anyhow::bail!("no dataset prompt fits -p {n_prompt} (raise -p)");
     }
-    lines
+    // Fewer prompts than requests: they are used again in order.
+    Ok((0..want)
+        .map(|i| prompts[i % prompts.len()].clone())
+        .collect())
 }
 
 pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
     let workers = validate(&mut args)?;
-    let (plan, _hp) = make_plan(&args, &workers)?;
+    let plan = make_plan(&args, &workers)?;
     if args.dry_run {
         if args.output == "json" {
             outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            for l in plan_lines(&plan) {
+            for l in plan.lines() {
                 outln!("{l}");
             }
             outln!("fits: {}", if plan.fits { "yes" } else { "no" });
         }
         return Ok(());
     }
-    for l in plan_lines(&plan) {
+    for l in plan.lines() {
         eprintln!("{l}");
     }
-    if !plan.fits {
-        let available = plan.mem_available_bytes.unwrap_or(0);
-        anyhow::bail!(
-            "not enough memory: the run needs {} (KV cache {} for n_ctx {}) but {} is available; \
-             at most {} workers fit at {} cells each (try fewer workers, a smaller -n, or -ctk q8_0 -ctv q8_0)",
-            crate::format::bytes(plan.total_bytes),
-            crate::format::bytes(plan.kv_cache_bytes),
-            plan.n_ctx,
-            crate::format::bytes(available),
-            plan.max_workers_that_fit.unwrap_or(0),
-            plan.per_sequence_cells
-        );
+    if let Some(shortfall) = plan.shortfall() {
+        anyhow::bail!(shortfall);
     }
     let path = crate::model::resolve_model_path(&args.model)?;
     // A sequence's numbers must not depend on the batch it shares.
@@ -466,12 +253,11 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         );
     }
     let cfg = args.engine.config(plan.n_ctx, true);
-    let n_threads = cfg.n_threads;
     let mut engine = Engine::new(&model, cfg.clone())?;
     eprintln!(
         "engine: n_ctx {}, {} threads, flash-attn {}, {} kernels, compute buffer {}",
         plan.n_ctx,
-        n_threads,
+        cfg.n_threads,
         if cfg.flash_attn { "on" } else { "off" },
         cfg.kernels.name(),
         crate::format::bytes(engine.compute_buffer_bytes() as u64)
@@ -481,75 +267,29 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
     let n_vocab = model.hparams.n_vocab;
     let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.gen_range(0..n_vocab)).collect() };
     let prefix = random(args.shared_prefix);
-    let n_requests_max = workers
-        .iter()
-        .map(|&w| args.requests.unwrap_or(w))
-        .max()
-        .unwrap_or(1);
+    let mut spec = ParallelSpec {
+        workers: &workers,
+        requests: args.requests,
+        n_predict: args.n_predict,
+        n_batch: args.n_batch,
+        stop_at_eog: args.stop_at_eog,
+        warmup: !args.no_warmup,
+        tpot_budget_ms: args.tpot_budget,
+        prompts: &[],
+        prefix: &prefix,
+    };
+    let n_requests_max = spec.max_requests();
     let prompts: Vec<Vec<u32>> = match &args.dataset {
         None => (0..n_requests_max).map(|_| random(args.n_prompt)).collect(),
-        Some(path) => {
-            let (mut prompts, shape, skipped) =
-                dataset_prompts(path, &model.tokenizer, n_requests_max)?;
-            // -p is the longest prompt the cache was planned for.
-            let too_long = prompts.iter().filter(|p| p.len() > args.n_prompt).count();
-            prompts.retain(|p| p.len() <= args.n_prompt);
-            eprintln!(
-                "dataset {}: {} prompts ({shape}), {skipped} records left out, {too_long} longer than -p {} left out",
-                path.display(),
-                prompts.len(),
-                args.n_prompt
-            );
-            if prompts.is_empty() {
-                anyhow::bail!("no dataset prompt fits -p {} (raise -p)", args.n_prompt);
-            }
-            // Fewer prompts than requests: they are used again in order.
-            let mut all = Vec::with_capacity(n_requests_max);
-            for i in 0..n_requests_max {
-                all.push(prompts[i % prompts.len()].clone());
-            }
-            all
-        }
+        Some(path) => dataset_prompts(path, &model.tokenizer, n_requests_max, args.n_prompt)?,
     };
-
-    let schedule = |w: usize, shared: &[u32]| ScheduleConfig {
-        n_slots: w,
-        max_batch_tokens: args.n_batch,
-        stop_at_eog: args.stop_at_eog,
-        sampler: SamplerConfig::greedy(),
-        shared_prefix: shared.to_vec(),
-    };
-    let requests_for = |n: usize, with_prefix: bool| -> Vec<Request> {
-        prompts[..n]
-            .iter()
-            .map(|p| Request {
-                prompt: if with_prefix {
-                    prefix.iter().chain(p).copied().collect()
-                } else {
-                    p.clone()
-                },
-                n_predict: args.n_predict,
-            })
-            .collect()
-    };
-    let never = || false;
-    let ctrl_c = super::interrupt::requested;
-    if !args.no_warmup {
-        let w = workers.iter().copied().max().unwrap_or(1);
-        let warm: Vec<Request> = (0..w)
-            .map(|i| Request {
-                prompt: prompts[i % prompts.len()][..args.n_prompt.min(16)].to_vec(),
-                n_predict: 2,
-            })
-            .collect();
-        serve(&mut engine, &warm, &schedule(w, &[]), &never, &mut |_| {})?;
-    }
+    spec.prompts = &prompts;
 
     let mut result = ParallelResult {
         model: model.info.model_type(),
         n_ctx: plan.n_ctx,
         kv_cache_bytes: plan.kv_cache_bytes,
-        n_threads,
+        n_threads: cfg.n_threads,
         flash_attn: cfg.flash_attn,
         kernels: cfg.kernels.name().to_string(),
         type_k: cfg.type_k.name().to_string(),
@@ -560,76 +300,49 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         error: None,
         interrupted: false,
     };
-    let outcome = (|| -> anyhow::Result<()> {
-        for &w in &workers {
-            let n_req = args.requests.unwrap_or(w);
-            eprintln!(
-                "workers {w}: {n_req} requests × ({} prompt + {} generated)",
-                args.n_prompt, args.n_predict
-            );
-            let bar = super::progress::Progress::bar(n_req as u64, format!("{w} workers"));
-            let report = serve(
-                &mut engine,
-                &requests_for(n_req, false),
-                &schedule(w, &prefix),
-                &ctrl_c,
-                &mut |_| bar.inc(1),
-            )
-            .with_context(|| format!("{w} workers"))?;
-            drop(bar);
-            if report.interrupted {
-                // A worker count cut short would report wrong figures: left out.
-                result.interrupted = true;
-                return Err(super::interrupt::Interrupted {
-                    done: format!("{} of {} worker counts", result.runs.len(), workers.len()),
-                }
-                .into());
+    let mut bar: Option<super::progress::Progress> = None;
+    let outcome = measure_parallel(
+        &mut engine,
+        &spec,
+        &mut result,
+        &super::interrupt::requested,
+        &mut |event| match event {
+            ParallelEvent::Start { workers, requests } => {
+                eprintln!(
+                    "workers {workers}: {requests} requests × ({} prompt + {} generated)",
+                    args.n_prompt, args.n_predict
+                );
+                bar = Some(super::progress::Progress::bar(
+                    requests as u64,
+                    format!("{workers} workers"),
+                ));
             }
-            let mut run = WorkerRun::from_report(w, args.n_predict, prefix.len(), &report);
-            if !prefix.is_empty() {
-                let unshared = serve(
-                    &mut engine,
-                    &requests_for(n_req, true),
-                    &schedule(w, &[]),
-                    &ctrl_c,
-                    &mut |_| {},
-                )
-                .with_context(|| format!("{w} workers, prefix not shared"))?;
-                if unshared.interrupted {
-                    result.interrupted = true;
-                    return Err(super::interrupt::Interrupted {
-                        done: format!("{} of {} worker counts", result.runs.len(), workers.len()),
-                    }
-                    .into());
+            ParallelEvent::RequestDone => {
+                if let Some(b) = &bar {
+                    b.inc(1);
                 }
-                let wall_unshared = (unshared.finished - unshared.started).as_secs_f64();
-                run.shared_prefix = Some(PrefixSharing {
-                    tokens: prefix.len(),
-                    tokens_saved: prefix.len() * n_req.saturating_sub(1),
-                    wall_s_shared: run.wall_s,
-                    wall_s_unshared: wall_unshared,
-                    speedup: if run.wall_s > 0.0 {
-                        wall_unshared / run.wall_s
-                    } else {
-                        0.0
-                    },
-                });
             }
-            eprintln!(
-                "  prompt {:.1} t/s, generation {:.1} t/s, overall {:.1} t/s",
-                run.prompt_tps, run.gen_tps, run.overall_tps
-            );
-            result.runs.push(run);
+            ParallelEvent::Done(run) => {
+                bar = None;
+                eprintln!(
+                    "  prompt {:.1} t/s, generation {:.1} t/s, overall {:.1} t/s",
+                    run.prompt_tps, run.gen_tps, run.overall_tps
+                );
+            }
+        },
+    );
+    drop(bar);
+    let outcome: anyhow::Result<()> = match outcome {
+        Ok(()) => Ok(()),
+        Err(ParallelError::Interrupted { done, total }) => Err(super::interrupt::Interrupted {
+            done: format!("{done} of {total} worker counts"),
         }
-        Ok(())
-    })();
-    par::fill_scaling(&mut result.runs);
-    result.recommendation = par::recommend(&result.runs, args.tpot_budget);
-    if let Err(e) = &outcome {
-        if !result.interrupted {
-            result.error = Some(format!("{e:#}"));
+        .into()),
+        Err(e) => {
+            result.error = Some(e.to_string());
+            Err(e.into())
         }
-    }
+    };
     if let Some(path) = &args.save {
         // Saved even when a later worker count failed or Ctrl-C stopped the run.
         use crate::report::saved::{self, ModelIdentity, ResultKind};
