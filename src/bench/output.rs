@@ -3,8 +3,8 @@
 
 use super::BenchRow;
 use crate::build_info::BuildInfo;
+use crate::format::{table, Align};
 use crate::system::Hardware;
-use comfy_table::{presets::ASCII_MARKDOWN, Cell, CellAlignment, Table};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -331,41 +331,28 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
     let mut header = vec!["model", "size", "params", "backend", "threads"];
     header.extend(extras.iter().map(|e| e.name));
     header.extend(["test", "t/s"]);
-    let mut table = Table::new();
-    table.load_preset(ASCII_MARKDOWN).set_header(header.clone());
-    for r in rows {
+    let rows = rows.iter().map(|r| {
         let mut model = r.model.model_type.clone();
         if r.model.synthetic {
             model.push_str(" (synthetic)");
         }
         let mut cells = vec![
-            Cell::new(model),
-            Cell::new(crate::format::bytes(r.model.model_size)),
-            Cell::new(crate::format::params(r.model.n_params)),
-            Cell::new("CPU"),
-            Cell::new(r.params.n_threads),
+            model,
+            crate::format::bytes(r.model.model_size),
+            crate::format::params(r.model.n_params),
+            "CPU".to_string(),
+            r.params.n_threads.to_string(),
         ];
-        cells.extend(extras.iter().map(|e| Cell::new((e.value)(r))));
-        cells.push(Cell::new(r.params.name()));
-        cells.push(Cell::new(format!(
-            "{:.2} ± {:.2}",
-            r.avg_ts(),
-            r.stddev_ts()
-        )));
-        table.add_row(cells);
-    }
+        cells.extend(extras.iter().map(|e| (e.value)(r)));
+        cells.push(r.params.name());
+        cells.push(format!("{:.2} ± {:.2}", r.avg_ts(), r.stddev_ts()));
+        cells
+    });
     // Text columns left, numbers right, as llama-bench aligns them.
-    for (i, name) in header.iter().enumerate() {
-        if let Some(col) = table.column_mut(i) {
-            let left = matches!(*name, "model" | "backend" | "test");
-            col.set_cell_alignment(if left {
-                CellAlignment::Left
-            } else {
-                CellAlignment::Right
-            });
-        }
-    }
-    table.to_string()
+    table(&header, rows, |i| match header[i] {
+        "model" | "backend" | "test" => Align::Left,
+        _ => Align::Right,
+    })
 }
 
 #[cfg(test)]

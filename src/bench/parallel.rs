@@ -10,6 +10,7 @@
 
 use super::stats;
 use crate::engine::{Completion, ServeReport};
+use crate::format::{table, Align};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -342,12 +343,8 @@ pub const SCALING_HEADER: [&str; 9] = [
 ];
 
 pub fn scaling_table(runs: &[WorkerRun]) -> String {
-    use comfy_table::{presets::ASCII_MARKDOWN, Table};
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN)
-        .set_header(SCALING_HEADER.to_vec());
-    for r in runs {
-        t.add_row(vec![
+    let rows = runs.iter().map(|r| {
+        vec![
             r.workers.to_string(),
             r.prompt_tokens.to_string(),
             r.output_tokens.to_string(),
@@ -357,59 +354,55 @@ pub fn scaling_table(runs: &[WorkerRun]) -> String {
             format!("{:.1}", r.overall_tps),
             format!("{:.2}×", r.speedup),
             format!("{:.0}%", r.efficiency * 100.0),
-        ]);
-    }
-    t.to_string()
+        ]
+    });
+    table(&SCALING_HEADER, rows, |_| Align::Left)
 }
 
 pub fn latency_table(runs: &[WorkerRun]) -> String {
-    use comfy_table::{presets::ASCII_MARKDOWN, Table};
     let cell = |l: &Latency| format!("{:.1} / {:.1} / {:.1} / {:.1}", l.mean, l.p50, l.p90, l.p99);
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN).set_header(vec![
+    let header = [
         "Workers",
         "TTFT ms (mean / p50 / p90 / p99)",
         "TPOT ms (mean / p50 / p90 / p99)",
         "ITL ms (mean / p50 / p90 / p99)",
-    ]);
-    for r in runs {
-        t.add_row(vec![
+    ];
+    let rows = runs.iter().map(|r| {
+        vec![
             r.workers.to_string(),
             cell(&r.ttft_ms),
             cell(&r.tpot_ms),
             cell(&r.itl_ms),
-        ]);
-    }
-    t.to_string()
+        ]
+    });
+    table(&header, rows, |_| Align::Left)
 }
 
 pub fn prefix_table(runs: &[WorkerRun]) -> Option<String> {
-    use comfy_table::{presets::ASCII_MARKDOWN, Table};
     if runs.iter().all(|r| r.shared_prefix.is_none()) {
         return None;
     }
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN).set_header(vec![
+    let header = [
         "Workers",
         "Shared prefix",
         "Tokens saved",
         "Wall s shared",
         "Wall s unshared",
         "Speedup",
-    ]);
-    for r in runs {
-        if let Some(p) = &r.shared_prefix {
-            t.add_row(vec![
+    ];
+    let rows = runs.iter().filter_map(|r| {
+        r.shared_prefix.as_ref().map(|p| {
+            vec![
                 r.workers.to_string(),
                 p.tokens.to_string(),
                 p.tokens_saved.to_string(),
                 format!("{:.2}", p.wall_s_shared),
                 format!("{:.2}", p.wall_s_unshared),
                 format!("{:.2}×", p.speedup),
-            ]);
-        }
-    }
-    Some(t.to_string())
+            ]
+        })
+    });
+    Some(table(&header, rows, |_| Align::Left))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! `rbench info`: what a model file holds.
 
 use crate::format;
+use crate::format::{table, Align};
 use crate::gguf::GgufFile;
 use crate::model::info::ModelInfo;
 use anyhow::Context;
-use comfy_table::{presets::ASCII_MARKDOWN, Cell, CellAlignment, Table};
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
@@ -104,18 +104,18 @@ fn print_human(
     }
 
     outln!();
-    let mut types = Table::new();
-    types
-        .load_preset(ASCII_MARKDOWN)
-        .set_header(["type", "tensors", "bytes", "share"]);
-    for t in &info.types {
-        types.add_row(vec![
-            Cell::new(&t.ty),
-            Cell::new(t.n_tensors).set_alignment(CellAlignment::Right),
-            Cell::new(format::bytes(t.n_bytes)).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{:.1}%", t.share * 100.0)).set_alignment(CellAlignment::Right),
-        ]);
-    }
+    let types = table(
+        &["type", "tensors", "bytes", "share"],
+        info.types.iter().map(|t| {
+            vec![
+                t.ty.clone(),
+                t.n_tensors.to_string(),
+                format::bytes(t.n_bytes),
+                format!("{:.1}%", t.share * 100.0),
+            ]
+        }),
+        format::numbers_from(1),
+    );
     outln!("{types}");
 
     outln!();
@@ -132,24 +132,19 @@ fn print_human(
             "largest tensors:"
         }
     );
-    let mut table = Table::new();
-    table
-        .load_preset(ASCII_MARKDOWN)
-        .set_header(["name", "type", "shape", "bytes"]);
-    for t in rows {
-        let shape = t
-            .dims
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" x ");
-        table.add_row(vec![
-            Cell::new(t.name),
-            Cell::new(t.ty),
-            Cell::new(shape),
-            Cell::new(format::bytes(t.n_bytes)).set_alignment(CellAlignment::Right),
-        ]);
-    }
-    outln!("{table}");
+    let tensors = table(
+        &["name", "type", "shape", "bytes"],
+        rows.into_iter().map(|t| {
+            let shape = t
+                .dims
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" x ");
+            vec![t.name, t.ty, shape, format::bytes(t.n_bytes)]
+        }),
+        |i| if i == 3 { Align::Right } else { Align::Left },
+    );
+    outln!("{tensors}");
     Ok(())
 }

@@ -209,18 +209,8 @@ impl Comparison {
             }) => format!("{value:.2}"),
             None => "–".into(),
         };
-        let mut t = comfy_table::Table::new();
-        t.load_preset(comfy_table::presets::ASCII_MARKDOWN)
-            .set_header(vec![
-                "test",
-                "unit",
-                "old",
-                "new",
-                "new ÷ old",
-                "beyond spread",
-            ]);
-        for r in &self.rows {
-            t.add_row(vec![
+        let rows = self.rows.iter().map(|r| {
+            vec![
                 r.test.clone(),
                 r.unit.clone(),
                 cell(r.old),
@@ -234,14 +224,16 @@ impl Comparison {
                     None if r.ratio.is_some() => "n/a (no spread)".into(),
                     None => "–".into(),
                 },
-            ]);
-        }
-        for i in 2..5 {
-            if let Some(c) = t.column_mut(i) {
-                c.set_cell_alignment(comfy_table::CellAlignment::Right);
-            }
-        }
-        t.to_string()
+            ]
+        });
+        crate::format::table(
+            &["test", "unit", "old", "new", "new ÷ old", "beyond spread"],
+            rows,
+            |i| match i {
+                2..5 => crate::format::Align::Right,
+                _ => crate::format::Align::Left,
+            },
+        )
     }
 }
 

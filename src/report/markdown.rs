@@ -11,7 +11,6 @@ use super::views::{
 use super::ReportError;
 use crate::format::{bytes, params};
 use crate::system::Hardware;
-use comfy_table::{presets::ASCII_MARKDOWN, CellAlignment, Table};
 use std::fmt::Write as _;
 
 /// One saved result and the name the report calls it by (its file name).
@@ -60,21 +59,7 @@ type Fact<T> = (&'static str, fn(&T) -> String);
 
 /// A Markdown table; columns from `right_from` on are right-aligned.
 fn table(header: Vec<String>, rows: Vec<Vec<String>>, right_from: usize) -> String {
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN).set_header(header.clone());
-    for r in rows {
-        t.add_row(r);
-    }
-    for i in 0..header.len() {
-        if let Some(col) = t.column_mut(i) {
-            col.set_cell_alignment(if i >= right_from {
-                CellAlignment::Right
-            } else {
-                CellAlignment::Left
-            });
-        }
-    }
-    t.to_string()
+    crate::format::table(&header, rows, crate::format::numbers_from(right_from))
 }
 
 fn workers_label(n: u64) -> String {
