@@ -14,10 +14,65 @@ use crate::format::{table, Align};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Default TPOT p99 budget for interactive use.
+/// Default TPOT p99 budget for interactive use (`parallel` and `report`).
 pub const DEFAULT_TPOT_BUDGET_MS: f64 = 100.0;
-/// Efficiency under this means scaling has turned sublinear.
-pub const SUBLINEAR_EFFICIENCY: f64 = 0.9;
+/// Efficiency at or above this is linear scaling; under it, sublinear.
+pub const LINEAR_EFFICIENCY: f64 = 0.9;
+/// Below this efficiency, adding workers is called wasteful.
+pub const LOW_EFFICIENCY: f64 = 0.75;
+
+/// What the recommendation reads of one worker count's run: the live
+/// [`WorkerRun`] and a saved run read back by `rbench report` alike, so the
+/// terminal, the JSON and the report recommend the same thing.
+pub trait ScalingPoint {
+    fn workers(&self) -> u64;
+    fn gen_tps(&self) -> f64;
+    fn overall_tps(&self) -> f64;
+    /// Unknown counts as 0 (not linear).
+    fn efficiency(&self) -> f64;
+    /// `None` where no TPOT was measured (it then meets any budget).
+    fn tpot_p99_ms(&self) -> Option<f64>;
+}
+
+/// The interactive pick: the highest generation t/s whose TPOT p99 stays
+/// within `tpot_budget_ms`.
+pub fn interactive_pick<T: ScalingPoint>(runs: &[T], tpot_budget_ms: f64) -> Option<&T> {
+    runs.iter()
+        .filter(|r| r.tpot_p99_ms().is_none_or(|t| t <= tpot_budget_ms))
+        .max_by(|a, b| a.gen_tps().total_cmp(&b.gen_tps()))
+}
+
+/// The batch (offline) pick: the highest overall t/s.
+pub fn batch_pick<T: ScalingPoint>(runs: &[T]) -> Option<&T> {
+    runs.iter()
+        .max_by(|a, b| a.overall_tps().total_cmp(&b.overall_tps()))
+}
+
+/// The smallest worker count whose efficiency is under `limit`.
+pub fn first_below<T: ScalingPoint>(runs: &[T], limit: f64) -> Option<u64> {
+    runs.iter()
+        .filter(|r| r.efficiency() < limit)
+        .map(ScalingPoint::workers)
+        .min()
+}
+
+impl ScalingPoint for WorkerRun {
+    fn workers(&self) -> u64 {
+        self.workers as u64
+    }
+    fn gen_tps(&self) -> f64 {
+        self.gen_tps
+    }
+    fn overall_tps(&self) -> f64 {
+        self.overall_tps
+    }
+    fn efficiency(&self) -> f64 {
+        self.efficiency
+    }
+    fn tpot_p99_ms(&self) -> Option<f64> {
+        Some(self.tpot_ms.p99)
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -204,38 +259,24 @@ pub struct Recommendation {
 }
 
 pub fn recommend(runs: &[WorkerRun], tpot_budget_ms: f64) -> Recommendation {
-    let mut sorted: Vec<&WorkerRun> = runs.iter().collect();
-    sorted.sort_by_key(|r| r.workers);
-    let first_under = |limit: f64| {
-        sorted
-            .iter()
-            .find(|r| r.efficiency < limit)
-            .map(|r| r.workers)
-    };
-    let interactive = sorted
-        .iter()
-        .filter(|r| r.tpot_ms.p99 <= tpot_budget_ms)
-        .max_by(|a, b| a.gen_tps.total_cmp(&b.gen_tps))
-        .map(|r| InteractivePick {
-            workers: r.workers,
-            gen_tps: r.gen_tps,
-            tpot_p99_ms: r.tpot_ms.p99,
-            budget_ms: tpot_budget_ms,
-        });
-    let offline = sorted
-        .iter()
-        .max_by(|a, b| a.overall_tps.total_cmp(&b.overall_tps))
-        .map(|r| OfflinePick {
-            workers: r.workers,
-            overall_tps: r.overall_tps,
-            gen_tps: r.gen_tps,
-            efficiency: r.efficiency,
-        });
+    let first_under = |limit: f64| first_below(runs, limit).map(|w| w as usize);
+    let interactive = interactive_pick(runs, tpot_budget_ms).map(|r| InteractivePick {
+        workers: r.workers,
+        gen_tps: r.gen_tps,
+        tpot_p99_ms: r.tpot_ms.p99,
+        budget_ms: tpot_budget_ms,
+    });
+    let offline = batch_pick(runs).map(|r| OfflinePick {
+        workers: r.workers,
+        overall_tps: r.overall_tps,
+        gen_tps: r.gen_tps,
+        efficiency: r.efficiency,
+    });
     Recommendation {
         interactive,
         offline,
-        sublinear_from: first_under(SUBLINEAR_EFFICIENCY),
-        efficiency_under_75_from: first_under(0.75),
+        sublinear_from: first_under(LINEAR_EFFICIENCY),
+        efficiency_under_75_from: first_under(LOW_EFFICIENCY),
     }
 }
 
@@ -271,7 +312,7 @@ pub fn analysis_lines(
         None if sorted.len() > 1 => lines.push(format!(
             "Scaling stays near-linear up to {} workers (efficiency at least {:.0}%).",
             sorted.last().map_or(0, |r| r.workers),
-            SUBLINEAR_EFFICIENCY * 100.0
+            LINEAR_EFFICIENCY * 100.0
         )),
         None => {}
     }

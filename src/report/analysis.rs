@@ -3,13 +3,12 @@
 //! compute), and which worker counts to use.
 
 use super::views::{BenchEntry, ParallelRun};
+use crate::bench::parallel::{self as par, ScalingPoint};
 
-/// Efficiency at or above this is called linear scaling.
-pub const LINEAR_EFFICIENCY: f64 = 0.9;
-/// Below this efficiency, adding workers is called wasteful (issue 5's line).
-pub const LOW_EFFICIENCY: f64 = 0.75;
-/// TPOT p99 budget for interactive use, as `rbench parallel --tpot-budget`'s default.
-pub const TPOT_BUDGET_MS: f64 = 100.0;
+/// The thresholds of `rbench parallel`'s recommendation, which the report repeats.
+pub use crate::bench::parallel::{
+    DEFAULT_TPOT_BUDGET_MS as TPOT_BUDGET_MS, LINEAR_EFFICIENCY, LOW_EFFICIENCY,
+};
 /// Weight traffic at or above this share of the measured bandwidth means memory-bound.
 pub const MEMORY_BOUND_SHARE: f64 = 0.6;
 
@@ -102,6 +101,24 @@ pub fn pp_sentence(row: &BenchEntry) -> Option<String> {
     })
 }
 
+impl ScalingPoint for ParallelRun {
+    fn workers(&self) -> u64 {
+        self.workers
+    }
+    fn gen_tps(&self) -> f64 {
+        self.gen_tps
+    }
+    fn overall_tps(&self) -> f64 {
+        self.overall_tps
+    }
+    fn efficiency(&self) -> f64 {
+        self.efficiency.unwrap_or(0.0)
+    }
+    fn tpot_p99_ms(&self) -> Option<f64> {
+        self.tpot_ms.map(|t| t.p99)
+    }
+}
+
 /// What the scaling table says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scaling {
@@ -122,20 +139,9 @@ pub fn scaling(runs: &[ParallelRun], tpot_budget_ms: f64) -> Scaling {
         .take_while(|r| eff(r) >= LINEAR_EFFICIENCY)
         .map(|r| r.workers)
         .last();
-    let drops_at = runs
-        .iter()
-        .find(|r| eff(r) < LOW_EFFICIENCY)
-        .map(|r| r.workers);
-    let fits = |r: &&ParallelRun| r.tpot_ms.is_none_or(|t| t.p99 <= tpot_budget_ms);
-    let interactive = runs
-        .iter()
-        .filter(fits)
-        .max_by(|a, b| a.gen_tps.total_cmp(&b.gen_tps))
-        .cloned();
-    let batch = runs
-        .iter()
-        .max_by(|a, b| a.overall_tps.total_cmp(&b.overall_tps))
-        .cloned();
+    let drops_at = par::first_below(runs, LOW_EFFICIENCY);
+    let interactive = par::interactive_pick(runs, tpot_budget_ms).cloned();
+    let batch = par::batch_pick(runs).cloned();
     Scaling {
         linear_up_to,
         drops_at,
