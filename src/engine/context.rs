@@ -5,7 +5,7 @@
 use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kernels::Kernels;
-use crate::kv::{KvCache, KvCacheError, KvError, KvShape, TokenPlace};
+use crate::kv::{KvCache, KvCacheError, KvError, TokenPlace};
 use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
 use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
@@ -114,25 +114,8 @@ impl<'m> Engine<'m> {
             )));
         }
         let hp = &model.hparams;
-        for (what, ty, head) in [
-            ("K", cfg.type_k, hp.head_dim_k),
-            ("V", cfg.type_v, hp.head_dim_v),
-        ] {
-            if !(head as usize).is_multiple_of(ty.block_size()) {
-                return Err(EngineError::Config(format!(
-                    "a {ty} {what} cache needs heads of a multiple of {} values; this model's heads have {head}",
-                    ty.block_size()
-                )));
-            }
-        }
-        let shape = KvShape {
-            n_ctx: cfg.n_ctx,
-            n_layer: hp.n_layer as usize,
-            k_width: hp.n_embd_k_gqa() as usize,
-            v_width: hp.n_embd_v_gqa() as usize,
-            type_k: cfg.type_k,
-            type_v: cfg.type_v,
-        };
+        let shape = crate::kv::sizing::kv_shape(hp, cfg.n_ctx, cfg.type_k, cfg.type_v)
+            .map_err(|e| EngineError::Config(e.to_string()))?;
         let n_tokens = cfg.n_ubatch.min(cfg.n_ctx) as u64;
         let need = ContextNeed {
             kv_cache: shape.bytes(),

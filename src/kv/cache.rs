@@ -60,6 +60,9 @@ pub enum KvCacheError {
 }
 
 impl KvCache {
+    /// A cache of `shape` (made by `sizing::kv_shape`, which checks the
+    /// types against the model's heads; rows are checked again here since
+    /// any shape can be passed).
     pub fn new(shape: KvShape) -> Result<KvCache, KvCacheError> {
         for (width, ty) in [(shape.k_width, shape.type_k), (shape.v_width, shape.type_v)] {
             if width % ty.block_size() != 0 {

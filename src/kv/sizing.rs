@@ -15,10 +15,11 @@ pub const CELLS_ALIGN: usize = 256;
 pub enum SizingError {
     #[error("{workers} workers × {per_seq} cells per sequence overflows the cell count")]
     Overflow { workers: usize, per_seq: usize },
-    #[error("a {ty} cache cannot hold rows of {width} values (blocks of {block})")]
+    #[error("a {ty} {what} cache needs heads of a multiple of {block} values; this model's heads have {head}")]
     BadType {
+        what: &'static str,
         ty: GgmlType,
-        width: usize,
+        head: usize,
         block: usize,
     },
 }
@@ -56,11 +57,15 @@ pub fn kv_shape(
         type_k,
         type_v,
     };
-    for (ty, width) in [(type_k, shape.k_width), (type_v, shape.v_width)] {
-        if !width.is_multiple_of(ty.block_size()) {
+    // Attention views the cache one head at a time: each head must be whole
+    // blocks (and so is every row).
+    for (what, ty, head) in [("K", type_k, hp.head_dim_k), ("V", type_v, hp.head_dim_v)] {
+        let head = head as usize;
+        if !head.is_multiple_of(ty.block_size()) {
             return Err(SizingError::BadType {
+                what,
                 ty,
-                width,
+                head,
                 block: ty.block_size(),
             });
         }
