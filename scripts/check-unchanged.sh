@@ -28,7 +28,9 @@ same() { # label, command with {} for the binary
 }
 
 while IFS= read -r line; do
-  prompt=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"], end="")' "$line")
+  # The trailing x keeps a prompt's final newline through $( ).
+  prompt=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"], end="x")' "$line")
+  prompt="${prompt%x}"
   same "run: $(printf %q "$prompt")" {} run -m "$model" -p "$prompt" -n 32 --temp 0 -t "$threads"
 done < tests/data/greedy-gemma3-270m.jsonl
 

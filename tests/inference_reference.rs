@@ -276,7 +276,8 @@ fn attention_and_kernel_choices_move_small_margins_less_than_the_near_tie_bound(
 }
 
 /// Free-running greedy generation drifts from llama.cpp after the first
-/// near-tie, so past the first token it is printed, not asserted.
+/// near-tie, so past the first token it is printed, not asserted (on the test
+/// machine 4 of 5 completions are llama.cpp's over all 32 tokens).
 #[test]
 fn greedy_completions_against_llama_cpp() {
     let Some(path) = test_model("greedy_completions_against_llama_cpp") else {
@@ -288,11 +289,14 @@ fn greedy_completions_against_llama_cpp() {
     for r in references(tok) {
         let prompt = &r.tokens[..r.n_prompt];
         let expected = &r.tokens[r.n_prompt..];
-        let out: Vec<u32> = engine
+        let mut generation = engine
             .generate(prompt, GenerateConfig::greedy(expected.len()))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+            .unwrap();
+        // The first pick comes from the prompt's logits, as in the
+        // teacher-forced check: it must be llama.cpp's unless within the bound.
+        let first = generation.logits();
+        let first_gap = first[argmax(first) as usize] - first[expected[0] as usize];
+        let out: Vec<u32> = generation.by_ref().map(Result::unwrap).collect();
         let same = out.iter().zip(expected).take_while(|(a, b)| a == b).count();
         eprintln!(
             "{:?}: {same} of {} tokens as llama.cpp; rbench: {:?}",
@@ -300,9 +304,9 @@ fn greedy_completions_against_llama_cpp() {
             expected.len(),
             tok.decode(&out).unwrap()
         );
-        assert_eq!(
-            out[0], expected[0],
-            "{:?}: the first generated token differs from llama.cpp's",
+        assert!(
+            out[0] == expected[0] || first_gap < NEAR_TIE,
+            "{:?}: the first generated token differs from llama.cpp's by {first_gap:.3} logits",
             r.prompt
         );
     }

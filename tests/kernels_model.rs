@@ -96,5 +96,16 @@ fn few_token_batches_agree_with_ggml() {
             .max_by(|&i, &j| v[i].total_cmp(&v[j]))
             .unwrap_or(0)
     };
-    assert_eq!(argmax(a), argmax(b));
+    // The same next token, unless the two are within rounding of a tie (on
+    // the test model " degrees" leads by 1.7 logits, beyond the parity
+    // tests' near-tie bound of 1.0, so this holds on any CPU).
+    let (ia, ib) = (argmax(a), argmax(b));
+    assert!(
+        ia == ib || (a[ia] - a[ib]).abs() < 1.0,
+        "ggml picks {ia}, rbench {ib}: {} logits apart",
+        a[ia] - a[ib]
+    );
+    let mut rest = a.clone();
+    rest[ia] = f32::NEG_INFINITY;
+    eprintln!("top-two margin {:.3} logits", a[ia] - rest[argmax(&rest)]);
 }
