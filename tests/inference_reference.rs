@@ -294,7 +294,7 @@ fn greedy_completions_against_llama_cpp() {
             .unwrap();
         // The first pick comes from the prompt's logits, as in the
         // teacher-forced check: it must be llama.cpp's unless within the bound.
-        let first = generation.logits();
+        let first = generation.logits().unwrap();
         let first_gap = first[argmax(first) as usize] - first[expected[0] as usize];
         let out: Vec<u32> = generation.by_ref().map(Result::unwrap).collect();
         let same = out.iter().zip(expected).take_while(|(a, b)| a == b).count();

@@ -85,28 +85,20 @@ fn alone_with_gaps(engine: &mut Engine<'_>, prompt: &[u32]) -> (Vec<u32>, Vec<f3
         ..GenerateConfig::greedy(N_PREDICT)
     };
     let mut generation = engine.generate(prompt, cfg).unwrap();
-    let mut gaps = Vec::new();
-    loop {
-        let row = generation.logits();
-        if !row.is_empty() {
-            let best = argmax(row);
-            let second = row
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j as u32 != best)
-                .map(|(_, v)| *v)
-                .fold(f32::NEG_INFINITY, f32::max);
-            gaps.push(row[best as usize] - second);
-        }
-        match generation.next() {
-            Some(token) => {
-                token.unwrap();
-            }
-            None => break,
-        }
+    let (mut tokens, mut gaps) = (Vec::new(), Vec::new());
+    while let Some(token) = generation.next() {
+        tokens.push(token.unwrap());
+        // The margin of the pick, from the logits it was sampled from.
+        let row = generation.logits().unwrap();
+        let best = argmax(row);
+        let second = row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j as u32 != best)
+            .map(|(_, v)| *v)
+            .fold(f32::NEG_INFINITY, f32::max);
+        gaps.push(row[best as usize] - second);
     }
-    let tokens = generation.generated().to_vec();
-    engine.clear();
     (tokens, gaps)
 }
 

@@ -146,6 +146,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let n_gen = generation.generated().len();
+    drop(generation);
     if let Some(text) = stream.flush() {
         out.write_all(text.as_bytes())?;
     }

@@ -1,12 +1,12 @@
-//! One sequence's generation as an iterator over its tokens: the prompt is
-//! decoded when the iterator is made, each `next` samples a token and
-//! decodes it, and the stop conditions (a token budget, an end-of-generation
-//! token) end the iteration. `run`, the parity tests and anything that
-//! streams one sequence use it; many sequences at once go through the
-//! continuous-batching scheduler ([`super::serve`]).
+//! One sequence's generation as an iterator over its tokens: a one-slot
+//! [`Scheduler`] (the continuous-batching scheduler every generating command
+//! uses), stepped as tokens are asked for. The prompt is decoded when the
+//! iterator is made; the stop conditions (a token budget, an
+//! end-of-generation token) end the iteration.
 
-use super::scheduler::StopReason;
-use super::{Batch, Engine, EngineError, Sampler, SamplerConfig};
+use super::scheduler::{Event, Request, ScheduleConfig, ScheduleError, Scheduler, StopReason};
+use super::{Engine, SamplerConfig};
+use std::collections::VecDeque;
 
 #[derive(Clone, Debug)]
 pub struct GenerateConfig {
@@ -30,97 +30,110 @@ impl GenerateConfig {
     }
 }
 
-/// Tokens of one sequence (sequence 0 of the engine's cache, which
-/// [`Engine::generate`] clears first), as they are generated.
+/// Tokens of one sequence, as they are generated. The engine's cache is
+/// cleared when it is made and when it is dropped.
 pub struct Generation<'e, 'm> {
-    engine: &'e mut Engine<'m>,
-    cfg: GenerateConfig,
-    sampler: Sampler,
-    /// Prompt and generated tokens so far (the repeat penalty's history).
-    history: Vec<u32>,
-    n_prompt: usize,
-    /// The logits the next token is sampled from.
-    logits: Vec<f32>,
+    scheduler: Scheduler<'e, 'm>,
+    /// Sampled, not yet handed out (a step samples at most one).
+    ready: VecDeque<u32>,
+    generated: Vec<u32>,
+    events: Vec<Event>,
     stop: Option<StopReason>,
+    failed: bool,
 }
 
+/// The request's index in its one-slot scheduler.
+const ONLY: usize = 0;
+
 impl<'m> Engine<'m> {
-    /// Clears the cache, decodes `prompt` and returns the iterator over the
-    /// tokens that follow it. The prompt's decode happens here, so timing
-    /// this call times prompt processing.
+    /// Decodes `prompt` (after clearing the cache) and returns the iterator
+    /// over the tokens that follow it. The prompt's decode happens here, so
+    /// timing this call times prompt processing.
     pub fn generate<'e>(
         &'e mut self,
         prompt: &[u32],
         cfg: GenerateConfig,
-    ) -> Result<Generation<'e, 'm>, EngineError> {
-        self.clear();
-        let logits = self.decode(&Batch::from_prompt(prompt, 0, 0)?)?;
-        let logits = logits.last().map(<[f32]>::to_vec).unwrap_or_default();
-        Ok(Generation {
-            sampler: Sampler::new(cfg.sampler.clone()),
-            stop: (cfg.n_predict == 0).then_some(StopReason::Length),
-            engine: self,
-            cfg,
-            history: prompt.to_vec(),
-            n_prompt: prompt.len(),
-            logits,
-        })
+    ) -> Result<Generation<'e, 'm>, ScheduleError> {
+        let schedule = ScheduleConfig {
+            n_slots: 1,
+            // The whole prompt in one decode call (split into ubatches there).
+            max_batch_tokens: prompt.len().max(1),
+            stop_at_eog: cfg.stop_at_eog,
+            sampler: cfg.sampler,
+            shared_prefix: Vec::new(),
+        };
+        let mut scheduler = Scheduler::new(self, schedule)?;
+        let mut generation = Generation {
+            ready: VecDeque::with_capacity(1),
+            generated: Vec::with_capacity(cfg.n_predict),
+            events: Vec::with_capacity(2),
+            stop: None,
+            failed: false,
+            scheduler: {
+                if cfg.n_predict > 0 || prompt.is_empty() {
+                    scheduler.submit(Request {
+                        prompt: prompt.to_vec(),
+                        n_predict: cfg.n_predict,
+                    })?;
+                }
+                scheduler
+            },
+        };
+        if cfg.n_predict == 0 {
+            generation.stop = Some(StopReason::Length);
+        } else {
+            generation.advance()?;
+        }
+        Ok(generation)
     }
 }
 
 impl Generation<'_, '_> {
-    /// The logits the next token will be sampled from (after the prompt,
-    /// then after each generated token; empty once the budget is spent).
-    pub fn logits(&self) -> &[f32] {
-        &self.logits
+    /// The logits the latest sampled token came from (the one `next`
+    /// returns next, or else the last one it returned).
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.scheduler.last_logits(ONLY)
     }
 
-    /// Tokens generated so far.
+    /// Tokens handed out so far.
     pub fn generated(&self) -> &[u32] {
-        &self.history[self.n_prompt..]
+        &self.generated
     }
 
-    /// Why the iteration ended; `None` while it goes on.
+    /// Why generation ended; `None` while it goes on.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
     }
 
-    fn step(&mut self) -> Result<Option<u32>, EngineError> {
-        if self.stop.is_some() {
-            return Ok(None);
+    /// One scheduler step: decodes the pending token and samples the next.
+    fn advance(&mut self) -> Result<(), ScheduleError> {
+        self.scheduler.step(&mut self.events)?;
+        for e in self.events.drain(..) {
+            match e {
+                Event::Token { token, .. } => self.ready.push_back(token),
+                Event::Done(c) => self.stop = Some(c.stop),
+            }
         }
-        let next = self.sampler.sample(&self.logits, &self.history);
-        if self.cfg.stop_at_eog && self.engine.model().tokenizer.is_eog(next) {
-            self.stop = Some(StopReason::EndOfGeneration);
-            return Ok(None);
-        }
-        self.history.push(next);
-        if self.generated().len() >= self.cfg.n_predict {
-            // The last token needs no decode: nothing samples after it.
-            self.stop = Some(StopReason::Length);
-            self.logits.clear();
-        } else {
-            let mut b = Batch::with_capacity(1);
-            b.add(next, self.history.len() as i32 - 1, &[0], true)?;
-            let logits = self.engine.decode(&b)?;
-            self.logits.clear();
-            self.logits
-                .extend_from_slice(logits.last().unwrap_or_default());
-        }
-        Ok(Some(next))
+        Ok(())
     }
 }
 
 impl Iterator for Generation<'_, '_> {
-    type Item = Result<u32, EngineError>;
+    type Item = Result<u32, ScheduleError>;
 
     /// The next token; after an error the iteration ends.
     fn next(&mut self) -> Option<Self::Item> {
-        match self.step() {
-            Ok(token) => token.map(Ok),
-            Err(e) => {
-                self.stop = Some(StopReason::Length);
-                Some(Err(e))
+        loop {
+            if let Some(token) = self.ready.pop_front() {
+                self.generated.push(token);
+                return Some(Ok(token));
+            }
+            if self.stop.is_some() || self.failed {
+                return None;
+            }
+            if let Err(e) = self.advance() {
+                self.failed = true;
+                return Some(Err(e));
             }
         }
     }
@@ -129,7 +142,7 @@ impl Iterator for Generation<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineConfig;
+    use crate::engine::{Batch, EngineConfig};
     use crate::model::synth::{self, SynthFtype};
     use crate::model::weights::LoadOptions;
     use crate::model::Model;
@@ -183,14 +196,23 @@ mod tests {
             ..GenerateConfig::greedy(6)
         };
         let mut generation = engine.generate(&prompt, cfg).unwrap();
-        assert!(!generation.logits().is_empty());
-        let got: Vec<u32> = generation.by_ref().map(Result::unwrap).collect();
+        // The prompt was decoded: the first token is sampled, from these logits.
+        let first = generation.logits().unwrap().to_vec();
+        let mut got = Vec::new();
+        while let Some(token) = generation.next() {
+            got.push(token.unwrap());
+            // Each token came from the logits the iterator shows after it.
+            let logits = generation.logits().unwrap();
+            assert_eq!(crate::engine::sampler::argmax(logits), *got.last().unwrap());
+        }
+        assert_eq!(crate::engine::sampler::argmax(&first), want[0]);
         assert_eq!(got, want);
         assert_eq!(generation.generated(), &want[..]);
         assert_eq!(generation.stop_reason(), Some(StopReason::Length));
         assert!(generation.next().is_none());
-        // The cache holds the prompt and every generated token but the last.
-        assert_eq!(engine.kv.cells.n_used(), prompt.len() + 5);
+        drop(generation);
+        // The sequence is gone once it is done.
+        assert_eq!(engine.kv.cells.n_used(), 0);
     }
 
     #[test]
@@ -200,6 +222,7 @@ mod tests {
         let mut g = engine.generate(&[1, 2], GenerateConfig::greedy(0)).unwrap();
         assert!(g.next().is_none());
         assert_eq!(g.stop_reason(), Some(StopReason::Length));
+        drop(g);
         assert!(engine.generate(&[], GenerateConfig::greedy(4)).is_err());
         let too_long: Vec<u32> = (0..100).map(|i| i % 50).collect();
         assert!(engine

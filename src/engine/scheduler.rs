@@ -1,13 +1,16 @@
-//! Continuous batching: N slots share one engine and one KV cache. Every step
-//! packs the next token of each generating slot and prompt chunks of newly
-//! admitted requests into one batch; a slot that finishes takes the next
-//! queued request at once.
+//! Continuous batching, the one way rbench generates: N slots share one
+//! engine and one KV cache. Every step packs the next token of each
+//! generating slot and prompt chunks of newly admitted requests into one
+//! batch; a slot that finishes takes the next queued request at once.
+//! [`Scheduler`] runs it step by step (requests may be submitted between
+//! steps); [`serve`] runs a list of requests to the end, and one sequence's
+//! [`Generation`](super::Generation) iterator is a one-slot scheduler.
 //!
 //! An optional shared prefix (a system prompt every request starts with) is
 //! computed once into its own sequence and then copied into each slot's
 //! sequence set, so its cells belong to every request at the same time.
 
-use super::{Batch, Engine, EngineError, Sampler, SamplerConfig};
+use super::{Batch, Engine, EngineError, Logits, Sampler, SamplerConfig};
 use crate::kv::MAX_SEQS;
 use std::time::{Duration, Instant};
 
@@ -100,6 +103,8 @@ pub enum ScheduleError {
 struct Active {
     index: usize,
     seq: u32,
+    prompt: Vec<u32>,
+    n_predict: usize,
     /// Prompt tokens not yet decoded.
     prompt_left: std::ops::Range<usize>,
     /// Next position in the sequence.
@@ -113,6 +118,299 @@ struct Active {
     token_times: Vec<Instant>,
 }
 
+/// What one step produced, in slot order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Request `index` generated `token` (an end-of-generation token that
+    /// stops the request is not reported as one).
+    Token { index: usize, token: u32 },
+    /// Request `index` finished; its slot is free again.
+    Done(Completion),
+}
+
+/// Continuous batching, one step at a time. Made with [`Scheduler::new`],
+/// fed with [`Scheduler::submit`], driven with [`Scheduler::step`].
+pub struct Scheduler<'e, 'm> {
+    engine: &'e mut Engine<'m>,
+    cfg: ScheduleConfig,
+    slots: Vec<Option<Active>>,
+    queue: std::collections::VecDeque<(usize, Request)>,
+    submitted: usize,
+    prefix_seq: u32,
+    started: Instant,
+    prefix_decode: Duration,
+    steps: Vec<Step>,
+    peak_cells: usize,
+    batch: Batch,
+    /// The slot of each batch entry that wants logits, in batch order.
+    wanted: Vec<usize>,
+    /// The last step's logits, and which of its rows each request sampled from.
+    logits: Option<Logits>,
+    sampled_rows: Vec<(usize, usize)>,
+}
+
+impl<'e, 'm> Scheduler<'e, 'm> {
+    /// Clears the engine's cache and computes the shared prefix, if any.
+    pub fn new(
+        engine: &'e mut Engine<'m>,
+        cfg: ScheduleConfig,
+    ) -> Result<Scheduler<'e, 'm>, ScheduleError> {
+        if cfg.n_slots == 0 || cfg.n_slots >= MAX_SEQS {
+            return Err(ScheduleError::Slots(cfg.n_slots));
+        }
+        if cfg.max_batch_tokens < cfg.n_slots {
+            return Err(ScheduleError::BatchTooSmall {
+                limit: cfg.max_batch_tokens,
+                slots: cfg.n_slots,
+            });
+        }
+        engine.clear();
+        let started = Instant::now();
+        // The prefix lives in the sequence after the slots' ones.
+        let prefix_seq = cfg.n_slots as u32;
+        let mut prefix_decode = Duration::ZERO;
+        let prefix_len = cfg.shared_prefix.len();
+        let mut at = 0;
+        while at < prefix_len {
+            let end = (at + cfg.max_batch_tokens).min(prefix_len);
+            let mut b = Batch::with_capacity(end - at);
+            for (i, &t) in cfg.shared_prefix[at..end].iter().enumerate() {
+                b.add(t, (at + i) as i32, &[prefix_seq], false)
+                    .map_err(EngineError::from)?;
+            }
+            let t0 = Instant::now();
+            let decoded = engine.decode(&b);
+            prefix_decode += t0.elapsed();
+            if let Err(e) = decoded {
+                engine.clear();
+                return Err(e.into());
+            }
+            at = end;
+        }
+        let peak_cells = engine.kv.cells.n_used();
+        Ok(Scheduler {
+            slots: (0..cfg.n_slots).map(|_| None).collect(),
+            sampled_rows: Vec::with_capacity(cfg.n_slots),
+            batch: Batch::with_capacity(cfg.max_batch_tokens),
+            wanted: Vec::with_capacity(cfg.n_slots),
+            engine,
+            cfg,
+            queue: Default::default(),
+            submitted: 0,
+            prefix_seq,
+            started,
+            prefix_decode,
+            steps: Vec::new(),
+            peak_cells,
+            logits: None,
+        })
+    }
+
+    /// Queues a request; returns its index (requests are numbered from 0 in
+    /// submission order).
+    pub fn submit(&mut self, req: Request) -> Result<usize, ScheduleError> {
+        let index = self.submitted;
+        if req.prompt.is_empty() {
+            return Err(ScheduleError::EmptyPrompt { index });
+        }
+        if req.n_predict == 0 {
+            return Err(ScheduleError::NothingToGenerate { index });
+        }
+        self.submitted += 1;
+        self.queue.push_back((index, req));
+        Ok(index)
+    }
+
+    /// No request queued or in a slot.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.slots.iter().all(Option::is_none)
+    }
+
+    pub fn engine(&self) -> &Engine<'m> {
+        self.engine
+    }
+
+    /// The logits request `index` sampled from in the latest step, if it
+    /// sampled then (for callers that look at margins).
+    pub fn last_logits(&self, index: usize) -> Option<&[f32]> {
+        let &(_, row) = self.sampled_rows.iter().find(|(i, _)| *i == index)?;
+        self.logits.as_ref()?.output_row(row)
+    }
+
+    /// Admits queued requests into free slots, decodes one batch and samples
+    /// the next token of every slot that finished its prompt; appends what
+    /// happened to `events`. Does nothing when idle. On an engine error the
+    /// scheduler should be dropped: the cache is left as the error left it.
+    pub fn step(&mut self, events: &mut Vec<Event>) -> Result<(), ScheduleError> {
+        self.admit()?;
+        self.batch.clear();
+        self.wanted.clear();
+        let mut gen_tokens = 0;
+        // Generating slots first: their one token each always fits.
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot else { continue };
+            if let Some(t) = a.pending.take() {
+                self.batch
+                    .add(t, a.pos, &[a.seq], true)
+                    .map_err(EngineError::from)?;
+                a.pos += 1;
+                self.wanted.push(s);
+                gen_tokens += 1;
+            }
+        }
+        let mut prompt_tokens = 0;
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot else { continue };
+            let room = self.cfg.max_batch_tokens - self.batch.len();
+            if room == 0 {
+                break;
+            }
+            if a.prompt_left.is_empty() {
+                continue;
+            }
+            let take = a.prompt_left.len().min(room);
+            let chunk = a.prompt_left.start..a.prompt_left.start + take;
+            for i in chunk.clone() {
+                let last = i + 1 == a.prompt.len();
+                self.batch
+                    .add(a.prompt[i], a.pos, &[a.seq], last)
+                    .map_err(EngineError::from)?;
+                a.pos += 1;
+                if last {
+                    self.wanted.push(s);
+                }
+            }
+            a.prompt_left.start = chunk.end;
+            prompt_tokens += take;
+        }
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+
+        let t0 = Instant::now();
+        let logits = self.engine.decode(&self.batch)?;
+        self.steps.push(Step {
+            prompt_tokens,
+            gen_tokens,
+            decode: t0.elapsed(),
+        });
+        self.peak_cells = self.peak_cells.max(self.engine.kv.cells.n_used());
+        self.sampled_rows.clear();
+
+        for (row, &s) in self.wanted.iter().enumerate() {
+            let Some(a) = self.slots[s].as_mut() else {
+                continue;
+            };
+            let Some(row_logits) = logits.output_row(row) else {
+                continue;
+            };
+            self.sampled_rows.push((a.index, row));
+            let next = a.sampler.sample(row_logits, &a.history);
+            let now = Instant::now();
+            let eog = self.cfg.stop_at_eog && self.engine.model().tokenizer.is_eog(next);
+            if !eog {
+                a.out.push(next);
+                a.history.push(next);
+                a.token_times.push(now);
+                events.push(Event::Token {
+                    index: a.index,
+                    token: next,
+                });
+            } else if a.token_times.is_empty() {
+                // Time to first token still counts when the first is the end.
+                a.token_times.push(now);
+            }
+            if eog || a.out.len() >= a.n_predict {
+                if let Some(a) = self.slots[s].take() {
+                    self.engine.kv.cells.seq_rm(a.seq, 0, i32::MAX);
+                    events.push(Event::Done(Completion {
+                        index: a.index,
+                        prompt_tokens: a.prompt.len(),
+                        tokens: a.out,
+                        stop: if eog {
+                            StopReason::EndOfGeneration
+                        } else {
+                            StopReason::Length
+                        },
+                        admitted: a.admitted,
+                        token_times: a.token_times,
+                    }));
+                }
+            } else {
+                a.pending = Some(next);
+            }
+        }
+        self.logits = Some(logits);
+        Ok(())
+    }
+
+    /// Queued requests into free slots, the shared prefix copied into each.
+    fn admit(&mut self) -> Result<(), ScheduleError> {
+        let prefix_len = self.cfg.shared_prefix.len();
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let Some((index, req)) = self.queue.pop_front() else {
+                break;
+            };
+            let seq = s as u32;
+            if prefix_len > 0 {
+                self.engine
+                    .kv
+                    .cells
+                    .seq_cp(self.prefix_seq, seq, 0, prefix_len as i32)
+                    .map_err(EngineError::from)?;
+            }
+            let mut history = Vec::with_capacity(prefix_len + req.prompt.len() + req.n_predict);
+            history.extend_from_slice(&self.cfg.shared_prefix);
+            history.extend_from_slice(&req.prompt);
+            let sampler = Sampler::new(SamplerConfig {
+                // Each request its own stream, independent of its slot.
+                seed: self.cfg.sampler.seed.wrapping_add(index as u64),
+                ..self.cfg.sampler.clone()
+            });
+            *slot = Some(Active {
+                index,
+                seq,
+                prompt_left: 0..req.prompt.len(),
+                prompt: req.prompt,
+                n_predict: req.n_predict,
+                pos: prefix_len as i32,
+                pending: None,
+                history,
+                sampler,
+                out: Vec::with_capacity(req.n_predict),
+                admitted: Instant::now(),
+                token_times: Vec::with_capacity(req.n_predict),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the run produced so far, `completions` in index order; leaves the
+    /// engine's cache empty.
+    pub fn finish(mut self, completions: Vec<Completion>, interrupted: bool) -> ServeReport {
+        self.engine.clear();
+        ServeReport {
+            started: self.started,
+            finished: Instant::now(),
+            completions,
+            steps: std::mem::take(&mut self.steps),
+            prefix_decode: self.prefix_decode,
+            peak_cells: self.peak_cells,
+            interrupted,
+        }
+    }
+}
+
+impl Drop for Scheduler<'_, '_> {
+    fn drop(&mut self) {
+        // Whatever happened, the next user of the engine finds it empty.
+        self.engine.clear();
+    }
+}
+
 /// Serves `requests` through `cfg.n_slots` slots; `stop` is asked before
 /// every step (e.g. Ctrl-C) and `on_done` sees each completion as it
 /// finishes. Leaves the engine's cache empty.
@@ -123,15 +421,7 @@ pub fn serve(
     stop: &dyn Fn() -> bool,
     on_done: &mut dyn FnMut(&Completion),
 ) -> Result<ServeReport, ScheduleError> {
-    if cfg.n_slots == 0 || cfg.n_slots >= MAX_SEQS {
-        return Err(ScheduleError::Slots(cfg.n_slots));
-    }
-    if cfg.max_batch_tokens < cfg.n_slots {
-        return Err(ScheduleError::BatchTooSmall {
-            limit: cfg.max_batch_tokens,
-            slots: cfg.n_slots,
-        });
-    }
+    // Bad requests are refused before anything runs.
     for (index, r) in requests.iter().enumerate() {
         if r.prompt.is_empty() {
             return Err(ScheduleError::EmptyPrompt { index });
@@ -140,197 +430,26 @@ pub fn serve(
             return Err(ScheduleError::NothingToGenerate { index });
         }
     }
-    engine.clear();
-    let result = serve_inner(engine, requests, cfg, stop, on_done);
-    engine.clear();
-    result
-}
-
-fn serve_inner(
-    engine: &mut Engine<'_>,
-    requests: &[Request],
-    cfg: &ScheduleConfig,
-    stop: &dyn Fn() -> bool,
-    on_done: &mut dyn FnMut(&Completion),
-) -> Result<ServeReport, ScheduleError> {
-    let started = Instant::now();
-    // The prefix lives in the sequence after the slots' ones.
-    let prefix_seq = cfg.n_slots as u32;
-    let prefix_len = cfg.shared_prefix.len();
-    let mut prefix_decode = Duration::ZERO;
-    if prefix_len > 0 {
-        let mut at = 0;
-        while at < prefix_len {
-            let end = (at + cfg.max_batch_tokens).min(prefix_len);
-            let mut b = Batch::with_capacity(end - at);
-            for (i, &t) in cfg.shared_prefix[at..end].iter().enumerate() {
-                b.add(t, (at + i) as i32, &[prefix_seq], false)
-                    .map_err(EngineError::from)?;
-            }
-            let t0 = Instant::now();
-            engine.decode(&b)?;
-            prefix_decode += t0.elapsed();
-            at = end;
-        }
+    let mut scheduler = Scheduler::new(engine, cfg.clone())?;
+    for r in requests {
+        scheduler.submit(r.clone())?;
     }
-
-    let mut slots: Vec<Option<Active>> = (0..cfg.n_slots).map(|_| None).collect();
-    let mut queue = 0..requests.len();
     let mut done: Vec<Option<Completion>> = vec![None; requests.len()];
-    let mut steps = Vec::new();
-    let mut peak_cells = engine.kv.cells.n_used();
+    let mut events = Vec::new();
     let mut interrupted = false;
-    let mut batch = Batch::with_capacity(cfg.max_batch_tokens);
-    // The slot of each batch entry that wants logits, in batch order.
-    let mut wanted: Vec<usize> = Vec::with_capacity(cfg.n_slots);
-
-    loop {
-        // Admit queued requests into free slots.
-        for (s, slot) in slots.iter_mut().enumerate() {
-            if slot.is_some() {
-                continue;
-            }
-            let Some(index) = queue.next() else { break };
-            let seq = s as u32;
-            let req = &requests[index];
-            if prefix_len > 0 {
-                engine
-                    .kv
-                    .cells
-                    .seq_cp(prefix_seq, seq, 0, prefix_len as i32)
-                    .map_err(EngineError::from)?;
-            }
-            let mut history = Vec::with_capacity(prefix_len + req.prompt.len() + req.n_predict);
-            history.extend_from_slice(&cfg.shared_prefix);
-            history.extend_from_slice(&req.prompt);
-            let sampler = Sampler::new(SamplerConfig {
-                // Each request its own stream, independent of its slot.
-                seed: cfg.sampler.seed.wrapping_add(index as u64),
-                ..cfg.sampler.clone()
-            });
-            *slot = Some(Active {
-                index,
-                seq,
-                prompt_left: 0..req.prompt.len(),
-                pos: prefix_len as i32,
-                pending: None,
-                history,
-                sampler,
-                out: Vec::with_capacity(req.n_predict),
-                admitted: Instant::now(),
-                token_times: Vec::with_capacity(req.n_predict),
-            });
-        }
-        if slots.iter().all(Option::is_none) {
-            break;
-        }
+    while !scheduler.is_idle() {
         if stop() {
             interrupted = true;
             break;
         }
-
-        batch.clear();
-        wanted.clear();
-        let mut gen_tokens = 0;
-        // Generating slots first: their one token each always fits.
-        for (s, slot) in slots.iter_mut().enumerate() {
-            let Some(a) = slot else { continue };
-            if let Some(t) = a.pending.take() {
-                batch
-                    .add(t, a.pos, &[a.seq], true)
-                    .map_err(EngineError::from)?;
-                a.pos += 1;
-                wanted.push(s);
-                gen_tokens += 1;
-            }
-        }
-        let mut prompt_tokens = 0;
-        for (s, slot) in slots.iter_mut().enumerate() {
-            let Some(a) = slot else { continue };
-            let room = cfg.max_batch_tokens - batch.len();
-            if room == 0 {
-                break;
-            }
-            if a.prompt_left.is_empty() {
-                continue;
-            }
-            let take = a.prompt_left.len().min(room);
-            let chunk = a.prompt_left.start..a.prompt_left.start + take;
-            let req = &requests[a.index];
-            for i in chunk.clone() {
-                let last = i + 1 == req.prompt.len();
-                batch
-                    .add(req.prompt[i], a.pos, &[a.seq], last)
-                    .map_err(EngineError::from)?;
-                a.pos += 1;
-                if last {
-                    wanted.push(s);
-                }
-            }
-            a.prompt_left.start = chunk.end;
-            prompt_tokens += take;
-        }
-        if batch.is_empty() {
-            break;
-        }
-
-        let t0 = Instant::now();
-        let logits = engine.decode(&batch)?;
-        steps.push(Step {
-            prompt_tokens,
-            gen_tokens,
-            decode: t0.elapsed(),
-        });
-        peak_cells = peak_cells.max(engine.kv.cells.n_used());
-
-        for (row, &s) in wanted.iter().enumerate() {
-            let Some(a) = slots[s].as_mut() else { continue };
-            let Some(row_logits) = logits.output_row(row) else {
-                continue;
-            };
-            let next = a.sampler.sample(row_logits, &a.history);
-            let now = Instant::now();
-            let n_predict = requests[a.index].n_predict;
-            let eog = cfg.stop_at_eog && engine.model().tokenizer.is_eog(next);
-            if !eog {
-                a.out.push(next);
-                a.history.push(next);
-                a.token_times.push(now);
-            } else if a.token_times.is_empty() {
-                // Time to first token still counts when the first is the end.
-                a.token_times.push(now);
-            }
-            if eog || a.out.len() >= n_predict {
-                if let Some(a) = slots[s].take() {
-                    engine.kv.cells.seq_rm(a.seq, 0, i32::MAX);
-                    let c = Completion {
-                        index: a.index,
-                        prompt_tokens: requests[a.index].prompt.len(),
-                        tokens: a.out,
-                        stop: if eog {
-                            StopReason::EndOfGeneration
-                        } else {
-                            StopReason::Length
-                        },
-                        admitted: a.admitted,
-                        token_times: a.token_times,
-                    };
-                    on_done(&c);
-                    let index = c.index;
-                    done[index] = Some(c);
-                }
-            } else {
-                a.pending = Some(next);
+        scheduler.step(&mut events)?;
+        for e in events.drain(..) {
+            if let Event::Done(c) = e {
+                on_done(&c);
+                let index = c.index;
+                done[index] = Some(c);
             }
         }
     }
-    Ok(ServeReport {
-        started,
-        finished: Instant::now(),
-        completions: done.into_iter().flatten().collect(),
-        steps,
-        prefix_decode,
-        peak_cells,
-        interrupted,
-    })
+    Ok(scheduler.finish(done.into_iter().flatten().collect(), interrupted))
 }

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_rope_styles_are_llama_cpps() {
+    fn names_round_trip_and_rope_styles_are_the_reference_ones() {
         for arch in Arch::ALL {
             assert_eq!(Arch::from_name(arch.name()), Some(arch));
         }
