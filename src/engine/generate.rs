@@ -107,7 +107,10 @@ impl Generation<'_, '_> {
 
     /// One scheduler step: decodes the pending token and samples the next.
     fn advance(&mut self) -> Result<(), ScheduleError> {
-        self.scheduler.step(&mut self.events)?;
+        if !self.scheduler.step(&mut self.events)? {
+            // Nothing left to decode: the request is done.
+            self.stop.get_or_insert(StopReason::Length);
+        }
         for e in self.events.drain(..) {
             match e {
                 Event::Token { token, .. } => self.ready.push_back(token),

@@ -239,9 +239,10 @@ impl<'e, 'm> Scheduler<'e, 'm> {
 
     /// Admits queued requests into free slots, decodes one batch and samples
     /// the next token of every slot that finished its prompt; appends what
-    /// happened to `events`. Does nothing when idle. On an engine error the
-    /// scheduler should be dropped: the cache is left as the error left it.
-    pub fn step(&mut self, events: &mut Vec<Event>) -> Result<(), ScheduleError> {
+    /// happened to `events`. Returns whether it decoded anything (`false`
+    /// only when idle). On an engine error the scheduler should be dropped:
+    /// the cache is left as the error left it.
+    pub fn step(&mut self, events: &mut Vec<Event>) -> Result<bool, ScheduleError> {
         self.admit()?;
         self.batch.clear();
         self.wanted.clear();
@@ -284,7 +285,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             prompt_tokens += take;
         }
         if self.batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
 
         let t0 = Instant::now();
@@ -341,7 +342,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             }
         }
         self.logits = Some(logits);
-        Ok(())
+        Ok(true)
     }
 
     /// Queued requests into free slots, the shared prefix copied into each.
@@ -442,7 +443,9 @@ pub fn serve(
             interrupted = true;
             break;
         }
-        scheduler.step(&mut events)?;
+        if !scheduler.step(&mut events)? {
+            break;
+        }
         for e in events.drain(..) {
             if let Event::Done(c) = e {
                 on_done(&c);
@@ -452,4 +455,81 @@ pub fn serve(
         }
     }
     Ok(scheduler.finish(done.into_iter().flatten().collect(), interrupted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::model::synth::{self, SynthFtype};
+    use crate::model::weights::LoadOptions;
+    use crate::model::Model;
+
+    #[test]
+    fn requests_submitted_between_steps_run_to_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        synth::write_synthetic(
+            synth::preset("llama-15m").unwrap(),
+            SynthFtype::F16,
+            2,
+            &path,
+        )
+        .unwrap();
+        let model = Model::load(&path, &LoadOptions::default()).unwrap();
+        let cfg = EngineConfig {
+            n_ctx: 256,
+            n_threads: 2,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(&model, cfg).unwrap();
+        let schedule = ScheduleConfig {
+            n_slots: 2,
+            max_batch_tokens: 64,
+            stop_at_eog: false,
+            sampler: SamplerConfig::greedy(),
+            shared_prefix: vec![],
+        };
+        let mut s = Scheduler::new(&mut engine, schedule).unwrap();
+        assert!(s.is_idle());
+        let req = |n| Request {
+            prompt: vec![1, 7, 9],
+            n_predict: n,
+        };
+        assert_eq!(s.submit(req(5)).unwrap(), 0);
+        assert!(matches!(
+            s.submit(req(0)),
+            Err(ScheduleError::NothingToGenerate { index: 1 })
+        ));
+        let mut events = Vec::new();
+        assert!(s.step(&mut events).unwrap());
+        assert!(s.step(&mut events).unwrap());
+        // A request arriving mid-run joins the next step.
+        assert_eq!(s.submit(req(3)).unwrap(), 1);
+        while !s.is_idle() {
+            assert!(s.step(&mut events).unwrap());
+        }
+        assert!(!s.step(&mut events).unwrap(), "idle: nothing to decode");
+        let tokens = |i| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Token { index, .. } if *index == i))
+                .count()
+        };
+        assert_eq!((tokens(0), tokens(1)), (5, 3));
+        let done: Vec<&Completion> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Done(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done.len(), 2);
+        assert!(done.iter().all(|c| c.stop == StopReason::Length));
+        let by_index = |i| done.iter().find(|c| c.index == i).unwrap().tokens.len();
+        assert_eq!((by_index(0), by_index(1)), (5, 3));
+        let report = s.finish(vec![], false);
+        assert!(report.steps.len() >= 5);
+        assert_eq!(engine.kv.cells.n_used(), 0);
+    }
 }
