@@ -1,6 +1,7 @@
 //! Llama 2/3 (and Mistral, which is llama-shaped in GGUF): pre-norm blocks,
-//! SwiGLU FFNs, adjacent-pair RoPE, optional Llama 3 frequency factors. Its
-//! graph is also Qwen2's and Qwen3's ([`forward`]).
+//! SwiGLU FFNs, adjacent-pair RoPE, optional Llama 3 frequency factors. The
+//! family's description ([`LlamaFamily`]) and graph ([`forward`]) also serve
+//! Qwen2 and Qwen3.
 
 use super::{Architecture, RopeStyle};
 use crate::ggml::Tensor;
@@ -11,19 +12,40 @@ use crate::model::layout::{self, Role, TensorSpec};
 use crate::model::weights::Weights;
 use crate::model::ModelError;
 
-pub struct Llama;
+/// A member of the llama family: the llama graph ([`forward`]) and tensor
+/// list, differing only in what this describes. Llama, Qwen2 and Qwen3 are
+/// values of it, each in its own file.
+pub(super) struct LlamaFamily {
+    pub name: &'static str,
+    pub rope_style: RopeStyle,
+    /// `rope.freq_base` when the file has none.
+    pub default_rope_base: f32,
+    /// A layer's tensors between its Q/K/V projections and its attention
+    /// output (biases, per-head norms), in the converters' order.
+    pub after_qkv: fn(&Hparams, u32) -> Vec<TensorSpec>,
+    /// Whether Llama 3's optional RoPE frequency factors are read.
+    pub rope_freqs: bool,
+}
 
-impl Architecture for Llama {
+pub(super) const LLAMA: LlamaFamily = LlamaFamily {
+    name: "llama",
+    rope_style: RopeStyle::Normal,
+    default_rope_base: 10_000.0,
+    after_qkv: |_, _| Vec::new(),
+    rope_freqs: true,
+};
+
+impl Architecture for LlamaFamily {
     fn name(&self) -> &'static str {
-        "llama"
+        self.name
     }
 
     fn rope_style(&self) -> RopeStyle {
-        RopeStyle::Normal
+        self.rope_style
     }
 
     fn default_rope_base(&self) -> f32 {
-        10_000.0
+        self.default_rope_base
     }
 
     fn read_hparams(&self, _f: &GgufFile, _hp: &mut Hparams) -> Result<(), HparamsError> {
@@ -34,11 +56,14 @@ impl Architecture for Llama {
         let mut out = vec![layout::token_embd(hp)];
         for il in 0..hp.n_layer {
             out.extend(layout::attn_norm_qkv(hp, il));
+            out.extend((self.after_qkv)(hp, il));
             out.push(layout::attn_output(hp, il));
             out.extend(layout::ffn_norm_gated(hp, il));
         }
         out.extend(layout::head(hp, tied_output));
-        out.push(layout::rope_freqs(hp));
+        if self.rope_freqs {
+            out.push(layout::rope_freqs(hp));
+        }
         out
     }
 

@@ -4,9 +4,10 @@
 //! blocks they share (norms, attention over the KV cache, gated FFNs) are in
 //! `model::blocks`, the shared tensor shapes in `model::layout`.
 //!
-//! Adding a llama-shaped architecture: a file here implementing
-//! [`Architecture`], a variant of [`Arch`] and its line in [`Arch::def`]
-//! (the match is exhaustive, so the compiler asks for it), and tests.
+//! Adding a llama-shaped architecture: a file here with its
+//! `llama::LlamaFamily` value (or an [`Architecture`] of its own, as Gemma 3
+//! has), a variant of [`Arch`] and its line in [`Arch::def`] (the match is
+//! exhaustive, so the compiler asks for it), and tests.
 
 mod gemma3;
 mod llama;
@@ -39,9 +40,9 @@ impl Arch {
     /// The registry: each architecture's definition.
     pub fn def(self) -> &'static dyn Architecture {
         match self {
-            Arch::Llama => &llama::Llama,
-            Arch::Qwen2 => &qwen2::Qwen2,
-            Arch::Qwen3 => &qwen3::Qwen3,
+            Arch::Llama => &llama::LLAMA,
+            Arch::Qwen2 => &qwen2::QWEN2,
+            Arch::Qwen3 => &qwen3::QWEN3,
             Arch::Gemma3 => &gemma3::Gemma3,
         }
     }
