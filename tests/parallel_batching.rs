@@ -220,48 +220,16 @@ fn run_batch_mode_prints_completions_in_input_order() {
         "\"The capital of France is\"\n\"def add(a, b):\\n\"\n\n\"The capital of France is\"\n",
     )
     .unwrap();
-    let out = common::rbench(&[
-        "run",
-        "-m",
-        path.to_str().unwrap(),
-        "--prompts-file",
-        prompts.to_str().unwrap(),
-        "--parallel",
-        "3",
-        "-n",
-        "12",
-        "--temp",
-        "0",
-        "-t",
-        "2",
-        "-o",
-        "jsonl",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 3);
-    // Each prompt run alone in the same mode gives its line: batch mode is
-    // batch-invariant, so the order and the texts are checked exactly.
-    let alone = |prompt: &str| {
-        let file = dir.path().join("one.jsonl");
-        std::fs::write(
-            &file,
-            format!("{}\n", serde_json::to_string(prompt).unwrap()),
-        )
-        .unwrap();
+    // `run --prompts-file FILE` in greedy jsonl mode with `slots`, its lines.
+    let batch = |file: &std::path::Path, slots: &str| -> Vec<serde_json::Value> {
         let out = common::rbench(&[
             "run",
             "-m",
             path.to_str().unwrap(),
             "--prompts-file",
             file.to_str().unwrap(),
+            "--parallel",
+            slots,
             "-n",
             "12",
             "--temp",
@@ -276,8 +244,25 @@ fn run_batch_mode_prints_completions_in_input_order() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        line["completion"].as_str().unwrap().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let lines = batch(&prompts, "3");
+    assert_eq!(lines.len(), 3);
+    // Each prompt run alone in the same mode gives its line: batch mode is
+    // batch-invariant, so the order and the texts are checked exactly.
+    let alone = |prompt: &str| {
+        let file = dir.path().join("one.jsonl");
+        std::fs::write(
+            &file,
+            format!("{}\n", serde_json::to_string(prompt).unwrap()),
+        )
+        .unwrap();
+        let lines = batch(&file, "1");
+        assert_eq!(lines.len(), 1);
+        lines[0]["completion"].as_str().unwrap().to_string()
     };
     let france = alone("The capital of France is");
     let add = alone("def add(a, b):\n");

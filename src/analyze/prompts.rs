@@ -82,21 +82,10 @@ pub fn dataset_prompts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth;
 
     fn tokenizer() -> (tempfile::TempDir, Tokenizer) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.gguf");
-        synth::write_synthetic(
-            synth::preset("llama-15m").unwrap(),
-            synth::SynthFtype::F16,
-            1,
-            &path,
-        )
-        .unwrap();
-        let file = crate::gguf::GgufFile::open(&path).unwrap();
-        let tok = Tokenizer::from_gguf(&file).unwrap();
-        (dir, tok)
+        let (dir, model) = crate::model::synth::test_model(1);
+        (dir, model.tokenizer)
     }
 
     #[test]

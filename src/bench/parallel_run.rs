@@ -200,9 +200,6 @@ fn measure_runs(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::model::synth::{self, SynthFtype};
-    use crate::model::weights::LoadOptions;
-    use crate::model::Model;
 
     fn empty_result() -> ParallelResult {
         ParallelResult {
@@ -224,16 +221,7 @@ mod tests {
 
     #[test]
     fn every_worker_count_is_measured_and_a_stop_leaves_the_cut_one_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.gguf");
-        synth::write_synthetic(
-            synth::preset("llama-15m").unwrap(),
-            SynthFtype::F16,
-            1,
-            &path,
-        )
-        .unwrap();
-        let model = Model::load(&path, &LoadOptions::default()).unwrap();
+        let (_dir, model) = crate::model::synth::test_model(1);
         let cfg = EngineConfig {
             n_ctx: 256,
             n_threads: 2,

@@ -226,10 +226,6 @@ impl<'e, 'm> Scheduler<'e, 'm> {
         self.queue.is_empty() && self.slots.iter().all(Option::is_none)
     }
 
-    pub fn engine(&self) -> &Engine<'m> {
-        self.engine
-    }
-
     /// The logits request `index` sampled from in the latest step, if it
     /// sampled then (for callers that look at margins).
     pub fn last_logits(&self, index: usize) -> Option<&[f32]> {
@@ -461,22 +457,10 @@ pub fn serve(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::model::synth::{self, SynthFtype};
-    use crate::model::weights::LoadOptions;
-    use crate::model::Model;
 
     #[test]
     fn requests_submitted_between_steps_run_to_their_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.gguf");
-        synth::write_synthetic(
-            synth::preset("llama-15m").unwrap(),
-            SynthFtype::F16,
-            2,
-            &path,
-        )
-        .unwrap();
-        let model = Model::load(&path, &LoadOptions::default()).unwrap();
+        let (_dir, model) = crate::model::synth::test_model(2);
         let cfg = EngineConfig {
             n_ctx: 256,
             n_threads: 2,

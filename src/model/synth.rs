@@ -548,6 +548,19 @@ pub fn ensure_cached(preset: &Preset, ftype: SynthFtype) -> Result<PathBuf, Synt
     Ok(path)
 }
 
+/// The smallest preset (`llama-15m`, F16 weights, random with `seed`) in a
+/// temporary directory, loaded: the model unit tests of other modules run on.
+#[cfg(test)]
+pub(crate) fn test_model(seed: u64) -> (tempfile::TempDir, super::Model) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("m.gguf");
+    let preset = preset("llama-15m").expect("the llama-15m preset");
+    write_synthetic(preset, SynthFtype::F16, seed, &path).expect("synthetic model written");
+    let model = super::Model::load(&path, &super::weights::LoadOptions::default())
+        .expect("synthetic model loads");
+    (dir, model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
