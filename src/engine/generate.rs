@@ -62,26 +62,27 @@ impl<'m> Engine<'m> {
             sampler: cfg.sampler,
             shared_prefix: Vec::new(),
         };
+        if prompt.is_empty() {
+            return Err(ScheduleError::EmptyPrompt { index: ONLY });
+        }
         let mut scheduler = Scheduler::new(self, schedule)?;
+        // A budget of 0 is a generation that has already ended (the
+        // scheduler refuses such a request).
+        if cfg.n_predict > 0 {
+            scheduler.submit(Request {
+                prompt: prompt.to_vec(),
+                n_predict: cfg.n_predict,
+            })?;
+        }
         let mut generation = Generation {
+            scheduler,
             ready: VecDeque::with_capacity(1),
             generated: Vec::with_capacity(cfg.n_predict),
             events: Vec::with_capacity(2),
-            stop: None,
+            stop: (cfg.n_predict == 0).then_some(StopReason::Length),
             failed: false,
-            scheduler: {
-                if cfg.n_predict > 0 || prompt.is_empty() {
-                    scheduler.submit(Request {
-                        prompt: prompt.to_vec(),
-                        n_predict: cfg.n_predict,
-                    })?;
-                }
-                scheduler
-            },
         };
-        if cfg.n_predict == 0 {
-            generation.stop = Some(StopReason::Length);
-        } else {
+        if generation.stop.is_none() {
             generation.advance()?;
         }
         Ok(generation)
@@ -146,17 +147,10 @@ impl Iterator for Generation<'_, '_> {
 mod tests {
     use super::*;
     use crate::engine::{Batch, EngineConfig};
-    use crate::model::synth::{self, SynthFtype};
-    use crate::model::weights::LoadOptions;
     use crate::model::Model;
 
     fn model() -> (tempfile::TempDir, Model) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.gguf");
-        let preset = synth::preset("llama-15m").unwrap();
-        synth::write_synthetic(preset, SynthFtype::F16, 3, &path).unwrap();
-        let model = Model::load(&path, &LoadOptions::default()).unwrap();
-        (dir, model)
+        crate::model::synth::test_model(3)
     }
 
     fn engine(model: &Model) -> Engine<'_> {

@@ -47,7 +47,9 @@ pub fn perplexity(
         let mut chunk_acc = PerplexityAccumulator::default();
         for i in scored.clone() {
             // Every scored position asked for its row.
-            let row = logits.get(i).unwrap_or_default();
+            let row = logits.get(i).ok_or_else(|| {
+                crate::model::ModelError::Internal(format!("no logits for scored position {i}"))
+            })?;
             let nll = token_nll(row, ids[i + 1]);
             run.total.add(nll);
             chunk_acc.add(nll);
@@ -126,18 +128,7 @@ mod tests {
     #[test]
     fn chunks_are_scored_on_their_second_half_and_a_stop_keeps_what_finished() {
         use crate::engine::EngineConfig;
-        use crate::model::synth::{self, SynthFtype};
-        use crate::model::{weights::LoadOptions, Model};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.gguf");
-        synth::write_synthetic(
-            synth::preset("llama-15m").unwrap(),
-            SynthFtype::F16,
-            5,
-            &path,
-        )
-        .unwrap();
-        let model = Model::load(&path, &LoadOptions::default()).unwrap();
+        let (_dir, model) = crate::model::synth::test_model(5);
         let cfg = EngineConfig {
             n_ctx: 16,
             n_threads: 2,

@@ -83,14 +83,6 @@ impl Kernels {
             Kernels::Rbench => "rbench",
         }
     }
-
-    pub fn from_name(name: &str) -> Option<Kernels> {
-        match name {
-            "ggml" => Some(Kernels::Ggml),
-            "rbench" => Some(Kernels::Rbench),
-            _ => None,
-        }
-    }
 }
 
 /// Fewest activation columns the graph builder sends to these kernels.

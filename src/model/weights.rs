@@ -44,12 +44,6 @@ pub struct LayerWeights {
     roles: ByRole,
 }
 
-impl LayerWeights {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.get(role).is_some()
-    }
-}
-
 /// How weights are placed.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
