@@ -21,8 +21,8 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rbench::ggml::{
-    alloc_ctx_tensors, tensor_get_f32, tensor_set, tensor_set_f32, BufferType, Context, CpuBackend,
-    Gallocr, Graph,
+    alloc_ctx_tensors, cpu_extra_buffer_types, tensor_get_f32, tensor_set, tensor_set_f32,
+    weight_supported, BufferType, Context, CpuBackend, Gallocr, Graph, WeightOp,
 };
 use rbench::kernels;
 use rbench::quant::{random_blocks, GgmlType};
@@ -35,7 +35,7 @@ struct Case {
     rows: usize,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 7] = [
     // The test model's tied output projection (token_embd, ~170 MiB).
     Case {
         name: "output 262144x640",
@@ -70,6 +70,21 @@ const CASES: [Case; 5] = [
         ty: GgmlType::Q6_K,
         k: 2048,
         rows: 640 * 18,
+    },
+    // A typical Q4_K_M file (Llama 3.2 1B): FFN gate/up at Q4_K, four
+    // layers' worth (38 MB, beyond the last-level cache) ...
+    Case {
+        name: "llama-1b ffn_up 8192x2048 x4",
+        ty: GgmlType::Q4_K,
+        k: 2048,
+        rows: 8192 * 4,
+    },
+    // ... and FFN down at Q6_K (55 MB).
+    Case {
+        name: "llama-1b ffn_down 2048x8192 x4",
+        ty: GgmlType::Q6_K,
+        k: 8192,
+        rows: 2048 * 4,
     },
 ];
 
@@ -142,14 +157,29 @@ fn main() {
             .unwrap();
         let _wbuf = alloc_ctx_tensors(&weights, BufferType::cpu()).unwrap();
         tensor_set(w, &wbytes, 0).unwrap();
+        // The same weights in ggml's repacked layout, where ggml has one for
+        // the type on this CPU (its best kernel then).
+        let repacked = Context::for_tensors(1).unwrap();
+        let w_repacked = cpu_extra_buffer_types()
+            .into_iter()
+            .next()
+            .filter(|&buft| weight_supported(buft, w, WeightOp::MulMat))
+            .map(|buft| {
+                let t = repacked
+                    .new_tensor_2d(case.ty, case.k as i64, case.rows as i64)
+                    .unwrap();
+                let buf = alloc_ctx_tensors(&repacked, buft).unwrap();
+                tensor_set(t, &wbytes, 0).unwrap();
+                (t, buf)
+            });
         let gb = wbytes.len() as f64 / 1e9;
         println!(
-            "\n{} {} ({:.0} MB)\n| threads | N | ggml GB/s | rbench GB/s | of ceiling | rbench GOP/s | rbench / ggml |",
+            "\n{} {} ({:.0} MB)\n| threads | N | ggml GB/s | ggml repacked GB/s | rbench GB/s | of ceiling | rbench GOP/s | rbench / best ggml |",
             case.name,
             case.ty,
             gb * 1e3
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for threads in [1, 2] {
             let mut cpu = CpuBackend::new().unwrap();
             cpu.set_n_threads(threads).unwrap();
@@ -162,17 +192,19 @@ fn main() {
                 x.set_input();
                 let a = ctx.mul_mat(w, x).unwrap();
                 let b = ctx.custom_mul_mat(w, x, isa, invariant).unwrap();
-                let mut ga = Graph::new(&ctx, 8).unwrap();
-                ga.build_forward_expand(a).unwrap();
-                let mut gb_ = Graph::new(&ctx, 8).unwrap();
-                gb_.build_forward_expand(b).unwrap();
-                let mut alloc_a = Gallocr::new(BufferType::cpu()).unwrap();
-                alloc_a.alloc_graph(&ga).unwrap();
-                tensor_set_f32(x, &xv).unwrap();
-                let mut alloc_b = Gallocr::new(BufferType::cpu()).unwrap();
-                alloc_b.alloc_graph(&gb_).unwrap();
-                tensor_set_f32(x, &xv).unwrap();
-                // Warm up both (page faults, thread start), and check agreement.
+                let c = w_repacked.as_ref().map(|(t, _)| ctx.mul_mat(*t, x).unwrap());
+                let graph_of = |t| {
+                    let mut g = Graph::new(&ctx, 8).unwrap();
+                    g.build_forward_expand(t).unwrap();
+                    let mut alloc = Gallocr::new(BufferType::cpu()).unwrap();
+                    alloc.alloc_graph(&g).unwrap();
+                    tensor_set_f32(x, &xv).unwrap();
+                    (g, alloc)
+                };
+                let (ga, _alloc_a) = graph_of(a);
+                let (gb_, _alloc_b) = graph_of(b);
+                let gc = c.map(graph_of);
+                // Warm up (page faults, thread start), and check agreement.
                 cpu.compute(&ga).unwrap();
                 cpu.compute(&gb_).unwrap();
                 let (ra, rb) = (tensor_get_f32(a).unwrap(), tensor_get_f32(b).unwrap());
@@ -182,7 +214,10 @@ fn main() {
                     .zip(&rb)
                     .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
                 assert!(diff <= 1e-4 * scale, "results differ: {diff} of {scale}");
-                let (mut ta, mut tb) = (Vec::new(), Vec::new());
+                if let Some((g, _)) = &gc {
+                    cpu.compute(g).unwrap();
+                }
+                let (mut ta, mut tb, mut tc) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..reps {
                     let t = Instant::now();
                     cpu.compute(&ga).unwrap();
@@ -190,16 +225,24 @@ fn main() {
                     let t = Instant::now();
                     cpu.compute(&gb_).unwrap();
                     tb.push(t.elapsed().as_secs_f64());
+                    if let Some((g, _)) = &gc {
+                        let t = Instant::now();
+                        cpu.compute(g).unwrap();
+                        tc.push(t.elapsed().as_secs_f64());
+                    }
                 }
+                let tc = (!tc.is_empty()).then(|| median(tc));
                 let (ta, tb) = (median(ta), median(tb));
+                let best_ggml = tc.map_or(ta, |tc| ta.min(tc));
                 let ops = 2.0 * case.rows as f64 * case.k as f64 * n as f64;
                 println!(
-                    "| {threads} | {n} | {:.1} | {:.1} | {:.0}% | {:.0} | {:.2} |",
+                    "| {threads} | {n} | {:.1} | {} | {:.1} | {:.0}% | {:.0} | {:.2} |",
                     gb / ta,
+                    tc.map_or("-".to_string(), |tc| format!("{:.1}", gb / tc)),
                     gb / tb,
                     100.0 * gb / tb / ceiling(threads),
                     ops / tb / 1e9,
-                    ta / tb
+                    best_ggml / tb
                 );
             }
         }

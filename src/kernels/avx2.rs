@@ -25,12 +25,18 @@ fn detected() -> bool {
 /// The AVX2 kernels, and proof that this CPU runs them: only
 /// [`Avx2Kernel::detect_static`] makes one (private field), so its safe
 /// methods may call this file's `#[target_feature]` code.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Avx2Kernel {
     _detected: (),
 }
 
 impl Avx2Kernel {
+    /// The kernel by value (for `kquants`' AVX2 path), where the CPU has
+    /// AVX2, FMA and F16C.
+    pub fn detect() -> Option<Avx2Kernel> {
+        detected().then_some(Avx2Kernel { _detected: () })
+    }
+
     /// The kernel, where the CPU has AVX2, FMA and F16C.
     pub(super) fn detect_static() -> Option<&'static Avx2Kernel> {
         static KERNEL: Avx2Kernel = Avx2Kernel { _detected: () };
@@ -197,9 +203,9 @@ impl MatmulKernel for Avx2Kernel {
         Isa::Avx2
     }
 
-    /// Q4_K, Q5_K and Q6_K have AVX-512 kernels only.
+    /// Q8_0 and Q5_0 here; Q4_K, Q5_K and Q6_K in `kquants`.
     fn supports(&self, ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0)
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0) || super::kquants::is_super_block_type(ty)
     }
 
     fn acts_format(&self) -> ActsFormat {
