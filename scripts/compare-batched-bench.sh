@@ -5,14 +5,15 @@
 # for generation (S_TG) and prompt processing (S_PP). Timings drift between runs
 # on shared machines: only the ratios of one run mean anything.
 #
-#   scripts/compare-batched-bench.sh [MODEL] [-p 128] [-n 128] [-B 1,2,4,8] [-t 2] [--rounds 2]
+#   scripts/compare-batched-bench.sh [MODEL | --suite] [-p 128] [-n 128] [-B 1,2,4,8] [-t 2] [--rounds 2]
 #
-# MODEL defaults to the test model (scripts/fetch-test-model.sh). llama.cpp's
+# MODEL defaults to the test model (scripts/fetch-test-model.sh); --suite runs
+# each model of scripts/suite-models.sh in turn (real and synthetic shapes). llama.cpp's
 # tools are built once by ../shared/anchor/build-llamacpp.sh (about 4 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model="" p=128 n=128 B="1,2,4,8" t="$(nproc)" rounds=2
+suite=0 model="" p=128 n=128 B="1,2,4,8" t="$(nproc)" rounds=2
 while (($#)); do
   case "$1" in
     -p) p="$2"; shift 2 ;;
@@ -20,12 +21,18 @@ while (($#)); do
     -B) B="$2"; shift 2 ;;
     -t) t="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    --suite) suite=1; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     -*) echo "unknown flag $1" >&2; exit 2 ;;
     *) model="$1"; shift ;;
   esac
 done
-[[ -n "$model" ]] || model="$(scripts/fetch-test-model.sh | tail -n 1)"
+if ((suite)); then
+  mapfile -t models < <(scripts/suite-models.sh)
+else
+  [[ -n "$model" ]] || model="$(scripts/fetch-test-model.sh | tail -n 1)"
+  models=("$model")
+fi
 
 anchor="../shared/anchor/build-llamacpp.sh"
 [[ -x "$anchor" ]] || { echo "error: $anchor not found (it sits beside the project)" >&2; exit 1; }
@@ -33,20 +40,21 @@ bin="$("$anchor" | tail -n 1)"
 cargo build --release --quiet
 rbench="${CARGO_TARGET_DIR:-target}/release/rbench"
 
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
-for round in $(seq 1 "$rounds"); do
-  echo "round $round/$rounds: rbench parallel" >&2
-  # -n + 1: the first token comes from the prompt's logits, so n + 1 tokens
-  # per request take n generation steps, as llama-batched-bench's -ntg n does.
-  "$rbench" parallel -m "$model" --workers "$B" -p "$p" -n "$((n + 1))" -t "$t" -o json \
+compare() {
+  local model="$1" out
+  out="$(mktemp -d)"
+  for round in $(seq 1 "$rounds"); do
+    echo "round $round/$rounds: rbench parallel" >&2
+    # -n + 1: the first token comes from the prompt's logits, so n + 1 tokens
+    # per request take n generation steps, as llama-batched-bench's -ntg n does.
+    "$rbench" parallel -m "$model" --workers "$B" -p "$p" -n "$((n + 1))" -t "$t" -o json \
     > "$out/rbench-$round.json"
-  echo "round $round/$rounds: llama-batched-bench" >&2
-  "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c 4096 -t "$t" \
+    echo "round $round/$rounds: llama-batched-bench" >&2
+    "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c 4096 -t "$t" \
     > "$out/llama-$round.txt" 2>/dev/null
-done
+  done
 
-python3 - "$out" "$rounds" <<'PY'
+  python3 - "$out" "$rounds" <<'PY'
 import json, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def llama(path):
@@ -75,3 +83,10 @@ for b in sorted(ratios):
     pps, tgs = zip(*ratios[b])
     print(f"| {b} | {sum(pps) / len(pps):.3f} | {sum(tgs) / len(tgs):.3f} |")
 PY
+  rm -rf "$out"
+}
+
+for model in "${models[@]}"; do
+  ((${#models[@]} == 1)) || printf '\n### %s\n\n' "$(basename "$model")"
+  compare "$model"
+done

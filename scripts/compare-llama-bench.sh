@@ -4,14 +4,15 @@
 # rbench / llama.cpp ratio of each test per round. Timings drift between runs
 # on shared machines: only the ratios of one run mean anything.
 #
-#   scripts/compare-llama-bench.sh [MODEL] [-p 512] [-n 128] [-t 2] [-r 3] [--rounds 2]
+#   scripts/compare-llama-bench.sh [MODEL | --suite] [-p 512] [-n 128] [-t 2] [-r 3] [--rounds 2]
 #
-# MODEL defaults to the test model (scripts/fetch-test-model.sh). llama-bench
+# MODEL defaults to the test model (scripts/fetch-test-model.sh); --suite runs
+# each model of scripts/suite-models.sh in turn (real and synthetic shapes). llama-bench
 # is built once by ../shared/anchor/build-llamacpp.sh (about 4 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model="" p=512 n=128 t="$(nproc)" r=3 rounds=2
+suite=0 model="" p=512 n=128 t="$(nproc)" r=3 rounds=2
 while (($#)); do
   case "$1" in
     -p) p="$2"; shift 2 ;;
@@ -19,12 +20,18 @@ while (($#)); do
     -t) t="$2"; shift 2 ;;
     -r) r="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    --suite) suite=1; shift ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     -*) echo "unknown flag $1" >&2; exit 2 ;;
     *) model="$1"; shift ;;
   esac
 done
-[[ -n "$model" ]] || model="$(scripts/fetch-test-model.sh | tail -n 1)"
+if ((suite)); then
+  mapfile -t models < <(scripts/suite-models.sh)
+else
+  [[ -n "$model" ]] || model="$(scripts/fetch-test-model.sh | tail -n 1)"
+  models=("$model")
+fi
 
 anchor="../shared/anchor/build-llamacpp.sh"
 [[ -x "$anchor" ]] || { echo "error: $anchor not found (it sits beside the project)" >&2; exit 1; }
@@ -32,16 +39,17 @@ bin="$("$anchor" | tail -n 1)"
 cargo build --release --quiet
 rbench="${CARGO_TARGET_DIR:-target}/release/rbench"
 
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
-for round in $(seq 1 "$rounds"); do
-  echo "round $round/$rounds: rbench" >&2
-  "$rbench" bench -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" -o json > "$out/rbench-$round.json"
-  echo "round $round/$rounds: llama-bench" >&2
-  "$bin/llama-bench" -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" -o json > "$out/llama-$round.json" 2>/dev/null
-done
+compare() {
+  local model="$1" out
+  out="$(mktemp -d)"
+  for round in $(seq 1 "$rounds"); do
+    echo "round $round/$rounds: rbench" >&2
+    "$rbench" bench -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" -o json > "$out/rbench-$round.json"
+    echo "round $round/$rounds: llama-bench" >&2
+    "$bin/llama-bench" -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" -o json > "$out/llama-$round.json" 2>/dev/null
+  done
 
-python3 - "$out" "$rounds" <<'PY'
+  python3 - "$out" "$rounds" <<'PY'
 import json, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(path):
@@ -61,3 +69,10 @@ for i in range(1, rounds + 1):
 for test, rs in ratios.items():
     print(f"| all | {test} | | | {sum(rs) / len(rs):.3f} (min {min(rs):.3f}, max {max(rs):.3f}) |")
 PY
+  rm -rf "$out"
+}
+
+for model in "${models[@]}"; do
+  ((${#models[@]} == 1)) || printf '\n### %s\n\n' "$(basename "$model")"
+  compare "$model"
+done

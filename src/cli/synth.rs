@@ -13,7 +13,7 @@ pub struct SynthArgs {
     /// Size of the preset, e.g. 125m, 1b, 1.5b, 0.6b, 270m, 24b.
     #[arg(long)]
     size: Option<String>,
-    /// File type: q4_k_m, q8_0 or f16.
+    /// File type: q4_k_m, q5_k_m, q4_0, q4_1, q8_0 or f16 (tensor types as llama-quantize picks them).
     #[arg(long, default_value = "q4_k_m")]
     ftype: String,
     /// Seed for the random weights.
@@ -37,8 +37,9 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     })?;
     let ftype = SynthFtype::parse(&args.ftype).ok_or_else(|| {
         UsageError(format!(
-            "unknown --ftype '{}' (choose q4_k_m, q8_0 or f16)",
-            args.ftype
+            "unknown --ftype '{}' (choose {})",
+            args.ftype,
+            SynthFtype::names()
         ))
     })?;
     let start = std::time::Instant::now();

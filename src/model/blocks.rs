@@ -87,9 +87,12 @@ impl<'g> Builder<'g> {
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
                 && ggml::rbench_weight_problem(w, isa).is_none()
-                // Q4_K / Q5_K / Q6_K: ggml's one-column kernels are as fast and give
-                // the references' exact numbers; rbench's make batches invariant.
-                && (self.shape.batch_invariant || !kernels::kquants::is_super_block_type(w.ty()))
+                // Q4_K / Q5_K / Q6_K: rbench's kernels are as fast as ggml's at one
+                // column and faster at 2-16 (`cargo bench --bench kernels`); ggml's
+                // are faster for prompts, where only batch-invariant runs need ours.
+                && (self.shape.batch_invariant
+                    || !kernels::kquants::is_super_block_type(w.ty())
+                    || cols < kernels::TILED_MIN_COLUMNS)
             {
                 return Ok(self
                     .ctx

@@ -160,36 +160,56 @@ pub fn preset_names() -> String {
         .join(", ")
 }
 
-/// File types a synthetic model can be written in.
+/// File types a synthetic model can be written in: the common llama.cpp
+/// `llama-quantize` types, with its tensor-type choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SynthFtype {
     Q4KM,
+    Q5KM,
+    Q4_0,
+    Q4_1,
     Q8_0,
     F16,
 }
 
 impl SynthFtype {
+    pub const ALL: [SynthFtype; 6] = [
+        SynthFtype::Q4KM,
+        SynthFtype::Q5KM,
+        SynthFtype::Q4_0,
+        SynthFtype::Q4_1,
+        SynthFtype::Q8_0,
+        SynthFtype::F16,
+    ];
+
     pub fn parse(s: &str) -> Option<SynthFtype> {
-        match s.to_ascii_lowercase().as_str() {
-            "q4_k_m" => Some(SynthFtype::Q4KM),
-            "q8_0" => Some(SynthFtype::Q8_0),
-            "f16" => Some(SynthFtype::F16),
-            _ => None,
-        }
+        let s = s.to_ascii_lowercase();
+        SynthFtype::ALL.into_iter().find(|f| f.name() == s)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             SynthFtype::Q4KM => "q4_k_m",
+            SynthFtype::Q5KM => "q5_k_m",
+            SynthFtype::Q4_0 => "q4_0",
+            SynthFtype::Q4_1 => "q4_1",
             SynthFtype::Q8_0 => "q8_0",
             SynthFtype::F16 => "f16",
         }
+    }
+
+    /// The names, for messages.
+    pub fn names() -> String {
+        SynthFtype::ALL.map(SynthFtype::name).join(", ")
     }
 
     /// llama.cpp's `general.file_type` id.
     pub fn file_type_id(self) -> u32 {
         match self {
             SynthFtype::Q4KM => 15,
+            SynthFtype::Q5KM => 17,
+            SynthFtype::Q4_0 => 2,
+            SynthFtype::Q4_1 => 3,
             SynthFtype::Q8_0 => 7,
             SynthFtype::F16 => 1,
         }
@@ -200,7 +220,7 @@ impl SynthFtype {
 pub enum SynthError {
     #[error("unknown synthetic model '{0}' (presets: {list})", list = preset_names())]
     UnknownPreset(String),
-    #[error("unknown file type '{0}' (choose q4_k_m, q8_0 or f16)")]
+    #[error("unknown file type '{0}' (choose {list})", list = SynthFtype::names())]
     UnknownFtype(String),
     #[error(transparent)]
     Gguf(#[from] GgufError),
@@ -265,12 +285,16 @@ fn fallback_if_needed(ty: GgmlType, ne0: u64) -> GgmlType {
     }
     match ty {
         GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,
     }
 }
 
-/// The storage type of a tensor in a file of type `ftype`.
+/// The storage type of a tensor in a file of type `ftype`, as
+/// `llama-quantize` chooses it: the output projection (or the embedding it
+/// is tied to) at Q6_K unless the file is Q8_0; in the K-quant mixes, the V
+/// projection and FFN down projection of some layers at Q6_K.
 pub fn tensor_type(
     spec: &TensorSpec,
     ftype: SynthFtype,
@@ -281,23 +305,26 @@ pub fn tensor_type(
         return GgmlType::F32;
     }
     let ne0 = spec.dims[0];
-    match ftype {
-        SynthFtype::F16 => GgmlType::F16,
-        SynthFtype::Q8_0 => GgmlType::Q8_0,
-        SynthFtype::Q4KM => {
-            let ty = match spec.role {
-                Role::Output => GgmlType::Q6_K,
-                Role::TokenEmbd if tied_output => GgmlType::Q6_K,
-                Role::AttnV | Role::FfnDown
-                    if spec.layer.is_some_and(|il| use_more_bits(il, n_layer)) =>
-                {
-                    GgmlType::Q6_K
-                }
-                _ => GgmlType::Q4_K,
-            };
-            fallback_if_needed(ty, ne0)
+    let base = match ftype {
+        SynthFtype::F16 => return GgmlType::F16,
+        SynthFtype::Q8_0 => return GgmlType::Q8_0,
+        SynthFtype::Q4KM => GgmlType::Q4_K,
+        SynthFtype::Q5KM => GgmlType::Q5_K,
+        SynthFtype::Q4_0 => GgmlType::Q4_0,
+        SynthFtype::Q4_1 => GgmlType::Q4_1,
+    };
+    let k_mix = matches!(ftype, SynthFtype::Q4KM | SynthFtype::Q5KM);
+    let ty = match spec.role {
+        Role::Output => GgmlType::Q6_K,
+        Role::TokenEmbd if tied_output => GgmlType::Q6_K,
+        Role::AttnV | Role::FfnDown
+            if k_mix && spec.layer.is_some_and(|il| use_more_bits(il, n_layer)) =>
+        {
+            GgmlType::Q6_K
         }
-    }
+        _ => base,
+    };
+    fallback_if_needed(ty, ne0)
 }
 
 /// Byte tokens, printable ASCII characters and padding up to `n_vocab`:
@@ -591,6 +618,34 @@ mod tests {
             tensor_type(emb, SynthFtype::Q4KM, g.n_layer, true),
             GgmlType::Q8_0
         );
+    }
+
+    #[test]
+    fn other_file_types_follow_upstream_rules() {
+        let p = preset("llama-1b").unwrap();
+        let specs = p.tensors();
+        let ty_of = |name: &str, ftype| {
+            let s = specs.iter().find(|s| s.name == name).unwrap();
+            tensor_type(s, ftype, p.n_layer, p.tied_output)
+        };
+        // Llama 3.2 1B ties its output to the embedding: Q6_K but in Q8_0 files.
+        for (ftype, body) in [
+            (SynthFtype::Q4_0, GgmlType::Q4_0),
+            (SynthFtype::Q4_1, GgmlType::Q4_1),
+            (SynthFtype::Q5KM, GgmlType::Q5_K),
+            (SynthFtype::Q8_0, GgmlType::Q8_0),
+        ] {
+            assert_eq!(ty_of("blk.3.attn_q.weight", ftype), body, "{ftype:?}");
+            assert_eq!(ty_of("blk.3.ffn_up.weight", ftype), body, "{ftype:?}");
+            let embd = if ftype == SynthFtype::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
+            assert_eq!(ty_of("token_embd.weight", ftype), embd, "{ftype:?}");
+        }
+        // Only the K-quant mixes give some V and FFN down projections more bits.
+        assert_eq!(ty_of("blk.0.ffn_down.weight", SynthFtype::Q5KM), GgmlType::Q6_K);
+        assert_eq!(ty_of("blk.3.ffn_down.weight", SynthFtype::Q5KM), GgmlType::Q5_K);
+        assert_eq!(ty_of("blk.0.ffn_down.weight", SynthFtype::Q4_0), GgmlType::Q4_0);
+        assert_eq!(SynthFtype::parse("Q4_1"), Some(SynthFtype::Q4_1));
+        assert_eq!(SynthFtype::parse("q3_k_s"), None);
     }
 
     #[test]
