@@ -35,7 +35,7 @@ struct Case {
     rows: usize,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     // The test model's tied output projection (token_embd, ~170 MiB).
     Case {
         name: "output 262144x640",
@@ -76,6 +76,13 @@ const CASES: [Case; 7] = [
     Case {
         name: "llama-1b ffn_up 8192x2048 x4",
         ty: GgmlType::Q4_K,
+        k: 2048,
+        rows: 8192 * 4,
+    },
+    // A Q4_0 file's FFN gate/up (36 MB).
+    Case {
+        name: "llama-1b ffn_up 8192x2048 x4",
+        ty: GgmlType::Q4_0,
         k: 2048,
         rows: 8192 * 4,
     },

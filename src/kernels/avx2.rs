@@ -1,5 +1,5 @@
-//! AVX2 + FMA + F16C kernel, for x86-64 CPUs without AVX-512 VNNI: Q8_0 and
-//! Q5_0 (the super-block types stay with ggml on such CPUs).
+//! AVX2 + FMA + F16C kernel, for x86-64 CPUs without AVX-512 VNNI: Q8_0,
+//! Q5_0 and Q4_0 (the super-block types are in `kquants`).
 //!
 //! Each weight block is decoded into signed bytes once per pass of up to 8
 //! columns (8 accumulators). A block product is ggml's
@@ -57,6 +57,7 @@ trait Decode<const BYTES: usize> {
 
 struct Q8;
 struct Q5;
+struct Q4;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -72,6 +73,21 @@ impl Decode<34> for Q8 {
         // SAFETY: bytes 2..34 of the 34-byte block.
         let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2).cast()) };
         (w, f16_scale(b[0], b[1]))
+    }
+}
+
+impl Decode<18> for Q4 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8; 18]) -> (__m256i, f32) {
+        // SAFETY: bytes 2..18 (the 16 nibble bytes) of the 18-byte block.
+        let q = unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) };
+        // Low nibbles are elements 0-15, high nibbles 16-31; w = nibble - 8.
+        let nib = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
+            _mm256_set1_epi8(0x0F),
+        );
+        (_mm256_sub_epi8(nib, _mm256_set1_epi8(8)), f16_scale(b[0], b[1]))
     }
 }
 
@@ -203,9 +219,10 @@ impl MatmulKernel for Avx2Kernel {
         Isa::Avx2
     }
 
-    /// Q8_0 and Q5_0 here; Q4_K, Q5_K and Q6_K in `kquants`.
+    /// Q8_0, Q5_0 and Q4_0 here; Q4_K, Q5_K and Q6_K in `kquants`.
     fn supports(&self, ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0) || super::kquants::is_super_block_type(ty)
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0)
+            || super::kquants::is_super_block_type(ty)
     }
 
     fn acts_format(&self) -> ActsFormat {
@@ -227,6 +244,8 @@ impl MatmulKernel for Avx2Kernel {
             GgmlType::Q8_0 => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
             GgmlType::Q5_0 => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
+            // SAFETY: as above.
+            GgmlType::Q4_0 => unsafe { run::<18, Q4>(weights, rb, acts, rows, out) },
             _ => return Err(KernelError::Unsupported(ty)),
         }
         Ok(())

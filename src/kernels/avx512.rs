@@ -68,6 +68,7 @@ trait Decode<const BYTES: usize> {
 
 struct Q8;
 struct Q5;
+struct Q4;
 
 /// Two f16 scales widened and spread: lanes 0-7 `d0`, lanes 8-15 `d1`.
 #[inline]
@@ -119,6 +120,32 @@ impl Decode<22> for Q5 {
             let qh1 = u32::from_le_bytes([b1[2], b1[3], b1[4], b1[5]]);
             let high = u64::from(qh0) | (u64::from(qh1) << 32);
             let w = _mm512_mask_sub_epi8(nib, !high, nib, _mm512_set1_epi8(16));
+            (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
+        }
+    }
+}
+
+impl Decode<18> for Q4 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    unsafe fn load2(b0: &[u8; 18], b1: &[u8; 18]) -> (__m512i, __m512) {
+        // SAFETY: bytes 2..18 (the 16 nibble bytes) of each 18-byte block
+        // are read.
+        unsafe {
+            let q0 = _mm_loadu_si128(b0.as_ptr().add(2).cast());
+            let q1 = _mm_loadu_si128(b1.as_ptr().add(2).cast());
+            // As for Q5_0: each row's 16 bytes twice, low nibbles are
+            // elements 0-15, high nibbles 16-31; the weight is nibble - 8.
+            let v = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
+                _mm256_broadcastsi128_si256(q1),
+            );
+            let shifted = _mm512_srli_epi16::<4>(v);
+            let nib = _mm512_and_si512(
+                _mm512_mask_blend_epi8(0xFFFF_0000_FFFF_0000, v, shifted),
+                _mm512_set1_epi8(0x0F),
+            );
+            let w = _mm512_sub_epi8(nib, _mm512_set1_epi8(8));
             (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
         }
     }
@@ -465,6 +492,22 @@ impl DecodeOne<22> for Q5 {
     }
 }
 
+impl DecodeOne<18> for Q4 {
+    const OFFSET: i32 = 8;
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    unsafe fn load(b: &[u8; 18]) -> __m256i {
+        // SAFETY: bytes 2..18 (the 16 nibble bytes) of the block are read.
+        let q = unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) };
+        let v = _mm256_broadcastsi128_si256(q);
+        // Low nibbles are elements 0-15, high nibbles 16-31: w + 8 is the nibble.
+        _mm256_and_si256(
+            _mm256_blend_epi32::<0xF0>(v, _mm256_srli_epi16::<4>(v)),
+            _mm256_set1_epi8(0x0F),
+        )
+    }
+}
+
 /// f16 bits at the start of a block, widened.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
@@ -617,9 +660,13 @@ impl MatmulKernel for Avx512Kernel {
             // SAFETY: as above.
             (GgmlType::Q5_0, [col]) => unsafe { gemv::<22, Q5>(weights, rb, acts, rows, col) },
             // SAFETY: as above.
+            (GgmlType::Q4_0, [col]) => unsafe { gemv::<18, Q4>(weights, rb, acts, rows, col) },
+            // SAFETY: as above.
             (GgmlType::Q8_0, out) => unsafe { run::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
             (GgmlType::Q5_0, out) => unsafe { run::<22, Q5>(weights, rb, acts, rows, out) },
+            // SAFETY: as above.
+            (GgmlType::Q4_0, out) => unsafe { run::<18, Q4>(weights, rb, acts, rows, out) },
             _ => return Err(KernelError::Unsupported(ty)),
         }
         Ok(())
@@ -640,6 +687,8 @@ impl MatmulKernel for Avx512Kernel {
             GgmlType::Q8_0 => unsafe { run_tiled::<34, Q8>(weights, rb, acts, rows, out) },
             // SAFETY: as above.
             GgmlType::Q5_0 => unsafe { run_tiled::<22, Q5>(weights, rb, acts, rows, out) },
+            // SAFETY: as above.
+            GgmlType::Q4_0 => unsafe { run_tiled::<18, Q4>(weights, rb, acts, rows, out) },
             _ => return false,
         }
         true

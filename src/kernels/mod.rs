@@ -94,9 +94,10 @@ pub const MIN_COLUMNS: usize = 1;
 /// Weight types with a kernel: all of them in the portable and AVX-512
 /// kernels, the block-32 ones in AVX2 and NEON (`MatmulKernel::supports`).
 /// The 256-value super-block types go through [`kquants`].
-pub const KERNEL_TYPES: [GgmlType; 5] = [
+pub const KERNEL_TYPES: [GgmlType; 6] = [
     GgmlType::Q8_0,
     GgmlType::Q5_0,
+    GgmlType::Q4_0,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,

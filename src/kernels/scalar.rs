@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::{row_bytes, ActsFormat, Isa, KernelError, MatmulKernel, QuantizedActs, QK};
-use crate::quant::blocks::{BlockQ5_0, BlockQ8_0};
+use crate::quant::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
 use crate::quant::GgmlType;
 
 pub struct ScalarKernel;
@@ -33,6 +33,17 @@ fn decode_block(ty: GgmlType, block: &[u8], q: &mut [i8; QK]) -> Option<f32> {
                     let h1 = (b.qh >> (j + 12)) & 0x10;
                     *y0 = ((u32::from(byte & 0x0F) | h0) as i32 - 16) as i8;
                     *y1 = ((u32::from(byte >> 4) | h1) as i32 - 16) as i8;
+                }
+                Some(b.d)
+            }
+            None => None,
+        },
+        GgmlType::Q4_0 => match BlockQ4_0::parse(block) {
+            Some(b) => {
+                let (lo, hi) = q.split_at_mut(QK / 2);
+                for ((&byte, y0), y1) in b.qs.iter().zip(lo).zip(hi) {
+                    *y0 = (byte & 0x0F) as i8 - 8;
+                    *y1 = (byte >> 4) as i8 - 8;
                 }
                 Some(b.d)
             }

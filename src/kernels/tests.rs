@@ -25,7 +25,7 @@ use crate::quant::{dequantize_to_vec, random_blocks};
 
 const KS: [usize; 4] = [640, 1024, 2048, 4096];
 /// The 32-value block types (the super-block ones are tested below).
-const BLOCK32_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q5_0];
+const BLOCK32_TYPES: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0];
 const SUPER_TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 /// Column counts: generation (1-16 sequences) and a prompt-processing ubatch (512).
 const NS: [usize; 6] = [1, 2, 3, 8, 16, 512];
@@ -258,7 +258,7 @@ fn activation_quantization_is_ggmls() {
 fn row_ranges_write_only_their_rows_and_threads_cover_all() {
     let (n_rows, k, n) = (50, 128, 3);
     for kernel in available_kernels() {
-        for ty in BLOCK32_TYPES {
+        for ty in BLOCK32_TYPES.into_iter().filter(|&ty| kernel.supports(ty)) {
             let w = weights(ty, 8, n_rows, k);
             let x = activations(9, k, n);
             let full = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
@@ -379,7 +379,11 @@ fn simd_columns_do_not_depend_on_the_batch() {
         return;
     }
     let (n_rows, k) = (37, 1024);
-    for (kernel, ty) in simd.iter().flat_map(|k| BLOCK32_TYPES.map(|ty| (*k, ty))) {
+    for (kernel, ty) in simd
+        .iter()
+        .flat_map(|k| BLOCK32_TYPES.map(|ty| (*k, ty)))
+        .filter(|(k, ty)| k.supports(*ty))
+    {
         let w = weights(ty, 3, n_rows, k);
         for n in [2, 3, 8, 16, 17] {
             let x = activations(40 + n as u64, k, n);
@@ -541,7 +545,7 @@ fn super_block_activation_quantization_is_ggmls() {
 fn neon_equals_the_portable_kernel_bit_for_bit() {
     let kernel = Isa::Neon.kernel().expect("every aarch64 CPU has NEON");
     let (n_rows, k) = (37, 1024);
-    for ty in BLOCK32_TYPES {
+    for ty in BLOCK32_TYPES.into_iter().filter(|&ty| kernel.supports(ty)) {
         let w = weights(ty, 8, n_rows, k);
         for n in [1, 3, 17] {
             let x = activations(60 + n as u64, k, n);

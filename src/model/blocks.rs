@@ -87,12 +87,13 @@ impl<'g> Builder<'g> {
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
                 && ggml::rbench_weight_problem(w, isa).is_none()
-                // Q4_K / Q5_K / Q6_K: rbench's kernels are as fast as ggml's at one
-                // column and faster at 2-16 (`cargo bench --bench kernels`); ggml's
-                // are faster for prompts, where only batch-invariant runs need ours.
+                // Q4_K / Q5_K / Q6_K outside batch-invariant runs: ggml's kernels at
+                // one column (as fast, and one-token decoding then gives ggml's
+                // logits bit for bit) and for prompts (faster); rbench's at 2-31
+                // columns, where they are faster (`cargo bench --bench kernels`).
                 && (self.shape.batch_invariant
                     || !kernels::kquants::is_super_block_type(w.ty())
-                    || cols < kernels::TILED_MIN_COLUMNS)
+                    || (2..kernels::TILED_MIN_COLUMNS).contains(&cols))
             {
                 return Ok(self
                     .ctx
