@@ -37,8 +37,12 @@ fi
 anchor="../shared/anchor/build-llamacpp.sh"
 [[ -x "$anchor" ]] || { echo "error: $anchor not found (it sits beside the project)" >&2; exit 1; }
 bin="$("$anchor" | tail -n 1)"
-cargo build --release --quiet
-rbench="${CARGO_TARGET_DIR:-target}/release/rbench"
+# RBENCH=/path/to/rbench compares another build (e.g. before a change).
+if [[ -z "${RBENCH:-}" ]]; then
+  cargo build --release --quiet
+  RBENCH="${CARGO_TARGET_DIR:-target}/release/rbench"
+fi
+rbench="$RBENCH"
 
 compare() {
   local model="$1" out

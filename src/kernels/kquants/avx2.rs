@@ -19,6 +19,10 @@ use crate::quant::GgmlType;
 /// Columns per pass over the weights (accumulators in registers).
 const GROUP: usize = 4;
 
+/// How far ahead of the block being read the weights are prefetched (as
+/// in the AVX-512 kernel).
+const PREFETCH_BYTES: usize = 2048;
+
 const Q4: usize = 0;
 const Q5: usize = 1;
 const Q6: usize = 2;
@@ -324,6 +328,10 @@ fn columns<const KIND: usize, const C: usize>(
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [[_mm256_setzero_ps(); 2]; C];
         for (b, block) in row.chunks_exact(bytes).enumerate() {
+            // Prefetching never faults, so a pointer past the end is harmless.
+            for line in (0..bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast());
+            }
             // SAFETY: `block` is one whole block of this type.
             let w = unsafe {
                 match KIND {

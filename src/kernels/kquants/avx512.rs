@@ -24,6 +24,11 @@ use crate::quant::GgmlType;
 /// block's 9 vectors and a column's 5 stay within the 32 registers).
 const GROUP: usize = 8;
 
+/// How far ahead of the block being read the weights are prefetched (as
+/// the block-32 one-column path does: the hardware prefetcher alone left
+/// one column at 75-80% of the read bandwidth).
+const PREFETCH_BYTES: usize = 2048;
+
 /// `Q4_K`, `Q5_K`, `Q6_K` as const-generic parameters.
 const Q4: usize = 0;
 const Q5: usize = 1;
@@ -338,6 +343,10 @@ fn columns<const KIND: usize, const C: usize>(
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [_mm512_setzero_ps(); C];
         for (b, block) in row.chunks_exact(bytes).enumerate() {
+            // Prefetching never faults, so a pointer past the end is harmless.
+            for line in (0..bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast());
+            }
             // SAFETY: `block` is one whole block of this type.
             let w = unsafe {
                 match KIND {
