@@ -199,7 +199,9 @@ fn main() {
                 x.set_input();
                 let a = ctx.mul_mat(w, x).unwrap();
                 let b = ctx.custom_mul_mat(w, x, isa, invariant).unwrap();
-                let c = w_repacked.as_ref().map(|(t, _)| ctx.mul_mat(*t, x).unwrap());
+                let c = w_repacked
+                    .as_ref()
+                    .map(|(t, _)| ctx.mul_mat(*t, x).unwrap());
                 let graph_of = |t| {
                     let mut g = Graph::new(&ctx, 8).unwrap();
                     g.build_forward_expand(t).unwrap();

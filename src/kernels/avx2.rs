@@ -87,7 +87,10 @@ impl Decode<18> for Q4 {
             _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
             _mm256_set1_epi8(0x0F),
         );
-        (_mm256_sub_epi8(nib, _mm256_set1_epi8(8)), f16_scale(b[0], b[1]))
+        (
+            _mm256_sub_epi8(nib, _mm256_set1_epi8(8)),
+            f16_scale(b[0], b[1]),
+        )
     }
 }
 

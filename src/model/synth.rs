@@ -637,13 +637,26 @@ mod tests {
         ] {
             assert_eq!(ty_of("blk.3.attn_q.weight", ftype), body, "{ftype:?}");
             assert_eq!(ty_of("blk.3.ffn_up.weight", ftype), body, "{ftype:?}");
-            let embd = if ftype == SynthFtype::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
+            let embd = if ftype == SynthFtype::Q8_0 {
+                GgmlType::Q8_0
+            } else {
+                GgmlType::Q6_K
+            };
             assert_eq!(ty_of("token_embd.weight", ftype), embd, "{ftype:?}");
         }
         // Only the K-quant mixes give some V and FFN down projections more bits.
-        assert_eq!(ty_of("blk.0.ffn_down.weight", SynthFtype::Q5KM), GgmlType::Q6_K);
-        assert_eq!(ty_of("blk.3.ffn_down.weight", SynthFtype::Q5KM), GgmlType::Q5_K);
-        assert_eq!(ty_of("blk.0.ffn_down.weight", SynthFtype::Q4_0), GgmlType::Q4_0);
+        assert_eq!(
+            ty_of("blk.0.ffn_down.weight", SynthFtype::Q5KM),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            ty_of("blk.3.ffn_down.weight", SynthFtype::Q5KM),
+            GgmlType::Q5_K
+        );
+        assert_eq!(
+            ty_of("blk.0.ffn_down.weight", SynthFtype::Q4_0),
+            GgmlType::Q4_0
+        );
         assert_eq!(SynthFtype::parse("Q4_1"), Some(SynthFtype::Q4_1));
         assert_eq!(SynthFtype::parse("q3_k_s"), None);
     }

@@ -150,8 +150,7 @@ unsafe fn decode_q4_k(p: *const u8) -> Block {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn decode_q5_k(p: *const u8) -> Block {
     // SAFETY: the header is the first 16 bytes, the high bits the next 32.
-    let ((s, m, d, dmin), qh) =
-        unsafe { (k4_header(p), _mm256_loadu_si256(p.add(16).cast())) };
+    let ((s, m, d, dmin), qh) = unsafe { (k4_header(p), _mm256_loadu_si256(p.add(16).cast())) };
     let (nibble, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
     let mut u = [_mm256_setzero_si256(); 8];
     for g in 0..4 {
@@ -318,7 +317,7 @@ fn columns<const KIND: usize, const C: usize>(
     let bytes = [Q4K_BYTES, Q5K_BYTES, Q6K_BYTES][KIND];
     let nb = acts.k / QK_K;
     let row_bytes = nb * bytes;
-    if nb == 0 || out.len() != C || acts.n < c0 + C || weights.len() % row_bytes != 0 {
+    if nb == 0 || out.len() != C || acts.n < c0 + C || !weights.len().is_multiple_of(row_bytes) {
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
     let cols: [(&[i8], &[f32], &[i32]); C] = std::array::from_fn(|c| {
@@ -330,7 +329,9 @@ fn columns<const KIND: usize, const C: usize>(
         for (b, block) in row.chunks_exact(bytes).enumerate() {
             // Prefetching never faults, so a pointer past the end is harmless.
             for line in (0..bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast());
+                _mm_prefetch::<_MM_HINT_T0>(
+                    block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast(),
+                );
             }
             // SAFETY: `block` is one whole block of this type.
             let w = unsafe {

@@ -153,7 +153,10 @@ unsafe fn decode_q5_k(p: *const u8) -> Block {
         let q = unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(48 + 32 * g).cast())) };
         let low = _mm512_and_si512(_mm512_srlv_epi16(q, shift), nibble);
         // Values 64g + l take bit 2g of qh[l], values 64g + 32 + l bit 2g + 1.
-        let bit = _mm512_and_si512(_mm512_srlv_epi16(qh, halves(2 * g as i16, 2 * g as i16 + 1)), one);
+        let bit = _mm512_and_si512(
+            _mm512_srlv_epi16(qh, halves(2 * g as i16, 2 * g as i16 + 1)),
+            one,
+        );
         _mm512_or_si512(low, _mm512_slli_epi16::<4>(bit))
     });
     Block { u, s, m, d, dmin }
@@ -333,7 +336,7 @@ fn columns<const KIND: usize, const C: usize>(
     let bytes = [Q4K_BYTES, Q5K_BYTES, Q6K_BYTES][KIND];
     let nb = acts.k / QK_K;
     let row_bytes = nb * bytes;
-    if nb == 0 || out.len() != C || acts.n < c0 + C || weights.len() % row_bytes != 0 {
+    if nb == 0 || out.len() != C || acts.n < c0 + C || !weights.len().is_multiple_of(row_bytes) {
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
     let cols: [(&[i8], &[f32], &[i32]); C] = std::array::from_fn(|c| {
@@ -345,7 +348,9 @@ fn columns<const KIND: usize, const C: usize>(
         for (b, block) in row.chunks_exact(bytes).enumerate() {
             // Prefetching never faults, so a pointer past the end is harmless.
             for line in (0..bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast());
+                _mm_prefetch::<_MM_HINT_T0>(
+                    block.as_ptr().wrapping_add(PREFETCH_BYTES + line).cast(),
+                );
             }
             // SAFETY: `block` is one whole block of this type.
             let w = unsafe {

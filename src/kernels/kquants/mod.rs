@@ -85,7 +85,9 @@ impl SuperActs {
         self.d.resize(k / QK_K * n, 0.0);
         self.bsums.resize(sums_stride * n, 0);
         let blocks = x.chunks_exact(k).enumerate().flat_map(|(c, xc)| {
-            xc.chunks_exact(QK_K).enumerate().map(move |(b, xb)| (c, b, xb))
+            xc.chunks_exact(QK_K)
+                .enumerate()
+                .map(move |(b, xb)| (c, b, xb))
         });
         for (c, b, xb) in blocks {
             let qb = &mut self.qs[c * qs_stride + b * QK_K..][..QK_K];
@@ -404,4 +406,3 @@ pub fn with_thread_acts<T>(
 ) -> Result<T, KernelError> {
     super::with_scratch(&SUPER_ACTS, |a| a.quantize(x, k, n), f)
 }
-
