@@ -19,6 +19,7 @@ use rbench::engine::{
     serve, Completion, Engine, EngineConfig, GenerateConfig, Request, SamplerConfig, ScheduleConfig,
 };
 use rbench::kernels::Kernels;
+use rbench::model::synth::{self, SynthFtype};
 use rbench::model::weights::LoadOptions;
 use rbench::model::Model;
 
@@ -279,5 +280,27 @@ fn run_batch_mode_prints_completions_in_input_order() {
             completion,
             "{prompt:?}"
         );
+    }
+}
+
+/// The same exactness on synthetic Llama models of the K-quant mixes
+/// (Q4_K / Q5_K / Q6_K weights, which the test model has few of): the
+/// super-block kernels' per-column sums do not depend on the batch either.
+#[test]
+fn k_quant_models_batch_exactly() {
+    let preset = synth::preset("llama-125m").unwrap();
+    for ftype in [SynthFtype::Q4KM, SynthFtype::Q5KM] {
+        let path = synth::ensure_cached(preset, ftype).unwrap();
+        let model = Model::load(&path, &LoadOptions::for_kernels(Kernels::default())).unwrap();
+        let mut engine = engine(&model, 4 * 256);
+        let reqs = requests(&model, &PROMPTS);
+        let alone: Vec<(Vec<u32>, Vec<f32>)> = reqs
+            .iter()
+            .map(|r| alone_with_gaps(&mut engine, &r.prompt))
+            .collect();
+        let batched = run(&mut engine, &reqs, &schedule(PROMPTS.len(), vec![]));
+        for (i, (b, a)) in batched.iter().zip(&alone).enumerate() {
+            assert_matches(&format!("{} prompt {i}", ftype.name()), &b.tokens, a);
+        }
     }
 }
