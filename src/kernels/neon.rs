@@ -1,4 +1,4 @@
-//! NEON kernel (aarch64): Q8_0 and Q5_0.
+//! NEON kernel (aarch64): Q8_0, Q5_0 and Q4_0.
 //!
 //! The portable kernel's loop (`scalar::rows_by_blocks`: each weight block
 //! decoded once per row into 32 signed bytes), with the block products by
@@ -73,9 +73,9 @@ impl MatmulKernel for NeonKernel {
         Isa::Neon
     }
 
-    /// The super-block types have AVX-512 kernels only.
+    /// The block-32 types (the super-block types have x86 kernels only).
     fn supports(&self, ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0)
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0)
     }
 
     fn acts_format(&self) -> ActsFormat {
