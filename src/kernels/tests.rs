@@ -456,6 +456,18 @@ fn abs_products(ty: GgmlType, w: &[u8], n_rows: usize, k: usize, x: &[f32], n: u
     out
 }
 
+/// [`ggml_slack`] for the super-block types: on aarch64 ggml's many-column
+/// path lay up to 30x the bound below from the exact-integer result (Q4_K,
+/// k = 2048, 512 columns, measured under qemu; the portable kernel, which
+/// the x86 kernels equal bit for bit, was the other side).
+fn super_block_ggml_slack(n: usize) -> f64 {
+    if cfg!(target_arch = "aarch64") && n >= 64 {
+        64.0
+    } else {
+        1.0
+    }
+}
+
 #[test]
 fn super_block_kernels_match_ggml_mul_mat() {
     // ggml quantizes the activations the same way (Q8_K) and computes the
@@ -480,7 +492,7 @@ fn super_block_kernels_match_ggml_mul_mat() {
                     for (i, ((g, e), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
                         let err = (*g as f64 - *e as f64).abs();
                         assert!(
-                            err <= bound * ggml_slack(n) * s + 1e-30,
+                            err <= bound * super_block_ggml_slack(n) * s + 1e-30,
                             "{:?} {ty} k={k} n={n} [{i}]: {g} vs ggml {e} (scale {s})",
                             kernel.isa()
                         );
