@@ -20,9 +20,10 @@ use super::{SuperActs, LANES, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
 use crate::kernels::avx512::Avx512Kernel;
 use crate::quant::GgmlType;
 
-/// Columns per pass over the weights (8 accumulators beside one decoded
-/// block's 9 vectors and a column's 5 stay within the 32 registers).
-const GROUP: usize = 8;
+/// Columns per pass over the weights: 16 accumulators beside one decoded
+/// block's 9 vectors and a column's 5 (measured against 8: 16 columns went
+/// from 0.95x to 1.17x ggml's best for Q4_K, 1.55x to 1.70x for Q6_K).
+const GROUP: usize = 16;
 
 /// How far ahead of the block being read the weights are prefetched (as
 /// the block-32 one-column path does: the hardware prefetcher alone left
@@ -289,33 +290,20 @@ pub(super) fn matmul(
     for c0 in (0..acts.n).step_by(GROUP) {
         let cols = (acts.n - c0).min(GROUP);
         let out = &mut out[c0..c0 + cols];
+        macro_rules! by_count {
+            ($kind:ident; $($c:literal)*) => {
+                match cols {
+                    $($c => columns::<$kind, $c>(weights, acts, c0, out),)*
+                    _ => {}
+                }
+            };
+        }
         // SAFETY: `_cpu` proves the features `columns` is compiled for.
         unsafe {
-            match (ty, cols) {
-                (GgmlType::Q4_K, 1) => columns::<Q4, 1>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 2) => columns::<Q4, 2>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 3) => columns::<Q4, 3>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 4) => columns::<Q4, 4>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 5) => columns::<Q4, 5>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 6) => columns::<Q4, 6>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 7) => columns::<Q4, 7>(weights, acts, c0, out),
-                (GgmlType::Q4_K, _) => columns::<Q4, 8>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 1) => columns::<Q5, 1>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 2) => columns::<Q5, 2>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 3) => columns::<Q5, 3>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 4) => columns::<Q5, 4>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 5) => columns::<Q5, 5>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 6) => columns::<Q5, 6>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 7) => columns::<Q5, 7>(weights, acts, c0, out),
-                (GgmlType::Q5_K, _) => columns::<Q5, 8>(weights, acts, c0, out),
-                (_, 1) => columns::<Q6, 1>(weights, acts, c0, out),
-                (_, 2) => columns::<Q6, 2>(weights, acts, c0, out),
-                (_, 3) => columns::<Q6, 3>(weights, acts, c0, out),
-                (_, 4) => columns::<Q6, 4>(weights, acts, c0, out),
-                (_, 5) => columns::<Q6, 5>(weights, acts, c0, out),
-                (_, 6) => columns::<Q6, 6>(weights, acts, c0, out),
-                (_, 7) => columns::<Q6, 7>(weights, acts, c0, out),
-                (_, _) => columns::<Q6, 8>(weights, acts, c0, out),
+            match ty {
+                GgmlType::Q4_K => by_count!(Q4; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
+                GgmlType::Q5_K => by_count!(Q5; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
+                _ => by_count!(Q6; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
             }
         }
     }
