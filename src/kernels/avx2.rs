@@ -66,6 +66,17 @@ fn f16_scale(lo: u8, hi: u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
 }
 
+/// 16 nibble bytes as 32 values: low nibbles are elements 0-15, high
+/// nibbles 16-31.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(q: __m128i) -> __m256i {
+    _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
+        _mm256_set1_epi8(0x0F),
+    )
+}
+
 impl Decode<34> for Q8 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -81,12 +92,8 @@ impl Decode<18> for Q4 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8; 18]) -> (__m256i, f32) {
         // SAFETY: bytes 2..18 (the 16 nibble bytes) of the 18-byte block.
-        let q = unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) };
-        // Low nibbles are elements 0-15, high nibbles 16-31; w = nibble - 8.
-        let nib = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
-            _mm256_set1_epi8(0x0F),
-        );
+        let nib = nibbles(unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) });
+        // w = nibble - 8.
         (
             _mm256_sub_epi8(nib, _mm256_set1_epi8(8)),
             f16_scale(b[0], b[1]),
@@ -99,12 +106,7 @@ impl Decode<22> for Q5 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8; 22]) -> (__m256i, f32) {
         // SAFETY: bytes 6..22 (the 16 nibble bytes) of the 22-byte block.
-        let q = unsafe { _mm_loadu_si128(b.as_ptr().add(6).cast()) };
-        // Low nibbles are elements 0-15, high nibbles 16-31.
-        let nib = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
-            _mm256_set1_epi8(0x0F),
-        );
+        let nib = nibbles(unsafe { _mm_loadu_si128(b.as_ptr().add(6).cast()) });
         // Bit j of qh is bit 4 of element j: spread bit j to byte j
         // (0xFF where set), then elements without it get 0xF0 or'ed in,
         // which is `nibble - 16` as a signed byte.

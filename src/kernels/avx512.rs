@@ -80,6 +80,22 @@ fn scales2(d0: [u8; 2], d1: [u8; 2]) -> __m512 {
     _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d))
 }
 
+/// Two rows' 16 nibble bytes (row 0 in the low 256 bits): each row's bytes
+/// twice, low nibbles as elements 0-15, high nibbles as elements 16-31.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+fn nibbles2(q0: __m128i, q1: __m128i) -> __m512i {
+    let v = _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
+        _mm256_broadcastsi128_si256(q1),
+    );
+    let shifted = _mm512_srli_epi16::<4>(v);
+    _mm512_and_si512(
+        _mm512_mask_blend_epi8(0xFFFF_0000_FFFF_0000, v, shifted),
+        _mm512_set1_epi8(0x0F),
+    )
+}
+
 impl Decode<34> for Q8 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
@@ -102,18 +118,9 @@ impl Decode<22> for Q5 {
         // SAFETY: bytes 6..22 (the 16 nibble bytes) of each 22-byte block
         // are read.
         unsafe {
-            let q0 = _mm_loadu_si128(b0.as_ptr().add(6).cast());
-            let q1 = _mm_loadu_si128(b1.as_ptr().add(6).cast());
-            // Each row's 16 bytes twice: low nibbles are elements 0-15,
-            // high nibbles elements 16-31.
-            let v = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
-                _mm256_broadcastsi128_si256(q1),
-            );
-            let shifted = _mm512_srli_epi16::<4>(v);
-            let nib = _mm512_and_si512(
-                _mm512_mask_blend_epi8(0xFFFF_0000_FFFF_0000, v, shifted),
-                _mm512_set1_epi8(0x0F),
+            let nib = nibbles2(
+                _mm_loadu_si128(b0.as_ptr().add(6).cast()),
+                _mm_loadu_si128(b1.as_ptr().add(6).cast()),
             );
             // Bit j of qh is bit 4 of element j: elements without it get -16.
             let qh0 = u32::from_le_bytes([b0[2], b0[3], b0[4], b0[5]]);
@@ -132,19 +139,11 @@ impl Decode<18> for Q4 {
         // SAFETY: bytes 2..18 (the 16 nibble bytes) of each 18-byte block
         // are read.
         unsafe {
-            let q0 = _mm_loadu_si128(b0.as_ptr().add(2).cast());
-            let q1 = _mm_loadu_si128(b1.as_ptr().add(2).cast());
-            // As for Q5_0: each row's 16 bytes twice, low nibbles are
-            // elements 0-15, high nibbles 16-31; the weight is nibble - 8.
-            let v = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
-                _mm256_broadcastsi128_si256(q1),
+            let nib = nibbles2(
+                _mm_loadu_si128(b0.as_ptr().add(2).cast()),
+                _mm_loadu_si128(b1.as_ptr().add(2).cast()),
             );
-            let shifted = _mm512_srli_epi16::<4>(v);
-            let nib = _mm512_and_si512(
-                _mm512_mask_blend_epi8(0xFFFF_0000_FFFF_0000, v, shifted),
-                _mm512_set1_epi8(0x0F),
-            );
+            // The weight is the nibble - 8.
             let w = _mm512_sub_epi8(nib, _mm512_set1_epi8(8));
             (w, scales2([b0[0], b0[1]], [b1[0], b1[1]]))
         }
