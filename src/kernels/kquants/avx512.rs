@@ -20,10 +20,11 @@ use super::{SuperActs, LANES, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
 use crate::kernels::avx512::Avx512Kernel;
 use crate::quant::GgmlType;
 
-/// Columns per pass over the weights: 16 accumulators beside one decoded
-/// block's 9 vectors and a column's 5 (measured against 8: 16 columns went
-/// from 0.95x to 1.17x ggml's best for Q4_K, 1.55x to 1.70x for Q6_K).
-const GROUP: usize = 16;
+/// Columns per pass over the weights: 8 accumulators beside one decoded
+/// block's 9 vectors and a column's 5. (16 measured slower on a quiet
+/// machine: Q4_K at 16 / 128 / 512 columns 0.83 / 0.78 / 0.76x ggml's best
+/// against 0.97 / 1.00 / 0.87x with 8.)
+const GROUP: usize = 8;
 
 /// How far ahead of the block being read the weights are prefetched (as
 /// the block-32 one-column path does: the hardware prefetcher alone left
@@ -301,9 +302,9 @@ pub(super) fn matmul(
         // SAFETY: `_cpu` proves the features `columns` is compiled for.
         unsafe {
             match ty {
-                GgmlType::Q4_K => by_count!(Q4; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
-                GgmlType::Q5_K => by_count!(Q5; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
-                _ => by_count!(Q6; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
+                GgmlType::Q4_K => by_count!(Q4; 1 2 3 4 5 6 7 8),
+                GgmlType::Q5_K => by_count!(Q5; 1 2 3 4 5 6 7 8),
+                _ => by_count!(Q6; 1 2 3 4 5 6 7 8),
             }
         }
     }
