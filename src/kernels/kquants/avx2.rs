@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{SuperActs, LANES, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
+use super::{SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
 use crate::kernels::avx2::Avx2Kernel;
 use crate::quant::GgmlType;
 
@@ -286,21 +286,22 @@ pub(super) fn matmul(
     for c0 in (0..acts.n).step_by(GROUP) {
         let cols = (acts.n - c0).min(GROUP);
         let out = &mut out[c0..c0 + cols];
+        macro_rules! by_count {
+            ($kind:ident) => {
+                match cols {
+                    1 => columns::<$kind, 1>(weights, acts, c0, out),
+                    2 => columns::<$kind, 2>(weights, acts, c0, out),
+                    3 => columns::<$kind, 3>(weights, acts, c0, out),
+                    _ => columns::<$kind, 4>(weights, acts, c0, out),
+                }
+            };
+        }
         // SAFETY: `_cpu` proves the features `columns` is compiled for.
         unsafe {
-            match (ty, cols) {
-                (GgmlType::Q4_K, 1) => columns::<Q4, 1>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 2) => columns::<Q4, 2>(weights, acts, c0, out),
-                (GgmlType::Q4_K, 3) => columns::<Q4, 3>(weights, acts, c0, out),
-                (GgmlType::Q4_K, _) => columns::<Q4, 4>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 1) => columns::<Q5, 1>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 2) => columns::<Q5, 2>(weights, acts, c0, out),
-                (GgmlType::Q5_K, 3) => columns::<Q5, 3>(weights, acts, c0, out),
-                (GgmlType::Q5_K, _) => columns::<Q5, 4>(weights, acts, c0, out),
-                (_, 1) => columns::<Q6, 1>(weights, acts, c0, out),
-                (_, 2) => columns::<Q6, 2>(weights, acts, c0, out),
-                (_, 3) => columns::<Q6, 3>(weights, acts, c0, out),
-                (_, _) => columns::<Q6, 4>(weights, acts, c0, out),
+            match ty {
+                GgmlType::Q4_K => by_count!(Q4),
+                GgmlType::Q5_K => by_count!(Q5),
+                _ => by_count!(Q6),
             }
         }
     }
@@ -320,10 +321,7 @@ fn columns<const KIND: usize, const C: usize>(
     if nb == 0 || out.len() != C || acts.n < c0 + C || !weights.len().is_multiple_of(row_bytes) {
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
-    let cols: [(&[i8], &[f32], &[i32]); C] = std::array::from_fn(|c| {
-        let col = acts.column(c0 + c);
-        (col.qs, col.d, col.bsums)
-    });
+    let cols: [super::Column<'_>; C] = std::array::from_fn(|c| acts.column(c0 + c));
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [[_mm256_setzero_ps(); 2]; C];
         for (b, block) in row.chunks_exact(bytes).enumerate() {
@@ -341,8 +339,8 @@ fn columns<const KIND: usize, const C: usize>(
                     _ => decode_q6_k(block.as_ptr()),
                 }
             };
-            for (a, &(qs, d, bsums)) in acc.iter_mut().zip(&cols) {
-                let (qs, bsums) = (&qs[b * QK_K..][..QK_K], &bsums[b * LANES..][..LANES]);
+            for (a, col) in acc.iter_mut().zip(&cols) {
+                let (qs, dx, bsums) = col.block(b);
                 // SAFETY: 256 values and 16 sums of block b of the column.
                 let (x, bs) = unsafe {
                     (
@@ -353,7 +351,7 @@ fn columns<const KIND: usize, const C: usize>(
                         ],
                     )
                 };
-                *a = update::<KIND>(&w, &x, bs, d[b], *a);
+                *a = update::<KIND>(&w, &x, bs, dx, *a);
             }
         }
         for (col, a) in out.iter_mut().zip(acc) {

@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{SuperActs, LANES, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
+use super::{SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
 use crate::kernels::avx512::Avx512Kernel;
 use crate::quant::GgmlType;
 
@@ -328,10 +328,7 @@ fn columns<const KIND: usize, const C: usize>(
     if nb == 0 || out.len() != C || acts.n < c0 + C || !weights.len().is_multiple_of(row_bytes) {
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
-    let cols: [(&[i8], &[f32], &[i32]); C] = std::array::from_fn(|c| {
-        let col = acts.column(c0 + c);
-        (col.qs, col.d, col.bsums)
-    });
+    let cols: [super::Column<'_>; C] = std::array::from_fn(|c| acts.column(c0 + c));
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [_mm512_setzero_ps(); C];
         for (b, block) in row.chunks_exact(bytes).enumerate() {
@@ -349,8 +346,8 @@ fn columns<const KIND: usize, const C: usize>(
                     _ => decode_q6_k(block.as_ptr()),
                 }
             };
-            for (a, &(qs, d, bsums)) in acc.iter_mut().zip(&cols) {
-                let (qs, bsums) = (&qs[b * QK_K..][..QK_K], &bsums[b * LANES..][..LANES]);
+            for (a, col) in acc.iter_mut().zip(&cols) {
+                let (qs, dx, bsums) = col.block(b);
                 // SAFETY: 256 values and 16 sums of block b of the column.
                 let (x, bs) = unsafe {
                     (
@@ -358,7 +355,7 @@ fn columns<const KIND: usize, const C: usize>(
                         _mm512_loadu_si512(bsums.as_ptr().cast()),
                     )
                 };
-                *a = update::<KIND>(&w, &x, bs, d[b], *a);
+                *a = update::<KIND>(&w, &x, bs, dx, *a);
             }
         }
         for (col, a) in out.iter_mut().zip(acc) {
