@@ -387,10 +387,14 @@ mod tests {
         }
     }
 
+    /// The facts every rendering of a test shares: the machine is read once,
+    /// since its free memory moves between reads (two renderings of the same
+    /// rows must agree).
     fn facts() -> RunFacts {
+        static HARDWARE: std::sync::OnceLock<Hardware> = std::sync::OnceLock::new();
         RunFacts {
             build: crate::build_info::build_info(),
-            hardware: Hardware::detect(),
+            hardware: HARDWARE.get_or_init(Hardware::detect).clone(),
         }
     }
 
