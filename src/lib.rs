@@ -16,5 +16,6 @@ pub mod kv;
 pub mod model;
 pub mod quant;
 pub mod report;
+pub mod serve;
 pub mod system;
 pub mod tokenizer;

@@ -524,6 +524,8 @@ mod tests {
             stop: StopReason::Length,
             admitted: t0,
             token_times: vec![t0 + ms(first), t0 + ms(first + 10), t0 + ms(first + 30)],
+            cached_tokens: 0,
+            cache: crate::kv::prefix::CacheOutcome::Miss,
         };
         let report = ServeReport {
             started: t0,

@@ -21,6 +21,7 @@ mod perplexity;
 pub mod progress;
 mod report;
 mod run;
+mod serve;
 mod synth;
 mod sysinfo;
 mod tokenize;
@@ -103,6 +104,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Many sequences at once: throughput scaling, latency and the worker count to use.
     Parallel(parallel::ParallelArgs),
+    /// An OpenAI-compatible server (completions, chat, streaming) with a prefix cache.
+    Serve(serve::ServeArgs),
     /// A Markdown report (tables, analysis, SVG charts) from saved results.
     #[command(
         after_help = "Example:\n  rbench bench --save a.json && rbench report a.json -o report.md\n  rbench report old.json new.json -o compare.md   (side by side, with ratios)"
@@ -152,6 +155,7 @@ pub fn main() -> i32 {
         Command::Tg(args) => bench::run(args, bench::Mode::Tg),
         Command::Bench(args) => bench::run(args, bench::Mode::Bench),
         Command::Parallel(args) => parallel::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Sysinfo(args) => sysinfo::run(args),

@@ -61,6 +61,7 @@ impl<'m> Engine<'m> {
             stop_at_eog: cfg.stop_at_eog,
             sampler: cfg.sampler,
             shared_prefix: Vec::new(),
+            prefix_cache: false,
         };
         if prompt.is_empty() {
             return Err(ScheduleError::EmptyPrompt { index: ONLY });
@@ -116,6 +117,7 @@ impl Generation<'_, '_> {
             match e {
                 Event::Token { token, .. } => self.ready.push_back(token),
                 Event::Done(c) => self.stop = Some(c.stop),
+                Event::Admitted { .. } => {}
             }
         }
         Ok(())

@@ -13,5 +13,6 @@ pub use context::{default_threads, Engine, EngineConfig, EngineError};
 pub use generate::{GenerateConfig, Generation};
 pub use sampler::{Sampler, SamplerConfig};
 pub use scheduler::{
-    serve, Completion, Request, ScheduleConfig, ScheduleError, ServeReport, StopReason,
+    serve, token_logprobs, Completion, Event, Request, RequestOptions, ScheduleConfig,
+    ScheduleError, Scheduler, ServeReport, StopReason, TokenLogprobs,
 };

@@ -9,8 +9,12 @@
 //! An optional shared prefix (a system prompt every request starts with) is
 //! computed once into its own sequence and then copied into each slot's
 //! sequence set, so its cells belong to every request at the same time.
+//! The automatic prefix cache (for servers) instead keeps each finished
+//! request's cells under a cache sequence and lets a later request that
+//! starts with the same tokens take them over (see [`crate::kv::prefix`]).
 
 use super::{Batch, Engine, EngineError, Logits, Sampler, SamplerConfig};
+use crate::kv::prefix::{CacheOutcome, PrefixCache};
 use crate::kv::MAX_SEQS;
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,27 @@ use std::time::{Duration, Instant};
 pub struct Request {
     pub prompt: Vec<u32>,
     pub n_predict: usize,
+}
+
+/// Per-request settings that differ from the schedule's (a server's
+/// requests each bring their own).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestOptions {
+    /// Sampling for this request; its seed is used as given.
+    pub sampler: Option<SamplerConfig>,
+    /// Stop at an end-of-generation token (else the schedule's setting).
+    pub stop_at_eog: Option<bool>,
+    /// Report each token's log-probability and this many top alternatives.
+    pub top_logprobs: Option<usize>,
+}
+
+/// Log-probabilities (natural log, of the model's raw distribution) of a
+/// sampled token and the most likely tokens at its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    pub logprob: f32,
+    /// Most likely first.
+    pub top: Vec<(u32, f32)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +67,9 @@ pub struct Completion {
     pub stop: StopReason,
     /// The moment the request entered a slot.
     pub admitted: Instant,
+    /// Prompt tokens whose cells came from the prefix cache.
+    pub cached_tokens: usize,
+    pub cache: CacheOutcome,
     /// When each generated token was sampled.
     pub token_times: Vec<Instant>,
 }
@@ -67,6 +95,9 @@ pub struct ScheduleConfig {
     pub sampler: SamplerConfig,
     /// Tokens every request starts with, computed once and shared.
     pub shared_prefix: Vec<u32>,
+    /// Keep finished requests' cells for later requests with the same
+    /// leading tokens (not with a shared prefix).
+    pub prefix_cache: bool,
 }
 
 /// Everything a run produced, completions in input order.
@@ -97,6 +128,8 @@ pub enum ScheduleError {
     NothingToGenerate { index: usize },
     #[error("the batch limit of {limit} tokens is below the {slots} slots that generate at once")]
     BatchTooSmall { limit: usize, slots: usize },
+    #[error("a shared prefix and the automatic prefix cache cannot be combined")]
+    PrefixCacheWithSharedPrefix,
 }
 
 /// A slot's life: empty, reading its prompt, then generating.
@@ -113,19 +146,35 @@ struct Active {
     pending: Option<u32>,
     history: Vec<u32>,
     sampler: Sampler,
+    stop_at_eog: bool,
+    top_logprobs: Option<usize>,
     out: Vec<u32>,
     admitted: Instant,
     token_times: Vec<Instant>,
+    cached_tokens: usize,
+    cache: CacheOutcome,
 }
 
 /// What one step produced, in slot order.
 #[derive(Clone, Debug)]
 pub enum Event {
     /// Request `index` generated `token` (an end-of-generation token that
-    /// stops the request is not reported as one).
-    Token { index: usize, token: u32 },
+    /// stops the request is not reported as one); log-probabilities when
+    /// the request asked for them.
+    Token {
+        index: usize,
+        token: u32,
+        logprobs: Option<TokenLogprobs>,
+    },
     /// Request `index` finished; its slot is free again.
     Done(Completion),
+    /// Request `index` entered a slot; `cached_tokens` of its prompt came
+    /// from the prefix cache.
+    Admitted {
+        index: usize,
+        cached_tokens: usize,
+        cache: CacheOutcome,
+    },
 }
 
 /// Continuous batching, one step at a time. Made with [`Scheduler::new`],
@@ -134,7 +183,8 @@ pub struct Scheduler<'e, 'm> {
     engine: &'e mut Engine<'m>,
     cfg: ScheduleConfig,
     slots: Vec<Option<Active>>,
-    queue: std::collections::VecDeque<(usize, Request)>,
+    queue: std::collections::VecDeque<(usize, Request, RequestOptions)>,
+    cache: Option<PrefixCache>,
     submitted: usize,
     prefix_seq: u32,
     started: Instant,
@@ -164,6 +214,9 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                 slots: cfg.n_slots,
             });
         }
+        if cfg.prefix_cache && !cfg.shared_prefix.is_empty() {
+            return Err(ScheduleError::PrefixCacheWithSharedPrefix);
+        }
         engine.clear();
         let started = Instant::now();
         // The prefix lives in the sequence after the slots' ones.
@@ -188,7 +241,12 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             at = end;
         }
         let peak_cells = engine.kv.cells.n_used();
+        // Cache entries take the ids after the slots' and the prefix's.
+        let cache = cfg
+            .prefix_cache
+            .then(|| PrefixCache::new(prefix_seq + 1..MAX_SEQS as u32));
         Ok(Scheduler {
+            cache,
             slots: (0..cfg.n_slots).map(|_| None).collect(),
             sampled_rows: Vec::with_capacity(cfg.n_slots),
             batch: Batch::with_capacity(cfg.max_batch_tokens),
@@ -209,6 +267,15 @@ impl<'e, 'm> Scheduler<'e, 'm> {
     /// Queues a request; returns its index (requests are numbered from 0 in
     /// submission order).
     pub fn submit(&mut self, req: Request) -> Result<usize, ScheduleError> {
+        self.submit_with(req, RequestOptions::default())
+    }
+
+    /// [`Scheduler::submit`] with this request's own settings.
+    pub fn submit_with(
+        &mut self,
+        req: Request,
+        opts: RequestOptions,
+    ) -> Result<usize, ScheduleError> {
         let index = self.submitted;
         if req.prompt.is_empty() {
             return Err(ScheduleError::EmptyPrompt { index });
@@ -217,8 +284,95 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             return Err(ScheduleError::NothingToGenerate { index });
         }
         self.submitted += 1;
-        self.queue.push_back((index, req));
+        self.queue.push_back((index, req, opts));
         Ok(index)
+    }
+
+    /// Drops request `index`, queued or running; a running one's cells are
+    /// released (to the prefix cache, when there is one) at once. Returns
+    /// whether the request was still there.
+    pub fn cancel(&mut self, index: usize) -> Result<bool, ScheduleError> {
+        if let Some(i) = self.queue.iter().position(|(q, _, _)| *q == index) {
+            self.queue.remove(i);
+            return Ok(true);
+        }
+        let Some(s) = self
+            .slots
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.index == index))
+        else {
+            return Ok(false);
+        };
+        self.retire(s)?;
+        Ok(true)
+    }
+
+    /// The steps decoded since the last call (a long-running caller takes
+    /// them as it goes, so they do not pile up).
+    pub fn take_steps(&mut self) -> Vec<Step> {
+        std::mem::take(&mut self.steps)
+    }
+
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Requests in a slot.
+    pub fn running(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// KV cells in use (running requests and cache entries).
+    pub fn cells_used(&self) -> usize {
+        self.engine.kv.cells.n_used()
+    }
+
+    pub fn cells_total(&self) -> usize {
+        self.engine.kv.cells.n_ctx()
+    }
+
+    /// Prefix-cache entries held (0 without the cache).
+    pub fn cache_entries(&self) -> usize {
+        self.cache.as_ref().map_or(0, PrefixCache::len)
+    }
+
+    /// Empties slot `s`: its decoded positions go to the prefix cache (when
+    /// there is one), then its own claim on the cells is dropped.
+    fn retire(&mut self, s: usize) -> Result<Option<Active>, ScheduleError> {
+        let Some(a) = self.slots[s].take() else {
+            return Ok(None);
+        };
+        let cells = &mut self.engine.kv.cells;
+        if let Some(cache) = self.cache.as_mut() {
+            let decoded = (a.pos.max(0) as usize).min(a.history.len());
+            let plan = cache.store(&a.history[..decoded]);
+            for seq in plan.dropped {
+                cells.seq_rm(seq, 0, i32::MAX);
+            }
+            if let Some(into) = plan.into {
+                cells
+                    .seq_cp(a.seq, into, 0, decoded as i32)
+                    .map_err(EngineError::from)?;
+            }
+        }
+        cells.seq_rm(a.seq, 0, i32::MAX);
+        Ok(Some(a))
+    }
+
+    /// Drops least recently used cache entries until `needed` cells are
+    /// free or no entry is left.
+    fn make_room(&mut self, needed: usize) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let cells = &mut self.engine.kv.cells;
+        while cells.n_ctx() - cells.n_used() < needed {
+            match cache.evict_lru() {
+                Some(seq) => cells.seq_rm(seq, 0, i32::MAX),
+                None => break,
+            }
+        }
     }
 
     /// No request queued or in a slot.
@@ -239,7 +393,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
     /// only when idle). On an engine error the scheduler should be dropped:
     /// the cache is left as the error left it.
     pub fn step(&mut self, events: &mut Vec<Event>) -> Result<bool, ScheduleError> {
-        self.admit()?;
+        self.admit(events)?;
         self.batch.clear();
         self.wanted.clear();
         let mut gen_tokens = 0;
@@ -283,6 +437,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
         if self.batch.is_empty() {
             return Ok(false);
         }
+        self.make_room(self.batch.len());
 
         let t0 = Instant::now();
         let logits = self.engine.decode(&self.batch)?;
@@ -294,7 +449,8 @@ impl<'e, 'm> Scheduler<'e, 'm> {
         self.peak_cells = self.peak_cells.max(self.engine.kv.cells.n_used());
         self.sampled_rows.clear();
 
-        for (row, &s) in self.wanted.iter().enumerate() {
+        for row in 0..self.wanted.len() {
+            let s = self.wanted[row];
             let Some(a) = self.slots[s].as_mut() else {
                 continue;
             };
@@ -304,7 +460,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             self.sampled_rows.push((a.index, row));
             let next = a.sampler.sample(row_logits, &a.history);
             let now = Instant::now();
-            let eog = self.cfg.stop_at_eog && self.engine.model().tokenizer.is_eog(next);
+            let eog = a.stop_at_eog && self.engine.model().tokenizer.is_eog(next);
             if !eog {
                 a.out.push(next);
                 a.history.push(next);
@@ -312,14 +468,14 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                 events.push(Event::Token {
                     index: a.index,
                     token: next,
+                    logprobs: a.top_logprobs.map(|n| token_logprobs(row_logits, next, n)),
                 });
             } else if a.token_times.is_empty() {
                 // Time to first token still counts when the first is the end.
                 a.token_times.push(now);
             }
             if eog || a.out.len() >= a.n_predict {
-                if let Some(a) = self.slots[s].take() {
-                    self.engine.kv.cells.seq_rm(a.seq, 0, i32::MAX);
+                if let Some(a) = self.retire(s)? {
                     events.push(Event::Done(Completion {
                         index: a.index,
                         prompt_tokens: a.prompt.len(),
@@ -331,6 +487,8 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                         },
                         admitted: a.admitted,
                         token_times: a.token_times,
+                        cached_tokens: a.cached_tokens,
+                        cache: a.cache,
                     }));
                 }
             } else {
@@ -342,13 +500,13 @@ impl<'e, 'm> Scheduler<'e, 'm> {
     }
 
     /// Queued requests into free slots, the shared prefix copied into each.
-    fn admit(&mut self) -> Result<(), ScheduleError> {
+    fn admit(&mut self, events: &mut Vec<Event>) -> Result<(), ScheduleError> {
         let prefix_len = self.cfg.shared_prefix.len();
         for (s, slot) in self.slots.iter_mut().enumerate() {
             if slot.is_some() {
                 continue;
             }
-            let Some((index, req)) = self.queue.pop_front() else {
+            let Some((index, req, opts)) = self.queue.pop_front() else {
                 break;
             };
             let seq = s as u32;
@@ -359,36 +517,63 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                     .seq_cp(self.prefix_seq, seq, 0, prefix_len as i32)
                     .map_err(EngineError::from)?;
             }
+            let found = match self.cache.as_mut() {
+                Some(cache) => cache.lookup(&req.prompt),
+                None => crate::kv::prefix::PrefixMatch {
+                    seq: 0,
+                    reuse: 0,
+                    outcome: CacheOutcome::Miss,
+                },
+            };
+            if found.reuse > 0 {
+                self.engine
+                    .kv
+                    .cells
+                    .seq_cp(found.seq, seq, 0, found.reuse as i32)
+                    .map_err(EngineError::from)?;
+            }
             let mut history = Vec::with_capacity(prefix_len + req.prompt.len() + req.n_predict);
             history.extend_from_slice(&self.cfg.shared_prefix);
             history.extend_from_slice(&req.prompt);
-            let sampler = Sampler::new(SamplerConfig {
+            let sampler = Sampler::new(opts.sampler.unwrap_or_else(|| SamplerConfig {
                 // Each request its own stream, independent of its slot.
                 seed: self.cfg.sampler.seed.wrapping_add(index as u64),
                 ..self.cfg.sampler.clone()
+            }));
+            events.push(Event::Admitted {
+                index,
+                cached_tokens: found.reuse,
+                cache: found.outcome,
             });
             *slot = Some(Active {
                 index,
                 seq,
-                prompt_left: 0..req.prompt.len(),
+                prompt_left: found.reuse..req.prompt.len(),
                 prompt: req.prompt,
                 n_predict: req.n_predict,
-                pos: prefix_len as i32,
+                pos: (prefix_len + found.reuse) as i32,
                 pending: None,
                 history,
                 sampler,
+                stop_at_eog: opts.stop_at_eog.unwrap_or(self.cfg.stop_at_eog),
+                top_logprobs: opts.top_logprobs,
                 out: Vec::with_capacity(req.n_predict),
                 admitted: Instant::now(),
                 token_times: Vec::with_capacity(req.n_predict),
+                cached_tokens: found.reuse,
+                cache: found.outcome,
             });
         }
         Ok(())
     }
 
     /// What the run produced so far, `completions` in index order; leaves the
-    /// engine's cache empty.
+    /// engine's cache (and the prefix cache) empty.
     pub fn finish(mut self, completions: Vec<Completion>, interrupted: bool) -> ServeReport {
         self.engine.clear();
+        if let Some(cache) = self.cache.as_mut() {
+            cache.clear();
+        }
         ServeReport {
             started: self.started,
             finished: Instant::now(),
@@ -405,6 +590,30 @@ impl Drop for Scheduler<'_, '_> {
     fn drop(&mut self) {
         // Whatever happened, the next user of the engine finds it empty.
         self.engine.clear();
+    }
+}
+
+/// Natural-log probabilities of `token` and of the `top` most likely tokens
+/// under `logits` (softmax at temperature 1, in F64 so rare tokens keep
+/// their digits).
+pub fn token_logprobs(logits: &[f32], token: u32, top: usize) -> TokenLogprobs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let log_norm = max + sum.ln();
+    let lp = |id: u32| logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| (l as f64 - log_norm) as f32);
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > best[best.len() - 1].1 {
+                let at = best.partition_point(|b| b.1 >= l);
+                best.insert(at, (i as u32, l));
+                best.truncate(top);
+            }
+        }
+    }
+    TokenLogprobs {
+        logprob: lp(token),
+        top: best.into_iter().map(|(id, _)| (id, lp(id))).collect(),
     }
 }
 
@@ -473,6 +682,7 @@ mod tests {
             stop_at_eog: false,
             sampler: SamplerConfig::greedy(),
             shared_prefix: vec![],
+            prefix_cache: false,
         };
         let mut s = Scheduler::new(&mut engine, schedule).unwrap();
         assert!(s.is_idle());

@@ -122,8 +122,14 @@ impl CellTable {
         self.used = 0;
     }
 
-    /// Reserves one free cell per token (lowest indices first, so the
-    /// attended range `n_kv` stays short) and records the tokens in them.
+    /// Reserves one free cell per token and records the tokens in them.
+    ///
+    /// A token goes into the lowest free cell above every cell its
+    /// sequences already hold, so each sequence's cells stay in position
+    /// order: attention then visits them in the same order whatever else
+    /// the cache holds or held (a reused prefix, holes left by finished
+    /// sequences), which batch-invariant results depend on. Only when no
+    /// cell above is free does it take the lowest free one.
     pub fn place(&mut self, tokens: &[TokenPlace]) -> Result<Vec<u32>, KvError> {
         let free = self.n_ctx() - self.used;
         if tokens.len() > free {
@@ -133,22 +139,60 @@ impl CellTable {
                 n_ctx: self.n_ctx(),
             });
         }
+        // Per sequence: one past its highest cell.
+        let mut above = [0usize; MAX_SEQS];
+        let top = self
+            .cells
+            .iter()
+            .rposition(|c| !c.is_empty())
+            .map_or(0, |i| i + 1);
+        let mut pending = SeqSet::EMPTY;
+        for t in tokens {
+            for (w, word) in pending.0.iter_mut().zip(t.seqs.0) {
+                *w |= word;
+            }
+        }
+        for (i, c) in self.cells[..top].iter().enumerate().rev() {
+            if pending.is_empty() {
+                break;
+            }
+            if c.seqs.intersects(&pending) {
+                for s in c.seqs.iter() {
+                    if pending.contains(s) {
+                        above[s as usize] = i + 1;
+                        pending.remove(s);
+                    }
+                }
+            }
+        }
         let mut slots = Vec::with_capacity(tokens.len());
-        let mut next = 0usize;
         for t in tokens {
             if t.seqs.is_empty() {
                 return Err(KvError::NoSequence);
             }
-            while !self.cells[next].is_empty() {
-                next += 1;
-            }
+            let start = t.seqs.iter().map(|s| above[s as usize]).max().unwrap_or(0);
+            let next = match self.cells[start..].iter().position(Cell::is_empty) {
+                Some(i) => start + i,
+                // Some cell is free: `used` counts fewer than n_ctx.
+                None => self
+                    .cells
+                    .iter()
+                    .position(Cell::is_empty)
+                    .ok_or(KvError::Full {
+                        needed: tokens.len(),
+                        free: 0,
+                        n_ctx: self.n_ctx(),
+                    })?,
+            };
             self.cells[next] = Cell {
                 pos: t.pos,
                 seqs: t.seqs,
             };
             self.used += 1;
+            for s in t.seqs.iter() {
+                above[s as usize] = above[s as usize].max(next + 1);
+            }
             slots.push(next as u32);
-            next += 1;
         }
         Ok(slots)
     }
@@ -329,6 +373,24 @@ mod tests {
         assert_eq!(t.n_used(), 0);
         // an empty table still attends to one (masked) cell
         assert_eq!(t.n_kv(256), 1);
+    }
+
+    #[test]
+    fn a_sequence_grows_above_its_own_cells_and_new_ones_fill_holes() {
+        let mut t = CellTable::new(8);
+        t.place(&[tok(0, 0), tok(0, 1), tok(1, 1), tok(1, 0)]).unwrap();
+        // Sequence 1 ends: cells 1 and 2 become holes below sequence 0's last cell.
+        t.seq_rm(1, 0, i32::MAX);
+        assert_eq!(t.place(&[tok(2, 0)]).unwrap(), vec![4]);
+        // A new sequence has no cells yet: it starts in the lowest hole.
+        assert_eq!(t.place(&[tok(0, 2), tok(1, 2)]).unwrap(), vec![1, 2]);
+        // A sequence that shares cells (a copied prefix) continues above them.
+        t.seq_cp(0, 3, 0, 2).unwrap();
+        assert_eq!(t.place(&[tok(2, 3)]).unwrap(), vec![5]);
+        // No free cell above: the lowest free one rather than an error.
+        t.place(&[tok(3, 0), tok(4, 0)]).unwrap();
+        t.seq_rm(2, 0, i32::MAX);
+        assert_eq!(t.place(&[tok(5, 0)]).unwrap(), vec![1]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod cache;
 mod cells;
+pub mod prefix;
 pub mod sizing;
 
 pub use cache::{KvCache, KvCacheError, KvShape};
