@@ -51,7 +51,7 @@ fn schedule(n_slots: usize, shared_prefix: Vec<u32>) -> ScheduleConfig {
         stop_at_eog: false,
         sampler: SamplerConfig::greedy(),
         shared_prefix,
-        prefix_cache: false,
+        prefix_cache_cells: 0,
     }
 }
 

@@ -277,7 +277,7 @@ mod scheduler {
             stop_at_eog: false,
             sampler: SamplerConfig::greedy(),
             shared_prefix: vec![],
-            prefix_cache: false,
+            prefix_cache_cells: 0,
         }
     }
 

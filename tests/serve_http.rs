@@ -165,11 +165,15 @@ fn completions_and_chat_stream_and_report_usage_and_cached_tokens() {
         "max_completion_tokens": 6, "temperature": 0, "ignore_eos": true,
         "logprobs": true, "top_logprobs": 3,
     });
-    let whole: Value = post(&c, &server, "/v1/chat/completions", &chat).json().unwrap();
+    let whole: Value = post(&c, &server, "/v1/chat/completions", &chat)
+        .json()
+        .unwrap();
     assert_eq!(whole["object"], "chat.completion");
     assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
     assert_eq!(whole["usage"]["completion_tokens"], 6);
-    let content = whole["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    let content = whole["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
     assert_eq!(content.len(), 6);
     for entry in content {
         let top = entry["top_logprobs"].as_array().unwrap();
@@ -190,7 +194,12 @@ fn completions_and_chat_stream_and_report_usage_and_cached_tokens() {
     );
 
     // /v1/models, /tokenize, /detokenize.
-    let models: Value = c.get(server.url("/v1/models")).send().unwrap().json().unwrap();
+    let models: Value = c
+        .get(server.url("/v1/models"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let root = models["data"][0]["root"].as_str().unwrap();
     let id = models["data"][0]["id"].as_str().unwrap();
     assert!(root.ends_with(&format!("{id}.gguf")), "{root} {id}");
@@ -252,7 +261,18 @@ fn stop_strings_end_the_text_before_them() {
 fn bad_requests_get_their_status_codes_and_the_server_keeps_serving() {
     let server = Server::start(
         SYNTH,
-        &["--parallel", "1", "--max-queue", "1", "--api-key", "sesame", "--max-body", "4096", "-c", "256"],
+        &[
+            "--parallel",
+            "1",
+            "--max-queue",
+            "1",
+            "--api-key",
+            "sesame",
+            "--max-body",
+            "4096",
+            "-c",
+            "256",
+        ],
     );
     let c = client();
     let send = |path: &str, body: &str, key: Option<&str>| {
@@ -275,12 +295,42 @@ fn bad_requests_get_their_status_codes_and_the_server_keeps_serving() {
     assert_eq!(send("/v1/completions", ok, Some("sesamf")).0, 401);
     let cases: &[(&str, &str, u16, &str)] = &[
         ("/v1/completions", "{not json", 400, "invalid request body"),
-        ("/v1/completions", r#"{"prompt": "hi", "max_tokens": "two"}"#, 400, "invalid request body"),
-        ("/v1/completions", r#"{"prompt": "hi", "temperature": -1}"#, 400, "temperature"),
-        ("/v1/completions", r#"{"prompt": "hi", "model": "gpt-4o"}"#, 404, "gpt-4o"),
-        ("/v1/chat/completions", r#"{"messages": []}"#, 400, "messages"),
-        ("/v1/completions", r#"{"prompt": "hi", "n": 3}"#, 400, "n must be 1"),
-        ("/v1/completions", r#"{"prompt": [1, 2, 99999999]}"#, 400, "vocabulary"),
+        (
+            "/v1/completions",
+            r#"{"prompt": "hi", "max_tokens": "two"}"#,
+            400,
+            "invalid request body",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "hi", "temperature": -1}"#,
+            400,
+            "temperature",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "hi", "model": "gpt-4o"}"#,
+            404,
+            "gpt-4o",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": []}"#,
+            400,
+            "messages",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "hi", "n": 3}"#,
+            400,
+            "n must be 1",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": [1, 2, 99999999]}"#,
+            400,
+            "vocabulary",
+        ),
     ];
     for (path, body, status, needle) in cases {
         let (got, v, _) = send(path, body, key);
@@ -294,7 +344,10 @@ fn bad_requests_get_their_status_codes_and_the_server_keeps_serving() {
     let (got, v, _) = send("/v1/completions", &json!({"prompt": long}).to_string(), key);
     assert_eq!(got, 400);
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("300") && message.contains("256"), "{message}");
+    assert!(
+        message.contains("300") && message.contains("256"),
+        "{message}"
+    );
     // A body over --max-body.
     let big = json!({"prompt": "x".repeat(5000)}).to_string();
     assert_eq!(send("/v1/completions", &big, key).0, 413);
@@ -318,7 +371,11 @@ fn bad_requests_get_their_status_codes_and_the_server_keeps_serving() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).unzip()
     });
-    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
     let busy = statuses.iter().position(|&s| s == 429).expect("one 429");
     assert!(retried[busy]);
     // Still serving.
@@ -327,7 +384,10 @@ fn bad_requests_get_their_status_codes_and_the_server_keeps_serving() {
 
 #[test]
 fn thirty_two_streams_complete_and_a_disconnect_frees_its_cells() {
-    let server = Server::start(SYNTH, &["--parallel", "8", "--no-prefix-cache", "-c", "128"]);
+    let server = Server::start(
+        SYNTH,
+        &["--parallel", "8", "--no-prefix-cache", "-c", "128"],
+    );
     let c = client();
     let lengths: Vec<u64> = (0..32).map(|i| 4 + (i * 7) % 29).collect();
     std::thread::scope(|s| {
@@ -393,7 +453,14 @@ fn prefix_cache_miss_hit_prefix_hit_and_a_shared_system_prompt() {
         .collect();
     let outcomes: Vec<&str> = logged
         .iter()
-        .map(|l| l.split(" tokens (").nth(1).unwrap().split(',').next().unwrap())
+        .map(|l| {
+            l.split(" tokens (")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+        })
         .collect();
     assert_eq!(outcomes, ["MISS", "HIT", "MISS", "PREFIX_HIT", "HIT"]);
 
@@ -408,6 +475,31 @@ fn prefix_cache_miss_hit_prefix_hit_and_a_shared_system_prompt() {
     }
     let saved = server.metric(&c, "prefix_cache_tokens_saved_total") - saved_before;
     assert_eq!(saved, 19.0 * 256.0);
+}
+
+#[test]
+fn a_request_over_the_timeout_gets_504_or_an_error_event() {
+    let server = Server::start(SYNTH, &["--parallel", "2", "--timeout", "1", "-c", "8192"]);
+    let c = client();
+    let body = json!({"prompt": [3, 4, 5], "max_tokens": 8000, "ignore_eos": true});
+    let started = Instant::now();
+    let response = post(&c, &server, "/v1/completions", &body);
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let v: Value = response.json().unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("--timeout"));
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    let events = sse_events(post(&c, &server, "/v1/completions", &stream));
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let error: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(error["error"]["code"], 504, "{error}");
+    // Both were cancelled: nothing runs any more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric(&c, "num_requests_running") > 0.0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -437,27 +529,55 @@ fn greedy_completions_equal_rbench_run_whatever_else_runs() {
     };
     let model = model.to_str().unwrap().to_string();
     let reference = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/greedy-gemma3-270m.jsonl"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/greedy-gemma3-270m.jsonl"),
     )
     .or_else(|_| std::fs::read_to_string(common::reference_data("greedy-gemma3-270m.jsonl")))
     .expect("reference prompts");
     let prompts: Vec<String> = reference
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["prompt"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["prompt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("prompts.txt");
     let lines: Vec<String> = prompts.iter().map(|p| json!(p).to_string()).collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     let out = common::rbench(&[
-        "run", "-m", &model, "--prompts-file", file.to_str().unwrap(), "--parallel", "8", "-n", "32",
-        "--temp", "0", "-o", "jsonl", "-t", "2",
+        "run",
+        "-m",
+        &model,
+        "--prompts-file",
+        file.to_str().unwrap(),
+        "--parallel",
+        "8",
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "-o",
+        "jsonl",
+        "-t",
+        "2",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["completion"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["completion"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(expected.len(), prompts.len());
 
@@ -490,7 +610,12 @@ fn greedy_completions_equal_rbench_run_whatever_else_runs() {
     for (p, want) in prompts.iter().zip(&expected) {
         let body = json!({"prompt": p, "max_tokens": 32, "temperature": 0});
         let v: Value = post(&c, &server, "/v1/completions", &body).json().unwrap();
-        assert!(v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap() > 0);
+        assert!(
+            v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
         assert_eq!(v["choices"][0]["text"].as_str().unwrap(), want);
     }
 }

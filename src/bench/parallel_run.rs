@@ -107,7 +107,7 @@ fn measure_runs(
         stop_at_eog: spec.stop_at_eog,
         sampler: SamplerConfig::greedy(),
         shared_prefix: shared.to_vec(),
-        prefix_cache: false,
+        prefix_cache_cells: 0,
     };
     let requests_for = |n: usize, with_prefix: bool| -> Vec<Request> {
         spec.prompts[..n]

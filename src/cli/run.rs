@@ -244,7 +244,7 @@ fn run_batch(args: &RunArgs, texts: Vec<String>, model: &Model, load_s: f64) -> 
         stop_at_eog: true,
         sampler: sampler_config(args),
         shared_prefix: Vec::new(),
-        prefix_cache: false,
+        prefix_cache_cells: 0,
     };
     let jsonl = args.output == "jsonl";
     let (tx, rx) = crossbeam::channel::unbounded::<(usize, Vec<u32>)>();

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Do not keep finished requests' KV cells for reuse by later prompts.
     #[arg(long = "no-prefix-cache")]
     pub no_prefix_cache: bool,
+    /// KV cells the prefix cache may keep beyond the running requests'
+    /// [default: -c, one request's worth]. Every step attends over all cells
+    /// up to the highest in use, so a larger cache costs speed on every step.
+    #[arg(long = "cache-cells")]
+    pub cache_cells: Option<usize>,
     /// Most tokens one decode step carries (prompt chunks of new requests
     /// share steps with the generating ones).
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
@@ -115,7 +120,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_queue: args.max_queue,
         timeout: Duration::from_secs(args.timeout),
         api_key: args.api_key.clone(),
-        prefix_cache: !args.no_prefix_cache,
+        prefix_cache_cells: if args.no_prefix_cache {
+            0
+        } else {
+            args.cache_cells.unwrap_or(ctx)
+        },
         max_batch_tokens: args.n_batch,
         log_requests: !args.no_log_requests,
     };
@@ -130,19 +139,35 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         kv.bytes() as f64 / (1u64 << 20) as f64,
         engine.type_k.name(),
         engine.type_v.name(),
-        if cfg.prefix_cache { "on" } else { "off" },
+        match cfg.prefix_cache_cells {
+            0 => "off".to_string(),
+            n => format!("up to {n} cells"),
+        },
         engine.n_threads,
     );
-    let server = RunningServer::start(cfg)?;
+    super::interrupt::install().map_err(anyhow::Error::msg)?;
+    let mut server = RunningServer::start(cfg)?;
     eprintln!(
         "rbench serve: listening on http://{} (loading the model; /health answers 503 until it is ready)",
         server.addr
     );
-    match server.wait_ready(Duration::from_secs(3600)) {
-        Ok(()) => eprintln!("rbench serve: ready"),
-        Err(e) => anyhow::bail!("{e}"),
+    // Loading is waited for in short steps so Ctrl-C works meanwhile.
+    loop {
+        match server.wait_ready(Duration::from_millis(200)) {
+            Ok(()) => {
+                eprintln!("rbench serve: ready");
+                break;
+            }
+            Err(e) if server.load_failed() => anyhow::bail!("{e}"),
+            Err(_) if super::interrupt::requested() => break,
+            Err(_) => {}
+        }
     }
-    server.run_until_ctrl_c()?;
+    while !super::interrupt::requested() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("rbench serve: Ctrl-C: no new requests; ending the running ones (Ctrl-C again to exit at once)");
+    server.shutdown();
     Err(super::interrupt::Interrupted {
         done: "serving".into(),
     }

@@ -61,7 +61,7 @@ impl<'m> Engine<'m> {
             stop_at_eog: cfg.stop_at_eog,
             sampler: cfg.sampler,
             shared_prefix: Vec::new(),
-            prefix_cache: false,
+            prefix_cache_cells: 0,
         };
         if prompt.is_empty() {
             return Err(ScheduleError::EmptyPrompt { index: ONLY });

@@ -96,8 +96,11 @@ pub struct ScheduleConfig {
     /// Tokens every request starts with, computed once and shared.
     pub shared_prefix: Vec<u32>,
     /// Keep finished requests' cells for later requests with the same
-    /// leading tokens (not with a shared prefix).
-    pub prefix_cache: bool,
+    /// leading tokens, in at most this many cells held by the cache alone
+    /// (0: no prefix cache; not with a shared prefix). Attention looks at
+    /// every cell up to the highest one in use, so an unbounded cache would
+    /// slow every step down as it fills the KV cache.
+    pub prefix_cache_cells: usize,
 }
 
 /// Everything a run produced, completions in input order.
@@ -214,7 +217,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                 slots: cfg.n_slots,
             });
         }
-        if cfg.prefix_cache && !cfg.shared_prefix.is_empty() {
+        if cfg.prefix_cache_cells > 0 && !cfg.shared_prefix.is_empty() {
             return Err(ScheduleError::PrefixCacheWithSharedPrefix);
         }
         engine.clear();
@@ -243,7 +246,8 @@ impl<'e, 'm> Scheduler<'e, 'm> {
         let peak_cells = engine.kv.cells.n_used();
         // Cache entries take the ids after the slots' and the prefix's.
         let cache = cfg
-            .prefix_cache
+            .prefix_cache_cells
+            .gt(&0)
             .then(|| PrefixCache::new(prefix_seq + 1..MAX_SEQS as u32));
         Ok(Scheduler {
             cache,
@@ -355,6 +359,16 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                     .seq_cp(a.seq, into, 0, decoded as i32)
                     .map_err(EngineError::from)?;
             }
+            cells.seq_rm(a.seq, 0, i32::MAX);
+            // Over budget: drop the least recently used entries.
+            let cache_ids = self.prefix_seq + 1..MAX_SEQS as u32;
+            while cells.cells_held_only_by(cache_ids.clone()) > self.cfg.prefix_cache_cells {
+                match cache.evict_lru() {
+                    Some(seq) => cells.seq_rm(seq, 0, i32::MAX),
+                    None => break,
+                }
+            }
+            return Ok(Some(a));
         }
         cells.seq_rm(a.seq, 0, i32::MAX);
         Ok(Some(a))
@@ -600,7 +614,11 @@ pub fn token_logprobs(logits: &[f32], token: u32, top: usize) -> TokenLogprobs {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
     let log_norm = max + sum.ln();
-    let lp = |id: u32| logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| (l as f64 - log_norm) as f32);
+    let lp = |id: u32| {
+        logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |&l| (l as f64 - log_norm) as f32)
+    };
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
     if top > 0 {
         for (i, &l) in logits.iter().enumerate() {
@@ -682,7 +700,7 @@ mod tests {
             stop_at_eog: false,
             sampler: SamplerConfig::greedy(),
             shared_prefix: vec![],
-            prefix_cache: false,
+            prefix_cache_cells: 0,
         };
         let mut s = Scheduler::new(&mut engine, schedule).unwrap();
         assert!(s.is_idle());
@@ -725,5 +743,78 @@ mod tests {
         let report = s.finish(vec![], false);
         assert!(report.steps.len() >= 5);
         assert_eq!(engine.kv.cells.n_used(), 0);
+    }
+
+    #[test]
+    fn the_prefix_cache_gives_the_same_tokens_stays_in_budget_and_cancel_frees() {
+        let (_dir, model) = crate::model::synth::test_model(3);
+        let cfg = EngineConfig {
+            n_ctx: 512,
+            n_threads: 2,
+            batch_invariant: true,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(&model, cfg).unwrap();
+        let schedule = ScheduleConfig {
+            n_slots: 1,
+            max_batch_tokens: 64,
+            stop_at_eog: false,
+            sampler: SamplerConfig::greedy(),
+            shared_prefix: vec![],
+            prefix_cache_cells: 80,
+        };
+        let mut s = Scheduler::new(&mut engine, schedule).unwrap();
+        let prompt = |first: u32| (first..first + 30).collect::<Vec<u32>>();
+        let mut run = |s: &mut Scheduler, p: Vec<u32>| {
+            s.submit(Request {
+                prompt: p,
+                n_predict: 6,
+            })
+            .unwrap();
+            let mut events = Vec::new();
+            while !s.is_idle() {
+                s.step(&mut events).unwrap();
+            }
+            let admitted = events.iter().find_map(|e| match e {
+                Event::Admitted {
+                    cached_tokens,
+                    cache,
+                    ..
+                } => Some((*cached_tokens, *cache)),
+                _ => None,
+            });
+            let done = events.iter().find_map(|e| match e {
+                Event::Done(c) => Some(c.tokens.clone()),
+                _ => None,
+            });
+            (admitted.unwrap(), done.unwrap())
+        };
+        let (cold_cache, cold) = run(&mut s, prompt(10));
+        assert_eq!(cold_cache, (0, CacheOutcome::Miss));
+        let (warm_cache, warm) = run(&mut s, prompt(10));
+        assert_eq!(warm_cache, (29, CacheOutcome::Hit));
+        assert_eq!(warm, cold, "cached cells give the tokens computed ones give");
+        assert_eq!(s.cache_entries(), 1);
+        // Two more prompts of 35 cells each: only 80 cells may stay cached.
+        run(&mut s, prompt(100));
+        run(&mut s, prompt(200));
+        let cache_ids = s.prefix_seq + 1..MAX_SEQS as u32;
+        assert!(s.engine.kv.cells.cells_held_only_by(cache_ids.clone()) <= 80);
+        assert!(s.cache_entries() < 3);
+        // A cancelled request leaves only cache cells behind.
+        let index = s
+            .submit(Request {
+                prompt: prompt(300),
+                n_predict: 50,
+            })
+            .unwrap();
+        let mut events = Vec::new();
+        s.step(&mut events).unwrap();
+        s.step(&mut events).unwrap();
+        assert!(s.cancel(index).unwrap());
+        assert!(!s.cancel(index).unwrap());
+        assert!(s.is_idle());
+        let cells = &s.engine.kv.cells;
+        assert_eq!(cells.n_used(), cells.cells_held_only_by(cache_ids));
     }
 }

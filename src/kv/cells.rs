@@ -244,6 +244,19 @@ impl CellTable {
             .max()
     }
 
+    /// Cells that only sequences in `ids` hold.
+    pub fn cells_held_only_by(&self, ids: std::ops::Range<u32>) -> usize {
+        let mut others = SeqSet::EMPTY;
+        for s in (0..MAX_SEQS as u32).filter(|s| !ids.contains(s)) {
+            // In range by construction.
+            let _ = others.insert(s);
+        }
+        self.cells
+            .iter()
+            .filter(|c| !c.is_empty() && !c.seqs.intersects(&others))
+            .count()
+    }
+
     /// Cells held by `seq`.
     pub fn seq_cells(&self, seq: u32) -> usize {
         self.cells.iter().filter(|c| c.seqs.contains(seq)).count()
@@ -378,7 +391,8 @@ mod tests {
     #[test]
     fn a_sequence_grows_above_its_own_cells_and_new_ones_fill_holes() {
         let mut t = CellTable::new(8);
-        t.place(&[tok(0, 0), tok(0, 1), tok(1, 1), tok(1, 0)]).unwrap();
+        t.place(&[tok(0, 0), tok(0, 1), tok(1, 1), tok(1, 0)])
+            .unwrap();
         // Sequence 1 ends: cells 1 and 2 become holes below sequence 0's last cell.
         t.seq_rm(1, 0, i32::MAX);
         assert_eq!(t.place(&[tok(2, 0)]).unwrap(), vec![4]);

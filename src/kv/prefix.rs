@@ -226,7 +226,10 @@ mod tests {
         a_done.extend([7, 8, 9]);
         assert_eq!(c.store(&a_done).into, Some(10));
         let hit = c.lookup(&a);
-        assert_eq!((hit.outcome, hit.seq, hit.reuse), (CacheOutcome::Hit, 10, 39));
+        assert_eq!(
+            (hit.outcome, hit.seq, hit.reuse),
+            (CacheOutcome::Hit, 10, 39)
+        );
         assert_eq!(c.lookup(&b).outcome, CacheOutcome::Miss);
         assert_eq!(c.store(&b).into, Some(11));
         assert_eq!(c.lookup(&a).outcome, CacheOutcome::Hit);

@@ -215,7 +215,10 @@ impl Common {
             stops,
             ignore_eos: self.ignore_eos,
             stream: self.stream,
-            include_usage: self.stream_options.as_ref().is_some_and(|o| o.include_usage),
+            include_usage: self
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage),
         })
     }
 }
@@ -237,9 +240,9 @@ impl CompletionRequest {
         };
         match &self.prompt {
             Value::String(s) => Ok(PromptIn::Text(s.clone())),
-            Value::Array(items) if items.len() == 1 && items[0].is_string() => {
-                Ok(PromptIn::Text(items[0].as_str().unwrap_or_default().to_string()))
-            }
+            Value::Array(items) if items.len() == 1 && items[0].is_string() => Ok(PromptIn::Text(
+                items[0].as_str().unwrap_or_default().to_string(),
+            )),
             Value::Array(items) if items.len() > 1 && items.iter().all(Value::is_string) => {
                 Err(ApiError::bad_param(
                     "prompt",
@@ -248,7 +251,11 @@ impl CompletionRequest {
             }
             Value::Array(items) if !items.is_empty() => items
                 .iter()
-                .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(bad))
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|id| u32::try_from(id).ok())
+                        .ok_or_else(bad)
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(PromptIn::Tokens),
             _ => Err(bad()),
@@ -363,14 +370,19 @@ mod tests {
     use super::*;
 
     fn common(json: &str) -> Common {
-        serde_json::from_str::<CompletionRequest>(json).unwrap().common
+        serde_json::from_str::<CompletionRequest>(json)
+            .unwrap()
+            .common
     }
 
     #[test]
     fn defaults_are_openais() {
         let s = common(r#"{"prompt": "x"}"#).sampling(7).unwrap();
         assert_eq!(s.sampler.temperature, 1.0);
-        assert_eq!((s.sampler.top_k, s.sampler.top_p, s.sampler.min_p), (0, 1.0, 0.0));
+        assert_eq!(
+            (s.sampler.top_k, s.sampler.top_p, s.sampler.min_p),
+            (0, 1.0, 0.0)
+        );
         assert_eq!(s.sampler.seed, 7);
         assert_eq!(s.max_tokens, None);
         assert!(!s.stream && !s.include_usage && !s.ignore_eos);
@@ -388,7 +400,10 @@ mod tests {
         assert_eq!(s.max_tokens, Some(5));
         assert_eq!(s.stops, vec!["\n".to_string()]);
         assert!(s.stream && s.include_usage);
-        assert_eq!((s.sampler.temperature, s.sampler.top_k, s.sampler.seed), (0.0, 0, 3));
+        assert_eq!(
+            (s.sampler.temperature, s.sampler.top_k, s.sampler.seed),
+            (0.0, 0, 3)
+        );
         for bad in [
             r#"{"prompt":"x","temperature":3}"#,
             r#"{"prompt":"x","top_p":-0.1}"#,
@@ -400,8 +415,10 @@ mod tests {
             assert!(e.param.is_some(), "{bad}");
         }
         // Wrong types are refused by the parser.
-        assert!(serde_json::from_str::<CompletionRequest>(r#"{"prompt":"x","max_tokens":"a"}"#)
-            .is_err());
+        assert!(
+            serde_json::from_str::<CompletionRequest>(r#"{"prompt":"x","max_tokens":"a"}"#)
+                .is_err()
+        );
     }
 
     #[test]
@@ -409,9 +426,18 @@ mod tests {
         let req = |p: &str| -> CompletionRequest {
             serde_json::from_str(&format!(r#"{{"prompt": {p}}}"#)).unwrap()
         };
-        assert_eq!(req(r#""hi""#).prompt().unwrap(), PromptIn::Text("hi".into()));
-        assert_eq!(req(r#"["hi"]"#).prompt().unwrap(), PromptIn::Text("hi".into()));
-        assert_eq!(req("[1, 2]").prompt().unwrap(), PromptIn::Tokens(vec![1, 2]));
+        assert_eq!(
+            req(r#""hi""#).prompt().unwrap(),
+            PromptIn::Text("hi".into())
+        );
+        assert_eq!(
+            req(r#"["hi"]"#).prompt().unwrap(),
+            PromptIn::Text("hi".into())
+        );
+        assert_eq!(
+            req("[1, 2]").prompt().unwrap(),
+            PromptIn::Tokens(vec![1, 2])
+        );
         assert!(req(r#"["a", "b"]"#).prompt().is_err());
         assert!(req("[-1]").prompt().is_err());
         assert!(req("5").prompt().is_err());

@@ -98,7 +98,11 @@ impl Shared {
             },
         };
         let template = match source {
-            Some(src) => match ChatTemplate::new(&src, &piece(tokenizer.bos_id()), &piece(tokenizer.eos_id())) {
+            Some(src) => match ChatTemplate::new(
+                &src,
+                &piece(tokenizer.bos_id()),
+                &piece(tokenizer.eos_id()),
+            ) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     eprintln!("rbench serve: the chat template does not compile ({e}); chat messages are joined instead");
@@ -141,6 +145,10 @@ impl Shared {
         }
     }
 
+    pub fn load_error(&self) -> Option<&String> {
+        self.load_error.get()
+    }
+
     pub fn shutdown_engine(&self) {
         let _ = self.commands.send(Command::Shutdown);
     }
@@ -150,7 +158,11 @@ impl Shared {
             return Ok(r);
         }
         Err(match self.load_error.get() {
-            Some(e) => ApiError::status(500, "server_error", format!("the model failed to load: {e}")),
+            Some(e) => ApiError::status(
+                500,
+                "server_error",
+                format!("the model failed to load: {e}"),
+            ),
             None => ApiError::status(503, "unavailable_error", "the model is loading"),
         })
     }
@@ -194,10 +206,7 @@ const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.cont
 /// A template for a model file without one, chosen by the turn markers its
 /// vocabulary has (llama.cpp likewise falls back to a built-in format).
 fn fallback_template(tok: &Tokenizer) -> Option<(&'static str, &'static str)> {
-    let has = |marker: &str| {
-        tok.encode(marker, false)
-            .is_ok_and(|ids| ids.len() == 1)
-    };
+    let has = |marker: &str| tok.encode(marker, false).is_ok_and(|ids| ids.len() == 1);
     if has("<start_of_turn>") && has("<end_of_turn>") {
         Some((GEMMA_TURNS, "built-in Gemma turns (the file has none)"))
     } else if has("<|im_start|>") && has("<|im_end|>") {
@@ -248,8 +257,12 @@ async fn require_key(
         let same: bool = given.as_bytes().ct_eq(key.as_bytes()).into();
         if !same {
             shared.metrics.rejected();
-            return ApiError::status(401, "authentication_error", "a valid API key is required (Authorization: Bearer KEY)")
-                .into_response();
+            return ApiError::status(
+                401,
+                "authentication_error",
+                "a valid API key is required (Authorization: Bearer KEY)",
+            )
+            .into_response();
         }
     }
     next.run(request).await
@@ -287,15 +300,22 @@ async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
 }
 
 /// The body as JSON of type `T`: 413 over the limit, 400 when malformed.
-fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::status(413, "invalid_request_error", "the request body is larger than --max-body")
+            ApiError::status(
+                413,
+                "invalid_request_error",
+                "the request body is larger than --max-body",
+            )
         } else {
             ApiError::bad_request(format!("cannot read the request body: {e}"))
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -317,7 +337,10 @@ fn yes() -> bool {
 }
 
 /// vLLM's `/tokenize`: `{count, max_model_len, tokens[, token_strs]}`.
-async fn tokenize(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn tokenize(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = (|| -> Result<Value, ApiError> {
         let req: TokenizeRequest = parse_body(body)?;
         shared.check_model(req.model.as_deref())?;
@@ -364,7 +387,10 @@ struct DetokenizeRequest {
 }
 
 /// vLLM's `/detokenize`: `{prompt}`.
-async fn detokenize(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn detokenize(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = (|| -> Result<Value, ApiError> {
         let req: DetokenizeRequest = parse_body(body)?;
         shared.check_model(req.model.as_deref())?;
@@ -422,7 +448,11 @@ impl Drop for InFlight {
 }
 
 impl Shared {
-    fn prepare(&self, kind: Kind, body: Result<Bytes, BytesRejection>) -> Result<Prepared, ApiError> {
+    fn prepare(
+        &self,
+        kind: Kind,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Prepared, ApiError> {
         let seed = self.next_id.load(Ordering::Relaxed);
         let (common, prompt, top_logprobs) = match kind {
             Kind::Completion => {
@@ -504,7 +534,10 @@ impl Shared {
     }
 
     /// Hands a prepared request to the engine; 429 when the queue is full.
-    fn submit(self: &Arc<Self>, p: &Prepared) -> Result<(mpsc::UnboundedReceiver<JobEvent>, InFlight), ApiError> {
+    fn submit(
+        self: &Arc<Self>,
+        p: &Prepared,
+    ) -> Result<(mpsc::UnboundedReceiver<JobEvent>, InFlight), ApiError> {
         let limit = self.parallel + self.max_queue;
         let taken = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(Arc::clone(self));
@@ -541,15 +574,25 @@ impl Shared {
     }
 }
 
-async fn completions(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn completions(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     generate(shared, Kind::Completion, body).await
 }
 
-async fn chat_completions(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     generate(shared, Kind::Chat, body).await
 }
 
-async fn generate(shared: Arc<Shared>, kind: Kind, body: Result<Bytes, BytesRejection>) -> Response {
+async fn generate(
+    shared: Arc<Shared>,
+    kind: Kind,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let prepared = match shared.prepare(kind, body) {
         Ok(p) => p,
@@ -671,7 +714,11 @@ impl<'t> Progress<'t> {
     }
 
     fn usage(&self, meta: &Meta) -> Usage {
-        Usage::new(meta.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        Usage::new(
+            meta.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+        )
     }
 
     fn log(&self, shared: &Shared, meta: &Meta, outcome: &str) {
@@ -710,7 +757,8 @@ fn chat_logprobs(tok: &Tokenizer, entries: &[LogprobEntry]) -> Value {
         .iter()
         .map(|e| {
             let mut v = one(e.token, e.lp.logprob);
-            v["top_logprobs"] = Value::Array(e.lp.top.iter().map(|&(id, lp)| one(id, lp)).collect());
+            v["top_logprobs"] =
+                Value::Array(e.lp.top.iter().map(|&(id, lp)| one(id, lp)).collect());
             v
         })
         .collect();
@@ -730,12 +778,11 @@ fn completion_logprobs(tok: &Tokenizer, entries: &[LogprobEntry], offset: usize)
         at += text.len();
         tokens.push(text);
         token_logprobs.push(e.lp.logprob);
-        let alternatives: serde_json::Map<String, Value> = e
-            .lp
-            .top
-            .iter()
-            .map(|&(id, lp)| (token_text(tok, id).0, json!(lp)))
-            .collect();
+        let alternatives: serde_json::Map<String, Value> =
+            e.lp.top
+                .iter()
+                .map(|&(id, lp)| (token_text(tok, id).0, json!(lp)))
+                .collect();
         top.push(Value::Object(alternatives));
     }
     json!({
@@ -765,12 +812,21 @@ async fn whole_response(
     let outcome: Result<(), ApiError> = loop {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(e)) => e,
-            Ok(None) => break Err(ApiError::status(500, "server_error", "the engine ended the request")),
+            Ok(None) => {
+                break Err(ApiError::status(
+                    500,
+                    "server_error",
+                    "the engine ended the request",
+                ))
+            }
             Err(_) => {
                 break Err(ApiError::status(
                     504,
                     "timeout_error",
-                    format!("the request took longer than --timeout {} s", shared.timeout.as_secs()),
+                    format!(
+                        "the request took longer than --timeout {} s",
+                        shared.timeout.as_secs()
+                    ),
                 ))
             }
         };
@@ -824,7 +880,14 @@ async fn whole_response(
 }
 
 /// One stream chunk's JSON.
-fn chunk(meta: &Meta, text: Option<&str>, logprobs: Option<Value>, finish: Option<&str>, include_usage: bool, first: bool) -> Value {
+fn chunk(
+    meta: &Meta,
+    text: Option<&str>,
+    logprobs: Option<Value>,
+    finish: Option<&str>,
+    include_usage: bool,
+    first: bool,
+) -> Value {
     let mut v = match meta.kind {
         Kind::Completion => json!({
             "id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
@@ -889,13 +952,22 @@ fn stream_response(
             };
             let event = match event {
                 Ok(Some(e)) => e,
-                Ok(None) => break Err(ApiError::status(500, "server_error", "the engine ended the request")),
+                Ok(None) => {
+                    break Err(ApiError::status(
+                        500,
+                        "server_error",
+                        "the engine ended the request",
+                    ))
+                }
                 Err(_) => {
                     shared.metrics.cancelled();
                     break Err(ApiError::status(
                         504,
                         "timeout_error",
-                        format!("the request took longer than --timeout {} s", shared.timeout.as_secs()),
+                        format!(
+                            "the request took longer than --timeout {} s",
+                            shared.timeout.as_secs()
+                        ),
                     ));
                 }
             };
@@ -909,7 +981,14 @@ fn stream_response(
                     Kind::Completion => completion_logprobs(tok, &piece.logprobs, offset),
                 });
                 offset += piece.text.len();
-                let c = chunk(&meta, Some(&piece.text), logprobs, None, include_usage, first);
+                let c = chunk(
+                    &meta,
+                    Some(&piece.text),
+                    logprobs,
+                    None,
+                    include_usage,
+                    first,
+                );
                 first = false;
                 if out.send(data(&c)).await.is_err() {
                     progress.log(&shared, &meta, "client disconnected");

@@ -44,7 +44,8 @@ pub struct ServeConfig {
     /// Longest a request may take, end to end.
     pub timeout: Duration,
     pub api_key: Option<String>,
-    pub prefix_cache: bool,
+    /// Cells the prefix cache may hold on its own (0: no prefix cache).
+    pub prefix_cache_cells: usize,
     /// Most tokens one decode step carries.
     pub max_batch_tokens: usize,
     /// One line per finished request on stderr.
@@ -80,13 +81,14 @@ pub struct RunningServer {
 
 /// The engine's configuration for a server: cells for every slot.
 pub fn engine_config(cfg: &ServeConfig) -> Result<EngineConfig, ServeError> {
-    let n_ctx = crate::kv::sizing::n_ctx_for_workers(cfg.parallel, cfg.ctx_per_request).map_err(
-        |e| ServeError::Sizing {
-            parallel: cfg.parallel,
-            ctx: cfg.ctx_per_request,
-            why: e.to_string(),
-        },
-    )?;
+    let n_ctx =
+        crate::kv::sizing::n_ctx_for_workers(cfg.parallel, cfg.ctx_per_request).map_err(|e| {
+            ServeError::Sizing {
+                parallel: cfg.parallel,
+                ctx: cfg.ctx_per_request,
+                why: e.to_string(),
+            }
+        })?;
     Ok(EngineConfig {
         n_ctx,
         n_ubatch: cfg.engine.n_ubatch.min(n_ctx),
@@ -124,7 +126,7 @@ impl RunningServer {
             stop_at_eog: true,
             sampler: SamplerConfig::greedy(),
             shared_prefix: Vec::new(),
-            prefix_cache: cfg.prefix_cache,
+            prefix_cache_cells: cfg.prefix_cache_cells,
         };
         let engine_thread = {
             let shared = Arc::clone(&shared);
@@ -176,25 +178,13 @@ impl RunningServer {
         self.shared.wait_ready(timeout)
     }
 
-    pub fn metrics(&self) -> Snapshot {
-        self.shared.metrics.snapshot()
+    /// Whether loading the model failed (the server then answers 500).
+    pub fn load_failed(&self) -> bool {
+        self.shared.load_error().is_some()
     }
 
-    /// Blocks until Ctrl-C; returns once the server has stopped.
-    pub fn run_until_ctrl_c(mut self) -> Result<(), ServeError> {
-        if let Some(rt) = self.runtime.as_ref() {
-            rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            eprintln!("rbench serve: Ctrl-C: no new requests; ending the running ones (Ctrl-C again to exit at once)");
-            rt.spawn(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(crate::cli::interrupt::EXIT_INTERRUPTED);
-                }
-            });
-        }
-        self.shutdown();
-        Ok(())
+    pub fn metrics(&self) -> Snapshot {
+        self.shared.metrics.snapshot()
     }
 
     /// Stops accepting, ends running requests, joins the threads.
@@ -206,7 +196,8 @@ impl RunningServer {
         if let (Some(rt), Some(served)) = (self.runtime.as_ref(), self.served.take()) {
             // Streams end when the engine drops them; don't wait forever on
             // a client that stops reading.
-            let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), served).await });
+            let _ =
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), served).await });
         }
         if let Some(engine) = self.engine.take() {
             let _ = engine.join();

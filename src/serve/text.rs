@@ -109,25 +109,40 @@ pub fn token_text(tokenizer: &Tokenizer, id: u32) -> (String, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokenizer::VocabSpec;
 
+    const WORDS: [&str; 5] = ["▁the", "▁cat", "▁sat", "▁on", "▁mat"];
+
+    /// Byte tokens at 3 + b, then the words at 259.. (SentencePiece style).
     fn tokenizer() -> Tokenizer {
-        let (_dir, model) = crate::model::synth::test_model(1);
-        let file = crate::gguf::GgufFile::open(&model.path).unwrap();
-        Tokenizer::from_gguf(&file).unwrap()
+        let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2, 3, 3];
+        tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+        types.extend([6; 256]);
+        tokens.extend(WORDS.iter().map(|w| w.to_string()));
+        types.extend([1; WORDS.len()]);
+        Tokenizer::from_spec(VocabSpec {
+            model: "llama".into(),
+            scores: vec![0.0; tokens.len()],
+            tokens,
+            token_types: types,
+            bos_id: Some(1),
+            eos_id: Some(2),
+            unk_id: Some(0),
+            ..VocabSpec::default()
+        })
+        .unwrap()
     }
 
-    /// Token ids whose concatenated texts are `pieces`.
-    fn ids_for(tok: &Tokenizer, pieces: &[&str]) -> Vec<u32> {
-        pieces
-            .iter()
-            .map(|p| {
-                (0..tok.n_vocab() as u32)
-                    .find(|&id| token_text(tok, id).0 == *p)
-                    .unwrap_or_else(|| panic!("no token for {p:?}"))
-            })
-            .collect()
+    fn word(w: &str) -> u32 {
+        259 + WORDS.iter().position(|x| *x == w).unwrap() as u32
     }
 
+    fn byte(b: u8) -> u32 {
+        3 + b as u32
+    }
+
+    /// Text out, whether a stop string ended it, tokens taken.
     fn run(tok: &Tokenizer, stops: &[&str], ids: &[u32]) -> (String, bool, usize) {
         let mut s = TextStream::new(tok, stops.iter().map(|s| s.to_string()).collect());
         let mut out = String::new();
@@ -145,24 +160,34 @@ mod tests {
     #[test]
     fn stop_strings_are_found_across_tokens_and_cut() {
         let tok = tokenizer();
-        let pieces: Vec<String> = (0..tok.n_vocab() as u32)
-            .map(|id| token_text(&tok, id).0)
-            .filter(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphanumeric()))
-            .take(4)
-            .collect();
-        assert_eq!(pieces.len(), 4, "the synthetic vocabulary has word pieces");
-        let p: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let ids = ids_for(&tok, &p);
-        let all = p.concat();
-        assert_eq!(run(&tok, &[], &ids), (all.clone(), false, 4));
-        // The stop string starts in the second piece and ends in the third.
-        let stop = format!("{}{}", &p[1][1..], &p[2][..1]);
-        let (text, stopped, used) = run(&tok, &[&stop], &ids);
-        assert!(stopped);
-        assert_eq!(used, 3);
-        assert_eq!(text, format!("{}{}", p[0], &p[1][..1]));
+        let ids: Vec<u32> = WORDS.iter().map(|w| word(w)).collect();
+        let all = " the cat sat on mat";
+        assert_eq!(run(&tok, &[], &ids), (all.to_string(), false, 5));
+        // "t s" starts in "▁cat" and ends in "▁sat".
+        assert_eq!(run(&tok, &["t s"], &ids), (" the ca".to_string(), true, 3));
+        // The earliest of several stop strings wins.
+        assert_eq!(
+            run(&tok, &["mat", "he c"], &ids),
+            (" t".to_string(), true, 2)
+        );
         // A stop string that never completes is given back at the end.
-        let never = format!("{}#", p[3]);
-        assert_eq!(run(&tok, &[&never], &ids), (all, false, 4));
+        assert_eq!(run(&tok, &[" mat!"], &ids), (all.to_string(), false, 5));
+        // Text held back for a possible stop string is released once it cannot be one.
+        let mut s = TextStream::new(&tok, vec![" sat down".into()]);
+        assert_eq!(s.push(word("▁cat")).unwrap().text, " cat");
+        assert_eq!(s.push(word("▁sat")).unwrap().text, "");
+        assert_eq!(s.push(word("▁on")).unwrap().text, " sat on");
+    }
+
+    #[test]
+    fn split_characters_wait_for_their_last_byte() {
+        let tok = tokenizer();
+        // "中" is E4 B8 AD, one byte token each.
+        let ids = [word("▁cat"), byte(0xE4), byte(0xB8), byte(0xAD), word("▁on")];
+        let mut s = TextStream::new(&tok, vec![]);
+        let texts: Vec<String> = ids.iter().map(|&id| s.push(id).unwrap().text).collect();
+        assert_eq!(texts, [" cat", "", "", "中", " on"]);
+        assert_eq!(run(&tok, &["中"], &ids), (" cat".to_string(), true, 4));
+        assert_eq!(token_text(&tok, byte(b'A')), ("A".to_string(), vec![b'A']));
     }
 }

@@ -55,7 +55,6 @@ pub struct WorkerConfig {
     pub schedule: ScheduleConfig,
 }
 
-
 /// Runs requests from `commands` until a Shutdown or until every sender is
 /// gone. `model` is loaded by the caller (on this thread).
 pub fn run(
