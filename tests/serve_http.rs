@@ -487,7 +487,10 @@ fn a_request_over_the_timeout_gets_504_or_an_error_event() {
     assert_eq!(response.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(10));
     let v: Value = response.json().unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("--timeout"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--timeout"));
     let mut stream = body.clone();
     stream["stream"] = json!(true);
     let events = sse_events(post(&c, &server, "/v1/completions", &stream));

@@ -59,6 +59,7 @@ Try, in order:
   rbench sysinfo                        this machine's CPU, memory and measured memory bandwidth
   rbench info -m MODEL.gguf             what a model file holds
   rbench run -m MODEL.gguf -p \"Hello\"   generate text
+  rbench serve -m MODEL.gguf            an OpenAI-compatible server (http://127.0.0.1:8080/v1)
   rbench bench -m MODEL.gguf --save a.json && rbench report a.json -o report.md
                                         keep results and turn them into a report with charts
 

@@ -793,7 +793,10 @@ mod tests {
         assert_eq!(cold_cache, (0, CacheOutcome::Miss));
         let (warm_cache, warm) = run(&mut s, prompt(10));
         assert_eq!(warm_cache, (29, CacheOutcome::Hit));
-        assert_eq!(warm, cold, "cached cells give the tokens computed ones give");
+        assert_eq!(
+            warm, cold,
+            "cached cells give the tokens computed ones give"
+        );
         assert_eq!(s.cache_entries(), 1);
         // Two more prompts of 35 cells each: only 80 cells may stay cached.
         run(&mut s, prompt(100));

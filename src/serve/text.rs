@@ -183,7 +183,13 @@ mod tests {
     fn split_characters_wait_for_their_last_byte() {
         let tok = tokenizer();
         // "中" is E4 B8 AD, one byte token each.
-        let ids = [word("▁cat"), byte(0xE4), byte(0xB8), byte(0xAD), word("▁on")];
+        let ids = [
+            word("▁cat"),
+            byte(0xE4),
+            byte(0xB8),
+            byte(0xAD),
+            word("▁on"),
+        ];
         let mut s = TextStream::new(&tok, vec![]);
         let texts: Vec<String> = ids.iter().map(|&id| s.push(id).unwrap().text).collect();
         assert_eq!(texts, [" cat", "", "", "中", " on"]);
