@@ -765,7 +765,7 @@ mod tests {
         };
         let mut s = Scheduler::new(&mut engine, schedule).unwrap();
         let prompt = |first: u32| (first..first + 30).collect::<Vec<u32>>();
-        let mut run = |s: &mut Scheduler, p: Vec<u32>| {
+        let run = |s: &mut Scheduler, p: Vec<u32>| {
             s.submit(Request {
                 prompt: p,
                 n_predict: 6,
