@@ -13,6 +13,7 @@ pub mod ggml;
 pub mod gguf;
 pub mod kernels;
 pub mod kv;
+pub mod load;
 pub mod model;
 pub mod quant;
 pub mod report;

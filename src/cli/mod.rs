@@ -16,6 +16,7 @@ mod compare;
 mod engine_args;
 mod info;
 pub mod interrupt;
+mod load;
 mod parallel;
 mod perplexity;
 pub mod progress;
@@ -107,6 +108,8 @@ enum Command {
     Parallel(parallel::ParallelArgs),
     /// An OpenAI-compatible server (completions, chat, streaming) with a prefix cache.
     Serve(serve::ServeArgs),
+    /// Benchmark an OpenAI-compatible server: load shapes, scenarios, vLLM's metrics.
+    Load(load::LoadArgs),
     /// A Markdown report (tables, analysis, SVG charts) from saved results.
     #[command(
         after_help = "Example:\n  rbench bench --save a.json && rbench report a.json -o report.md\n  rbench report old.json new.json -o compare.md   (side by side, with ratios)"
@@ -157,6 +160,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args, bench::Mode::Bench),
         Command::Parallel(args) => parallel::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Load(args) => load::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Sysinfo(args) => sysinfo::run(args),

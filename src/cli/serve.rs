@@ -64,7 +64,8 @@ pub struct ServeArgs {
 
 const DEFAULT_CTX: usize = 4096;
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Checks the flags, prints the plan and returns the server's configuration.
+fn prepare(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     args.engine.validate()?;
     if args.parallel == 0 || args.parallel >= crate::kv::MAX_SEQS - 1 {
         return Err(UsageError(format!(
@@ -145,6 +146,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         engine.n_threads,
     );
+    Ok(cfg)
+}
+
+/// `rbench serve` on `model` at a free loopback port, loaded and ready (for
+/// `rbench load` without a server of its own).
+pub fn start_local(model: &str, parallel: usize) -> anyhow::Result<RunningServer> {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+    let parallel = parallel.to_string();
+    let flags = <Flags as clap::Parser>::try_parse_from([
+        "serve",
+        "-m",
+        model,
+        "--port",
+        "0",
+        "--parallel",
+        &parallel,
+        "--no-log-requests",
+    ])?;
+    let server = RunningServer::start(prepare(&flags.serve)?)?;
+    server
+        .wait_ready(Duration::from_secs(3600))
+        .map_err(anyhow::Error::msg)?;
+    Ok(server)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = prepare(&args)?;
     super::interrupt::install().map_err(anyhow::Error::msg)?;
     let mut server = RunningServer::start(cfg)?;
     eprintln!(

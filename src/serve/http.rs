@@ -971,11 +971,14 @@ fn stream_response(
                     ));
                 }
             };
+            let token_event = matches!(event, JobEvent::Token { .. }) && progress.finish.is_none();
             let piece = match progress.on_event(event, meta.started) {
                 Ok(p) => p,
                 Err(e) => break Err(e),
             };
-            if !piece.text.is_empty() || !piece.logprobs.is_empty() {
+            // One chunk per token, even when its text is held back or
+            // empty (a byte of a split character): clients time tokens by chunks.
+            if token_event || !piece.text.is_empty() {
                 let logprobs = meta.top_logprobs.map(|_| match meta.kind {
                     Kind::Chat => chat_logprobs(tok, &piece.logprobs),
                     Kind::Completion => completion_logprobs(tok, &piece.logprobs, offset),

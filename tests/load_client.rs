@@ -1,0 +1,137 @@
+//! `rbench load`'s client against a local stub server (instant answers,
+//! held streams, broken streams) and against `rbench serve`.
+
+mod common;
+
+use rbench::load::client::{Backend, Prompt, PromptBody, Target};
+use rbench::load::metrics::{Slo, TokenSource};
+use rbench::load::stub::{self, Stub};
+use rbench::load::{self, Arrival, LoadConfig};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn config(base: &str, n: usize, tokens: usize, concurrency: Option<usize>) -> LoadConfig {
+    LoadConfig {
+        target: Target {
+            base_url: base.to_string(),
+            backend: Backend::Completions,
+            model: None,
+            api_key: None,
+            ignore_eos: true,
+        },
+        prompts: vec![
+            Prompt {
+                body: PromptBody::Tokens(vec![1, 2, 3, 4]),
+                tokens: 4,
+                max_tokens: tokens,
+            };
+            n
+        ],
+        arrival: Arrival {
+            rate: f64::INFINITY,
+            burstiness: 1.0,
+            seed: 0,
+        },
+        max_concurrency: concurrency,
+        warmup: 0,
+        duration: None,
+        percentiles: vec![50.0, 99.0],
+        slo: Slo::default(),
+        read_timeout: Duration::from_secs(30),
+    }
+}
+
+fn stub_runtime() -> tokio::runtime::Runtime {
+    stub::runtime().unwrap()
+}
+
+#[test]
+fn five_hundred_streams_at_once_all_complete_and_are_timed() {
+    let rt = stub_runtime();
+    let stub = Arc::new(Stub::new(3, Duration::from_millis(800), 0));
+    let base = stub::start(&rt, Arc::clone(&stub)).unwrap();
+    let cfg = config(&base, 500, 3, None);
+    let run = load::run(&cfg, Arc::new(false.into())).unwrap();
+    let s = &run.summary;
+    assert_eq!((s.completed, s.failed), (500, 0), "{:?}", s.errors);
+    assert_eq!(s.total_output_tokens, 1500);
+    assert_eq!(s.output_tokens_from, TokenSource::Usage);
+    // All 500 were open together: each held its last token for 0.8 s.
+    assert_eq!(stub.most_open(), 500);
+    assert!(s.itl.percentiles[1].1 >= 700.0, "{:?}", s.itl);
+    // TPOT = (E2EL - TTFT) / 2 covers the held gap.
+    assert!(s.tpot.median >= 350.0, "{:?}", s.tpot);
+    eprintln!(
+        "500 concurrent streams: {:.0} req/s, TTFT p99 {:.1} ms",
+        s.request_throughput, s.ttft.percentiles[1].1
+    );
+}
+
+#[test]
+fn broken_streams_and_a_dead_server_are_failures_with_reasons() {
+    let rt = stub_runtime();
+    let stub = Arc::new(Stub::new(4, Duration::ZERO, 3));
+    let base = stub::start(&rt, stub).unwrap();
+    let run = load::run(&config(&base, 30, 4, Some(4)), Arc::new(false.into())).unwrap();
+    assert_eq!((run.summary.completed, run.summary.failed), (20, 10));
+    assert_eq!(run.summary.errors.len(), 1, "{:?}", run.summary.errors);
+    // Nobody listening: every request fails at once, nothing hangs.
+    let dead = load::run(
+        &config("http://127.0.0.1:9", 5, 4, None),
+        Arc::new(false.into()),
+    )
+    .unwrap();
+    assert_eq!((dead.summary.completed, dead.summary.failed), (0, 5));
+    assert_eq!(dead.summary.errors[0].0, "cannot connect");
+}
+
+#[test]
+fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
+    let out = common::rbench(&[
+        "load",
+        "-m",
+        "synth:llama-15m",
+        "--max-concurrency",
+        "4",
+        "--num-prompts",
+        "8",
+        "--random-input-len",
+        "32",
+        "--random-output-len",
+        "8",
+        "--ignore-eos",
+        "--goodput",
+        "ttft:60000",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["runs"][0];
+    for key in [
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "std_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "p90_tpot_ms",
+        "mean_itl_ms",
+        "p50_itl_ms",
+        "mean_e2el_ms",
+        "p99_e2el_ms",
+        "request_goodput",
+    ] {
+        assert!(run[key].is_number(), "{key}: {run}");
+    }
+    assert_eq!(run["completed"], 8);
+    assert_eq!(run["failed"], 0);
+    assert_eq!(run["total_output_tokens"], 64);
+    assert_eq!(run["total_input_tokens"], 8 * 32);
+    assert_eq!(run["output_tokens_from"], "usage");
+    assert_eq!(run["request_goodput"], run["request_throughput"]);
+    assert!(run["mean_tpot_ms"].as_f64().unwrap() > 0.0);
+}
