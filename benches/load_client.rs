@@ -49,8 +49,11 @@ fn main() {
     for concurrency in [16, 64, 256] {
         let mut best = 0.0f64;
         for _ in 0..3 {
-            let run = load::run(&config(&base, 10_000, 1, Some(concurrency)), Arc::new(false.into()))
-                .expect("run");
+            let run = load::run(
+                &config(&base, 10_000, 1, Some(concurrency)),
+                Arc::new(false.into()),
+            )
+            .expect("run");
             assert_eq!(run.summary.failed, 0, "{:?}", run.summary.errors);
             best = best.max(run.summary.request_throughput);
         }

@@ -49,7 +49,7 @@ fn stub_runtime() -> tokio::runtime::Runtime {
 #[test]
 fn five_hundred_streams_at_once_all_complete_and_are_timed() {
     let rt = stub_runtime();
-    let stub = Arc::new(Stub::new(3, Duration::from_millis(800), 0));
+    let stub = Arc::new(Stub::new(3, Duration::from_secs(2), 0));
     let base = stub::start(&rt, Arc::clone(&stub)).unwrap();
     let cfg = config(&base, 500, 3, None);
     let run = load::run(&cfg, Arc::new(false.into())).unwrap();
@@ -57,11 +57,11 @@ fn five_hundred_streams_at_once_all_complete_and_are_timed() {
     assert_eq!((s.completed, s.failed), (500, 0), "{:?}", s.errors);
     assert_eq!(s.total_output_tokens, 1500);
     assert_eq!(s.output_tokens_from, TokenSource::Usage);
-    // All 500 were open together: each held its last token for 0.8 s.
+    // All 500 were open together: each held its last token for 2 s.
     assert_eq!(stub.most_open(), 500);
-    assert!(s.itl.percentiles[1].1 >= 700.0, "{:?}", s.itl);
+    assert!(s.itl.percentiles[1].1 >= 1900.0, "{:?}", s.itl);
     // TPOT = (E2EL - TTFT) / 2 covers the held gap.
-    assert!(s.tpot.median >= 350.0, "{:?}", s.tpot);
+    assert!(s.tpot.median >= 950.0, "{:?}", s.tpot);
     eprintln!(
         "500 concurrent streams: {:.0} req/s, TTFT p99 {:.1} ms",
         s.request_throughput, s.ttft.percentiles[1].1
@@ -74,8 +74,15 @@ fn broken_streams_and_a_dead_server_are_failures_with_reasons() {
     let stub = Arc::new(Stub::new(4, Duration::ZERO, 3));
     let base = stub::start(&rt, stub).unwrap();
     let run = load::run(&config(&base, 30, 4, Some(4)), Arc::new(false.into())).unwrap();
-    assert_eq!((run.summary.completed, run.summary.failed), (20, 10));
-    assert_eq!(run.summary.errors.len(), 1, "{:?}", run.summary.errors);
+    // Every third answer the stub starts breaks off (a request the client
+    // sends again on a new connection counts as a new answer, so which ones
+    // break varies); those are failures, the rest complete.
+    let s = &run.summary;
+    assert_eq!(s.completed + s.failed, 30);
+    assert!((5..=10).contains(&s.failed), "{s:?}");
+    assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+    assert_eq!(s.errors[0].0, "the connection broke mid-response");
+    assert_eq!(s.total_output_tokens, 4 * s.completed);
     // Nobody listening: every request fails at once, nothing hangs.
     let dead = load::run(
         &config("http://127.0.0.1:9", 5, 4, None),
@@ -106,7 +113,11 @@ fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
         "-o",
         "json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let run = &v["runs"][0];
     for key in [
@@ -134,4 +145,50 @@ fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
     assert_eq!(run["output_tokens_from"], "usage");
     assert_eq!(run["request_goodput"], run["request_throughput"]);
     assert!(run["mean_tpot_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_load_flags_are_usage_errors_before_anything_runs() {
+    for args in [
+        &[
+            "load",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--goodput",
+            "ttft=5",
+        ][..],
+        &[
+            "load",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--metric-percentiles",
+            "50,101",
+        ],
+        &[
+            "load",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--max-concurrency",
+            "0",
+        ],
+        &[
+            "load",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--backend",
+            "grpc",
+        ],
+    ] {
+        let out = common::rbench(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A server that is not there: a clear runtime error, no hang.
+    let out = common::rbench(&["load", "--base-url", "http://127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }

@@ -144,6 +144,10 @@ fn completions_and_chat_stream_and_report_usage_and_cached_tokens() {
     assert_eq!(first["usage"]["completion_tokens"], 12);
     assert_eq!(first["usage"]["total_tokens"], 52);
     assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    // llama-server's `timings`, so load clients can compare.
+    assert_eq!(first["timings"]["predicted_n"], 12);
+    assert_eq!(first["timings"]["prompt_n"], 40);
+    assert!(first["timings"]["prompt_ms"].as_f64().unwrap() > 0.0);
 
     // The same prompt streamed: the same text, now from the cache.
     let mut stream_body = body.clone();

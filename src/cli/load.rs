@@ -93,7 +93,9 @@ fn percentiles(spec: &str) -> Result<Vec<f64>, UsageError> {
                 .parse::<f64>()
                 .ok()
                 .filter(|v| (0.0..=100.0).contains(v))
-                .ok_or_else(|| UsageError(format!("--metric-percentiles: {p} is not within 0..100")))
+                .ok_or_else(|| {
+                    UsageError(format!("--metric-percentiles: {p} is not within 0..100"))
+                })
         })
         .collect()
 }
@@ -133,9 +135,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let pcts = percentiles(&args.percentiles)?;
     let slo = Slo::parse(&args.goodput).map_err(UsageError)?;
     if args.max_concurrency == Some(0) || args.num_prompts == Some(0) {
-        return Err(UsageError("--max-concurrency and --num-prompts must be at least 1".into()).into());
+        return Err(
+            UsageError("--max-concurrency and --num-prompts must be at least 1".into()).into(),
+        );
     }
-    if !(args.read_timeout > 0.0) || args.duration.is_some_and(|d| !(d > 0.0)) {
+    if args.read_timeout.is_nan()
+        || args.read_timeout <= 0.0
+        || args.duration.is_some_and(|d| d.is_nan() || d <= 0.0)
+    {
         return Err(UsageError("--read-timeout and --duration must be positive".into()).into());
     }
     // No server given: serve the model here.
@@ -145,7 +152,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         None => {
             let server = super::serve::start_local(&args.model, args.max_concurrency.unwrap_or(8))?;
             let url = format!("http://{}", server.addr);
-            eprintln!("rbench load: serving {} at {url} in this process", args.model);
+            eprintln!(
+                "rbench load: serving {} at {url} in this process",
+                args.model
+            );
             local = Some(server);
             url
         }
@@ -187,7 +197,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     let mut interrupted = false;
     for (i, step) in steps.iter().enumerate() {
-        let concurrency = (step.concurrency > 0).then_some(step.concurrency).or(args.max_concurrency);
+        let concurrency = (step.concurrency > 0)
+            .then_some(step.concurrency)
+            .or(args.max_concurrency);
         let count = args
             .num_prompts
             .unwrap_or_else(|| (4 * concurrency.unwrap_or(2)).max(8));
@@ -233,7 +245,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             step.output_len,
             concurrency.map_or("unlimited".to_string(), |c| c.to_string()),
             cfg.prompts.len(),
-            step.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+            step.note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
         );
         let run = load::run(&cfg, Arc::clone(&stop))?;
         interrupted |= run.interrupted;
@@ -315,21 +330,42 @@ fn render(step: &Shape, s: &Summary) -> String {
             crate::load::metrics::TokenSource::Chunks => "counted chunks",
         }
     );
-    let mut header = vec!["metric (ms)".to_string(), "mean".into(), "median".into(), "std".into()];
-    header.extend(s.ttft.percentiles.iter().map(|(p, _)| format!("p{}", format_percentile(*p))));
-    let rows = [("TTFT", &s.ttft), ("TPOT", &s.tpot), ("ITL", &s.itl), ("E2EL", &s.e2el)]
-        .into_iter()
-        .map(|(name, l)| {
-            let mut row = vec![
-                name.to_string(),
-                format!("{:.1}", l.mean),
-                format!("{:.1}", l.median),
-                format!("{:.1}", l.std),
-            ];
-            row.extend(l.percentiles.iter().map(|(_, v)| format!("{v:.1}")));
-            row
-        });
+    let mut header = vec![
+        "metric (ms)".to_string(),
+        "mean".into(),
+        "median".into(),
+        "std".into(),
+    ];
+    header.extend(
+        s.ttft
+            .percentiles
+            .iter()
+            .map(|(p, _)| format!("p{}", format_percentile(*p))),
+    );
+    let rows = [
+        ("TTFT", &s.ttft),
+        ("TPOT", &s.tpot),
+        ("ITL", &s.itl),
+        ("E2EL", &s.e2el),
+    ]
+    .into_iter()
+    .map(|(name, l)| {
+        let mut row = vec![
+            name.to_string(),
+            format!("{:.1}", l.mean),
+            format!("{:.1}", l.median),
+            format!("{:.1}", l.std),
+        ];
+        row.extend(l.percentiles.iter().map(|(_, v)| format!("{v:.1}")));
+        row
+    });
     out.push_str(&table(&header, rows, numbers_from(1)));
+    if let Some((prompt_ms, per_token_ms)) = s.server_timings {
+        out.push_str(&format!(
+            "\nthe server's own timings (means): prompt {prompt_ms:.1} ms against TTFT {:.1} ms; {per_token_ms:.2} ms per token against TPOT {:.2} ms",
+            s.ttft.mean, s.tpot.mean
+        ));
+    }
     for (reason, n) in &s.errors {
         out.push_str(&format!("\nfailed ×{n}: {reason}"));
     }

@@ -177,6 +177,8 @@ pub enum Event {
         index: usize,
         cached_tokens: usize,
         cache: CacheOutcome,
+        /// When it entered the slot (its prompt is computed from then on).
+        at: Instant,
     },
 }
 
@@ -558,6 +560,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
                 index,
                 cached_tokens: found.reuse,
                 cache: found.outcome,
+                at: Instant::now(),
             });
             *slot = Some(Active {
                 index,

@@ -1,7 +1,7 @@
 //! One streamed request to an OpenAI-compatible server, timed chunk by
 //! chunk (reqwest on tokio; server-sent events read as they arrive).
 
-use super::metrics::{RequestRecord, TokenSource};
+use super::metrics::{RequestRecord, ServerTimings, TokenSource};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -104,7 +104,12 @@ fn is_token_chunk(v: &Value) -> bool {
 }
 
 /// Sends `prompt` and records its timeline; failures are recorded, not returned.
-pub async fn send(client: &reqwest::Client, target: &Target, prompt: &Prompt, t0: Instant) -> RequestRecord {
+pub async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    prompt: &Prompt,
+    t0: Instant,
+) -> RequestRecord {
     let mut record = RequestRecord {
         prompt_tokens: prompt.tokens,
         sent: t0.elapsed().as_secs_f64(),
@@ -113,6 +118,7 @@ pub async fn send(client: &reqwest::Client, target: &Target, prompt: &Prompt, t0
         output_tokens: 0,
         tokens_from: TokenSource::Chunks,
         error: None,
+        server_timings: None,
     };
     let outcome = stream(client, target, prompt, t0, &mut record).await;
     record.end = t0.elapsed().as_secs_f64();
@@ -129,11 +135,22 @@ async fn stream(
     t0: Instant,
     record: &mut RequestRecord,
 ) -> Result<(), String> {
-    let mut request = client.post(target.url()).json(&target.body(prompt));
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.map_err(|e| describe(&e))?;
+    let body = target.body(prompt);
+    let mut attempt = 0;
+    let response = loop {
+        let mut request = client.post(target.url()).json(&body);
+        if let Some(key) = &target.api_key {
+            request = request.bearer_auth(key);
+        }
+        match request.send().await {
+            Ok(r) => break r,
+            // A kept-alive connection the server had just closed (cpp-httplib
+            // closes after a number of requests): nothing was answered, so
+            // sending again on a new connection is safe. Once.
+            Err(e) if attempt == 0 && e.is_request() && !e.is_timeout() => attempt += 1,
+            Err(e) => return Err(describe(&e)),
+        }
+    };
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -163,7 +180,10 @@ async fn stream(
                 break;
             }
             let Ok(v) = serde_json::from_str::<Value>(data) else {
-                return Err(format!("not JSON in the stream: {}", data.chars().take(80).collect::<String>()));
+                return Err(format!(
+                    "not JSON in the stream: {}",
+                    data.chars().take(80).collect::<String>()
+                ));
             };
             if let Some(e) = v.get("error") {
                 return Err(format!(
@@ -174,6 +194,12 @@ async fn stream(
             if is_token_chunk(&v) {
                 record.chunks.push(now);
                 chunks += 1;
+            }
+            if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
+                record.server_timings = Some(ServerTimings {
+                    prompt_ms: t["prompt_ms"].as_f64().unwrap_or(0.0),
+                    predicted_per_token_ms: t["predicted_per_token_ms"].as_f64().unwrap_or(0.0),
+                });
             }
             if let Some(usage) = v.get("usage").filter(|u| !u.is_null()) {
                 if let Some(n) = usage["completion_tokens"].as_u64() {
@@ -224,13 +250,25 @@ mod tests {
     #[test]
     fn token_chunks_are_counted_as_vllm_counts_them() {
         let count = |s: &str| is_token_chunk(&serde_json::from_str(s).unwrap());
-        assert!(count(r#"{"choices":[{"text":" the","finish_reason":null}]}"#));
+        assert!(count(
+            r#"{"choices":[{"text":" the","finish_reason":null}]}"#
+        ));
         assert!(count(r#"{"choices":[{"text":"","finish_reason":null}]}"#));
-        assert!(count(r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#));
-        assert!(!count(r#"{"choices":[{"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#));
-        assert!(!count(r#"{"choices":[{"text":"","finish_reason":"length"}]}"#));
-        assert!(count(r#"{"choices":[{"text":"end","finish_reason":"stop"}]}"#));
+        assert!(count(
+            r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#
+        ));
+        assert!(!count(
+            r#"{"choices":[{"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+        ));
+        assert!(!count(
+            r#"{"choices":[{"text":"","finish_reason":"length"}]}"#
+        ));
+        assert!(count(
+            r#"{"choices":[{"text":"end","finish_reason":"stop"}]}"#
+        ));
         assert!(!count(r#"{"choices":[],"usage":{"completion_tokens":3}}"#));
-        assert!(!count(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#));
+        assert!(!count(
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#
+        ));
     }
 }

@@ -34,6 +34,19 @@ pub struct RequestRecord {
     pub tokens_from: TokenSource,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// What the server said it measured (llama-server's and rbench serve's
+    /// `timings`), when it did.
+    #[serde(default)]
+    pub server_timings: Option<ServerTimings>,
+}
+
+/// A server's own account of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerTimings {
+    /// Prompt processing, up to the first token.
+    pub prompt_ms: f64,
+    /// Generation time per token after the first.
+    pub predicted_per_token_ms: f64,
 }
 
 impl RequestRecord {
@@ -101,7 +114,10 @@ impl Latency {
             mean,
             median: percentile(&v, 50.0),
             std,
-            percentiles: percentiles.iter().map(|&p| (p, percentile(&v, p))).collect(),
+            percentiles: percentiles
+                .iter()
+                .map(|&p| (p, percentile(&v, p)))
+                .collect(),
         }
     }
 }
@@ -119,19 +135,25 @@ impl Slo {
     pub fn parse(items: &[String]) -> Result<Slo, String> {
         let mut slo = Slo::default();
         for item in items {
-            let (name, value) = item
-                .split_once(':')
-                .ok_or_else(|| format!("--goodput {item}: expected NAME:MS (ttft, tpot or e2el)"))?;
+            let (name, value) = item.split_once(':').ok_or_else(|| {
+                format!("--goodput {item}: expected NAME:MS (ttft, tpot or e2el)")
+            })?;
             let ms: f64 = value
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| format!("--goodput {item}: {value} is not a positive number of ms"))?;
+                .ok_or_else(|| {
+                    format!("--goodput {item}: {value} is not a positive number of ms")
+                })?;
             match name {
                 "ttft" => slo.ttft_ms = Some(ms),
                 "tpot" => slo.tpot_ms = Some(ms),
                 "e2el" => slo.e2el_ms = Some(ms),
-                _ => return Err(format!("--goodput {item}: {name} is not ttft, tpot or e2el")),
+                _ => {
+                    return Err(format!(
+                        "--goodput {item}: {name} is not ttft, tpot or e2el"
+                    ))
+                }
             }
         }
         Ok(slo)
@@ -176,6 +198,9 @@ pub struct Summary {
     pub output_tokens_from: TokenSource,
     /// Failure reasons and how often each happened.
     pub errors: Vec<(String, usize)>,
+    /// Means of the server's own `timings` over the requests that carried
+    /// them: (prompt_ms, predicted_per_token_ms), beside the client's TTFT and TPOT.
+    pub server_timings: Option<(f64, f64)>,
 }
 
 impl Summary {
@@ -220,6 +245,16 @@ impl Summary {
                 TokenSource::Chunks
             },
             errors,
+            server_timings: {
+                let t: Vec<ServerTimings> = ok.iter().filter_map(|r| r.server_timings).collect();
+                (!t.is_empty()).then(|| {
+                    let n = t.len() as f64;
+                    (
+                        t.iter().map(|t| t.prompt_ms).sum::<f64>() / n,
+                        t.iter().map(|t| t.predicted_per_token_ms).sum::<f64>() / n,
+                    )
+                })
+            },
         }
     }
 
@@ -240,6 +275,8 @@ impl Summary {
             "max_concurrency": self.max_concurrency,
             "output_tokens_from": self.output_tokens_from,
             "errors": self.errors.iter().map(|(m, n)| serde_json::json!({"reason": m, "count": n})).collect::<Vec<_>>(),
+            "server_mean_prompt_ms": self.server_timings.map(|t| t.0),
+            "server_mean_predicted_per_token_ms": self.server_timings.map(|t| t.1),
         });
         for (name, l) in [
             ("ttft", &self.ttft),
@@ -280,6 +317,7 @@ mod tests {
             output_tokens: tokens,
             tokens_from: TokenSource::Usage,
             error: None,
+            server_timings: None,
         }
     }
 

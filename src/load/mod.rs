@@ -69,16 +69,22 @@ impl RandomPrompts {
             )));
         }
         if self.input_len == 0 || self.output_len == 0 {
-            return Err(LoadError::Shape("input and output lengths must be at least 1".into()));
+            return Err(LoadError::Shape(
+                "input and output lengths must be at least 1".into(),
+            ));
         }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
         let around = |rng: &mut Xoshiro256PlusPlus, len: usize| {
             let lo = ((len as f64) * (1.0 - self.range_ratio)).round().max(1.0) as usize;
-            let hi = ((len as f64) * (1.0 + self.range_ratio)).round().max(lo as f64) as usize;
+            let hi = ((len as f64) * (1.0 + self.range_ratio))
+                .round()
+                .max(lo as f64) as usize;
             rng.gen_range(lo..=hi)
         };
         let ids = self.ids.clone();
-        let prefix: Vec<u32> = (0..self.prefix_len).map(|_| rng.gen_range(ids.clone())).collect();
+        let prefix: Vec<u32> = (0..self.prefix_len)
+            .map(|_| rng.gen_range(ids.clone()))
+            .collect();
         let mut prompts = Vec::with_capacity(self.count);
         for _ in 0..self.count {
             let n = around(&mut rng, self.input_len);
@@ -133,7 +139,8 @@ pub fn arrival_times(n: usize, a: &Arrival) -> Result<Vec<f64>, LoadError> {
     if a.rate.is_infinite() {
         return Ok(vec![0.0; n]);
     }
-    if !(a.rate > 0.0) || !(a.burstiness > 0.0) || !a.burstiness.is_finite() {
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    if a.rate.is_nan() || a.rate <= 0.0 || !positive(a.burstiness) {
         return Err(LoadError::Shape(format!(
             "--request-rate and --burstiness must be positive, got {} and {}",
             a.rate, a.burstiness
@@ -187,7 +194,8 @@ pub async fn run_async(cfg: &LoadConfig, stop: Arc<AtomicBool>) -> Result<LoadRu
 
     let times = arrival_times(cfg.prompts.len(), &cfg.arrival)?;
     let limit = Arc::new(tokio::sync::Semaphore::new(
-        cfg.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+        cfg.max_concurrency
+            .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
     ));
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -232,11 +240,7 @@ pub async fn run_async(cfg: &LoadConfig, stop: Arc<AtomicBool>) -> Result<LoadRu
     }
     records.sort_by_key(|(i, _)| *i);
     let records: Vec<RequestRecord> = records.into_iter().map(|(_, r)| r).collect();
-    let duration = records
-        .iter()
-        .map(|r| r.end)
-        .fold(0.0, f64::max)
-        .max(1e-9);
+    let duration = records.iter().map(|r| r.end).fold(0.0, f64::max).max(1e-9);
     let summary = Summary::of(
         &records,
         duration,
@@ -291,14 +295,7 @@ mod tests {
             seed: 0,
         };
         assert_eq!(arrival_times(3, &all).unwrap(), vec![0.0; 3]);
-        assert!(arrival_times(
-            3,
-            &Arrival {
-                rate: 0.0,
-                ..all
-            }
-        )
-        .is_err());
+        assert!(arrival_times(3, &Arrival { rate: 0.0, ..all }).is_err());
     }
 
     #[test]

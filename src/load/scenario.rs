@@ -62,7 +62,11 @@ fn base(name: ScenarioName) -> Vec<(&'static str, usize, usize, f64, usize)> {
 
 /// The steps of `name`, token counts times `scale`, each request's largest
 /// prompt + output kept within `context` when the server told it.
-pub fn shapes(name: ScenarioName, scale: f64, context: Option<usize>) -> Result<Vec<Shape>, String> {
+pub fn shapes(
+    name: ScenarioName,
+    scale: f64,
+    context: Option<usize>,
+) -> Result<Vec<Shape>, String> {
     if !(scale > 0.0 && scale <= 1.0) {
         return Err(format!("--scale must be within (0, 1], got {scale}"));
     }
@@ -105,7 +109,10 @@ mod tests {
     fn the_reports_shapes_scaled_and_capped() {
         let all = shapes(ScenarioName::All, 1.0, None).unwrap();
         assert_eq!(all.len(), 10);
-        assert_eq!((all[0].input_len, all[0].output_len, all[0].concurrency), (2048, 512, 1));
+        assert_eq!(
+            (all[0].input_len, all[0].output_len, all[0].concurrency),
+            (2048, 512, 1)
+        );
         let sweep: Vec<usize> = all
             .iter()
             .filter(|s| s.scenario == "sweep")

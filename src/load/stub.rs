@@ -83,16 +83,22 @@ fn async_chunks(
             let chunk = |v: Value| format!("data: {v}\n\n");
             let item = if i < tokens {
                 if broken && i == 1 {
+                    // Let the head and the first chunk reach the client first.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     stub.open.fetch_sub(1, Ordering::Relaxed);
                     Err(std::io::Error::other("stub breaks off"))
                 } else {
                     if i + 1 == tokens && !stub.hold.is_zero() {
                         tokio::time::sleep(stub.hold).await;
                     }
-                    Ok(chunk(json!({"choices": [{"index": 0, "text": "x", "finish_reason": null}]})))
+                    Ok(chunk(
+                        json!({"choices": [{"index": 0, "text": "x", "finish_reason": null}]}),
+                    ))
                 }
             } else if i == tokens {
-                Ok(chunk(json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": tokens}})))
+                Ok(chunk(
+                    json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": tokens}}),
+                ))
             } else if i == tokens + 1 {
                 stub.open.fetch_sub(1, Ordering::Relaxed);
                 Ok("data: [DONE]\n\n".to_string())
@@ -109,7 +115,10 @@ fn async_chunks(
 pub fn start(rt: &tokio::runtime::Runtime, stub: Arc<Stub>) -> std::io::Result<String> {
     let app = Router::new()
         .route("/v1/completions", post(completions))
-        .route("/v1/models", get(|| async { axum::Json(json!({"data": [{"id": "stub"}]})) }))
+        .route(
+            "/v1/models",
+            get(|| async { axum::Json(json!({"data": [{"id": "stub"}]})) }),
+        )
         .with_state(stub);
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
@@ -118,4 +127,3 @@ pub fn start(rt: &tokio::runtime::Runtime, stub: Arc<Stub>) -> std::io::Result<S
     });
     Ok(format!("http://{addr}"))
 }
-

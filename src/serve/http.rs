@@ -643,6 +643,10 @@ struct Progress<'t> {
     cache: CacheOutcome,
     finish: Option<&'static str>,
     first_token: Option<Duration>,
+    /// When the request entered a slot, its first and its latest token.
+    admitted_at: Option<Instant>,
+    first_token_at: Option<Instant>,
+    last_token_at: Option<Instant>,
 }
 
 /// One token's log-probabilities as they go out.
@@ -667,7 +671,31 @@ impl<'t> Progress<'t> {
             cache: CacheOutcome::Miss,
             finish: None,
             first_token: None,
+            admitted_at: None,
+            first_token_at: None,
+            last_token_at: None,
         }
+    }
+
+    /// llama-server's `timings` object: prompt time from entering a slot to
+    /// the first token, generation time from the first token to the last.
+    fn timings(&self, meta: &Meta) -> Value {
+        let ms = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64() * 1000.0,
+            _ => 0.0,
+        };
+        let prompt_ms = ms(self.admitted_at, self.first_token_at);
+        let predicted_ms = ms(self.first_token_at, self.last_token_at);
+        let steps = self.completion_tokens.saturating_sub(1);
+        json!({
+            "cache_n": self.cached_tokens,
+            "prompt_n": meta.prompt_tokens.saturating_sub(self.cached_tokens),
+            "prompt_ms": prompt_ms,
+            "predicted_n": self.completion_tokens,
+            "predicted_ms": predicted_ms,
+            "predicted_per_token_ms": if steps > 0 { predicted_ms / steps as f64 } else { 0.0 },
+            "predicted_per_second": if predicted_ms > 0.0 { steps as f64 * 1000.0 / predicted_ms } else { 0.0 },
+        })
     }
 
     /// Takes one engine event; Err when the engine failed.
@@ -677,15 +705,20 @@ impl<'t> Progress<'t> {
             JobEvent::Admitted {
                 cached_tokens,
                 cache,
+                at,
             } => {
                 self.cached_tokens = cached_tokens;
                 self.cache = cache;
+                self.admitted_at = Some(at);
             }
             JobEvent::Token { token, logprobs } => {
                 if self.finish.is_some() {
                     return Ok(piece);
                 }
                 self.first_token.get_or_insert_with(|| started.elapsed());
+                let now = Instant::now();
+                self.first_token_at.get_or_insert(now);
+                self.last_token_at = Some(now);
                 self.completion_tokens += 1;
                 let delta = self
                     .text
@@ -864,6 +897,7 @@ async fn whole_response(
             "id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
             "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
             "usage": usage,
+            "timings": progress.timings(&meta),
         }),
         Kind::Chat => json!({
             "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
@@ -874,6 +908,7 @@ async fn whole_response(
                 "finish_reason": finish,
             }],
             "usage": usage,
+            "timings": progress.timings(&meta),
         }),
     };
     Json(body).into_response()
@@ -1009,7 +1044,8 @@ fn stream_response(
                 let finish = progress.finish.unwrap_or("stop");
                 progress.log(&shared, &meta, finish);
                 let text = (meta.kind == Kind::Completion).then_some("");
-                let c = chunk(&meta, text, None, Some(finish), include_usage, first);
+                let mut c = chunk(&meta, text, None, Some(finish), include_usage, first);
+                c["timings"] = progress.timings(&meta);
                 let _ = out.send(data(&c)).await;
                 if include_usage {
                     let mut c = chunk(&meta, None, None, None, false, false);

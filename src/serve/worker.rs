@@ -37,6 +37,7 @@ pub enum JobEvent {
     Admitted {
         cached_tokens: usize,
         cache: CacheOutcome,
+        at: Instant,
     },
     Token {
         token: u32,
@@ -146,12 +147,14 @@ pub fn run(
                         index,
                         cached_tokens,
                         cache,
+                        at,
                     } => {
                         metrics.cache_lookup(cache, cached_tokens);
                         if let Some(l) = live.get(&index) {
                             let _ = l.send(JobEvent::Admitted {
                                 cached_tokens,
                                 cache,
+                                at,
                             });
                         }
                     }
