@@ -95,8 +95,13 @@ fn broken_streams_and_a_dead_server_are_failures_with_reasons() {
 
 #[test]
 fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("load.json");
     let out = common::rbench(&[
+        "--quiet",
         "load",
+        "--save",
+        saved.to_str().unwrap(),
         "-m",
         "synth:llama-15m",
         "--max-concurrency",
@@ -145,6 +150,20 @@ fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
     assert_eq!(run["output_tokens_from"], "usage");
     assert_eq!(run["request_goodput"], run["request_throughput"]);
     assert!(run["mean_tpot_ms"].as_f64().unwrap() > 0.0);
+    // rbench serve's own timings came back beside the client's.
+    assert!(run["server_mean_predicted_per_token_ms"].as_f64().unwrap() > 0.0);
+    // The saved result renders, twice side by side with ratios.
+    let report = dir.path().join("report.md");
+    let out = common::rbench(&[
+        "report",
+        saved.to_str().unwrap(),
+        saved.to_str().unwrap(),
+        "-o",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("## Serving load") && md.contains("1.00×"), "{md}");
 }
 
 #[test]

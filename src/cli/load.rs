@@ -81,6 +81,9 @@ pub struct LoadArgs {
     pub read_timeout: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also write the JSON result in rbench's saved-result envelope (for `rbench report`).
+    #[arg(long)]
+    pub save: Option<std::path::PathBuf>,
     /// Output on stdout: md (a table per run) or json (`vllm bench serve`'s fields).
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
     pub output: String,
@@ -260,32 +263,42 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     drop(stop);
     let _ = watcher.join();
     drop(local);
+    let runs: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(step, s)| {
+            let mut v = s.to_vllm_json();
+            v["scenario"] = step.scenario.into();
+            v["input_len"] = step.input_len.into();
+            v["output_len"] = step.output_len.into();
+            v["range_ratio"] = step.range_ratio.into();
+            v["note"] = step.note.clone().into();
+            v["request_rate"] = if args.request_rate.is_finite() {
+                args.request_rate.into()
+            } else {
+                "inf".into()
+            };
+            v["burstiness"] = args.burstiness.into();
+            v
+        })
+        .collect();
+    let out = serde_json::json!({
+        "base_url": base_url,
+        "backend": args.backend,
+        "model_id": model,
+        "runs": runs,
+    });
+    if let Some(path) = &args.save {
+        crate::report::saved::save(
+            path,
+            crate::report::saved::ResultKind::Load,
+            &crate::report::saved::command_line(),
+            None,
+            out.clone(),
+        )?;
+        eprintln!("rbench load: saved {}", path.display());
+    }
     match args.output.as_str() {
         "json" => {
-            let runs: Vec<serde_json::Value> = results
-                .iter()
-                .map(|(step, s)| {
-                    let mut v = s.to_vllm_json();
-                    v["scenario"] = step.scenario.into();
-                    v["input_len"] = step.input_len.into();
-                    v["output_len"] = step.output_len.into();
-                    v["range_ratio"] = step.range_ratio.into();
-                    v["note"] = step.note.clone().into();
-                    v["request_rate"] = if args.request_rate.is_finite() {
-                        args.request_rate.into()
-                    } else {
-                        "inf".into()
-                    };
-                    v["burstiness"] = args.burstiness.into();
-                    v
-                })
-                .collect();
-            let out = serde_json::json!({
-                "base_url": base_url,
-                "backend": args.backend,
-                "model_id": model,
-                "runs": runs,
-            });
             outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         _ => {

@@ -186,6 +186,20 @@ pub fn compare(old: &SavedResult, new: &SavedResult) -> Result<Comparison, Repor
             };
             paired(side(&o), side(&n), "ppl")
         }
+        (View::Load(o), View::Load(n)) => {
+            let side = |l: &super::views::LoadResult| {
+                l.runs
+                    .iter()
+                    .map(|r| {
+                        (
+                            format!("{} output", r.key()),
+                            measured(r.output_throughput, None),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            paired(side(&o), side(&n), "tok/s")
+        }
         _ => return Err(ReportError::Mismatch("results of different kinds".into())),
     };
     Ok(Comparison {

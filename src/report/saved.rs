@@ -41,6 +41,7 @@ pub enum ResultKind {
     Parallel,
     Analyze,
     Perplexity,
+    Load,
 }
 
 impl ResultKind {
@@ -50,6 +51,7 @@ impl ResultKind {
             ResultKind::Parallel => "parallel",
             ResultKind::Analyze => "analyze",
             ResultKind::Perplexity => "perplexity",
+            ResultKind::Load => "load",
         }
     }
 }

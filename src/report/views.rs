@@ -286,6 +286,63 @@ pub struct PerplexityResult {
     pub seconds: f64,
 }
 
+/// One run of `rbench load` (one scenario step), the fields a report shows.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct LoadRunView {
+    pub scenario: String,
+    pub input_len: u64,
+    pub output_len: u64,
+    #[serde(default)]
+    pub max_concurrency: Option<u64>,
+    pub completed: u64,
+    pub failed: u64,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub mean_ttft_ms: f64,
+    pub mean_tpot_ms: f64,
+    #[serde(default)]
+    pub p99_ttft_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_tpot_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_itl_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_e2el_ms: Option<f64>,
+}
+
+impl LoadRunView {
+    /// What identifies the run across results: scenario, shape, concurrency.
+    pub fn key(&self) -> String {
+        format!(
+            "{} {}→{} c{}",
+            self.scenario,
+            self.input_len,
+            self.output_len,
+            self.max_concurrency
+                .map_or("∞".to_string(), |c| c.to_string())
+        )
+    }
+
+    /// One user's generation speed: 1000 / mean TPOT.
+    pub fn per_user_tps(&self) -> f64 {
+        if self.mean_tpot_ms > 0.0 {
+            1000.0 / self.mean_tpot_ms
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `rbench load -o json`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct LoadResult {
+    pub base_url: String,
+    #[serde(default)]
+    pub model_id: Option<String>,
+    pub runs: Vec<LoadRunView>,
+}
+
 /// A saved result's `result`, read as its kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum View {
@@ -293,6 +350,7 @@ pub enum View {
     Parallel(ParallelResult),
     Analyze(AnalyzeResult),
     Perplexity(PerplexityResult),
+    Load(LoadResult),
 }
 
 impl View {
@@ -312,6 +370,7 @@ impl View {
             ),
             ResultKind::Analyze => View::Analyze(serde_json::from_value(v).map_err(shape)?),
             ResultKind::Perplexity => View::Perplexity(serde_json::from_value(v).map_err(shape)?),
+            ResultKind::Load => View::Load(serde_json::from_value(v).map_err(shape)?),
         })
     }
 }

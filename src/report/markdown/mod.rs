@@ -6,7 +6,8 @@ use super::analysis::{self, TPOT_BUDGET_MS};
 use super::charts::{self, Series};
 use super::saved::{ModelIdentity, SavedResult};
 use super::views::{
-    AnalyzeResult, BenchEntry, LengthStats, ParallelResult, ParallelRun, PerplexityResult, View,
+    AnalyzeResult, BenchEntry, LengthStats, LoadResult, ParallelResult, ParallelRun,
+    PerplexityResult, View,
 };
 use super::ReportError;
 use crate::format::{bytes, params};
@@ -56,12 +57,14 @@ macro_rules! w {
 
 mod analyze;
 mod bench;
+mod load;
 mod machine;
 mod parallel;
 mod perplexity;
 
 use analyze::analyze_section;
 use bench::bench_section;
+use load::load_section;
 use machine::{model_table, system_table};
 use parallel::parallel_section;
 use perplexity::perplexity_section;
@@ -148,6 +151,7 @@ struct Sections<'a> {
     parallel: Vec<(&'a Input, ParallelResult)>,
     analyze: Vec<(&'a Input, AnalyzeResult)>,
     perplexity: Vec<(&'a Input, PerplexityResult)>,
+    load: Vec<(&'a Input, LoadResult)>,
 }
 
 fn split(inputs: &[Input]) -> Result<Sections<'_>, ReportError> {
@@ -156,6 +160,7 @@ fn split(inputs: &[Input]) -> Result<Sections<'_>, ReportError> {
         parallel: Vec::new(),
         analyze: Vec::new(),
         perplexity: Vec::new(),
+        load: Vec::new(),
     };
     let mut bench_groups: Vec<(&Input, String, Vec<BenchEntry>)> = Vec::new();
     for input in inputs {
@@ -179,6 +184,7 @@ fn split(inputs: &[Input]) -> Result<Sections<'_>, ReportError> {
             View::Parallel(p) => s.parallel.push((input, p)),
             View::Analyze(a) => s.analyze.push((input, a)),
             View::Perplexity(p) => s.perplexity.push((input, p)),
+            View::Load(l) => s.load.push((input, l)),
         }
     }
     // Columns are named by what differs between them: file, model, threads.
@@ -266,6 +272,9 @@ pub fn render(inputs: &[Input], opts: &Options) -> Result<Rendered, ReportError>
     }
     if !sections.perplexity.is_empty() {
         perplexity_section(&mut md, &sections.perplexity);
+    }
+    if !sections.load.is_empty() {
+        load_section(&mut md, &sections.load, opts);
     }
     recommendations(&mut md, &sections, opts);
     Ok(Rendered {
