@@ -161,9 +161,16 @@ fn rbench_load_against_rbench_serve_writes_vllms_json_keys() {
         "-o",
         report.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = std::fs::read_to_string(&report).unwrap();
-    assert!(md.contains("## Serving load") && md.contains("1.00×"), "{md}");
+    assert!(
+        md.contains("## Serving load") && md.contains("1.00×"),
+        "{md}"
+    );
 }
 
 #[test]

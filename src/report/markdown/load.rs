@@ -76,19 +76,44 @@ pub(super) fn load_section(md: &mut String, results: &[(&Input, LoadResult)], op
     }
 }
 
-/// The concurrency sweep: a mermaid chart of output throughput, the
-/// interactive sweet spot (highest per-user speed within the TTFT and TPOT
-/// p99 budgets) and the peak.
-fn sweep(md: &mut String, l: &LoadResult, opts: &Options) {
+/// A result's sweep steps (scenario `sweep`), by concurrency.
+fn sweep_runs(l: &LoadResult) -> Vec<&LoadRunView> {
     let mut runs: Vec<&LoadRunView> = l
         .runs
         .iter()
         .filter(|r| r.scenario == "sweep" && r.max_concurrency.is_some())
         .collect();
+    runs.sort_by_key(|r| r.max_concurrency);
+    runs
+}
+
+/// The sweep step with the most output throughput.
+pub(super) fn peak(l: &LoadResult) -> Option<&LoadRunView> {
+    sweep_runs(l)
+        .into_iter()
+        .max_by(|a, b| a.output_throughput.total_cmp(&b.output_throughput))
+}
+
+/// The interactive sweet spot: the sweep step with the most output whose
+/// TTFT p99 and TPOT p99 stay within the budgets.
+pub(super) fn sweet_spot<'l>(l: &'l LoadResult, opts: &Options) -> Option<&'l LoadRunView> {
+    sweep_runs(l)
+        .into_iter()
+        .filter(|r| {
+            r.p99_ttft_ms.is_some_and(|t| t <= TTFT_BUDGET_MS)
+                && r.p99_tpot_ms.is_some_and(|t| t <= opts.tpot_budget_ms)
+        })
+        .max_by(|a, b| a.output_throughput.total_cmp(&b.output_throughput))
+}
+
+/// The concurrency sweep: a mermaid chart of output throughput, the
+/// interactive sweet spot (highest per-user speed within the TTFT and TPOT
+/// p99 budgets) and the peak.
+fn sweep(md: &mut String, l: &LoadResult, opts: &Options) {
+    let runs = sweep_runs(l);
     if runs.len() < 2 {
         return;
     }
-    runs.sort_by_key(|r| r.max_concurrency);
     let xs: Vec<String> = runs
         .iter()
         .map(|r| r.max_concurrency.unwrap_or(0).to_string())
@@ -109,17 +134,7 @@ fn sweep(md: &mut String, l: &LoadResult, opts: &Options) {
     );
     w!(md, "    line [{}]", ys.join(", "));
     w!(md, "```\n");
-    let within = |r: &LoadRunView| {
-        r.p99_ttft_ms.is_some_and(|t| t <= TTFT_BUDGET_MS)
-            && r.p99_tpot_ms.is_some_and(|t| t <= opts.tpot_budget_ms)
-    };
-    let peak = runs
-        .iter()
-        .max_by(|a, b| a.output_throughput.total_cmp(&b.output_throughput));
-    let sweet = runs
-        .iter()
-        .filter(|r| within(r))
-        .max_by(|a, b| a.output_throughput.total_cmp(&b.output_throughput));
+    let (peak, sweet) = (peak(l), sweet_spot(l, opts));
     if let Some(p) = peak {
         w!(
             md,

@@ -472,6 +472,21 @@ fn recommendations(md: &mut String, s: &Sections, opts: &Options) {
             said = true;
         }
     }
+    for (input, l) in &s.load {
+        if let Some(r) = load::sweet_spot(l, opts) {
+            w!(
+                md,
+                "- `{}` (serving): **concurrency {}**: {:.1} output tok/s, {:.1} tok/s per user (TTFT p99 budget {:.0} ms, TPOT p99 budget {:.0} ms).",
+                input.name,
+                r.max_concurrency.unwrap_or(0),
+                r.output_throughput,
+                r.per_user_tps(),
+                load::TTFT_BUDGET_MS,
+                opts.tpot_budget_ms
+            );
+            said = true;
+        }
+    }
     if !said {
         w!(md, "- No generation measurement here: save `rbench tg` or `rbench parallel` results for this.");
     }
@@ -512,6 +527,18 @@ fn recommendations(md: &mut String, s: &Sections, opts: &Options) {
             a.recommendation.n_predict
         );
         said = true;
+    }
+    for (input, l) in &s.load {
+        if let Some(r) = load::peak(l) {
+            w!(
+                md,
+                "- `{}` (serving): peak **{:.1} output tok/s at concurrency {}**.",
+                input.name,
+                r.output_throughput,
+                r.max_concurrency.unwrap_or(0)
+            );
+            said = true;
+        }
     }
     if !said {
         w!(md, "- No throughput measurement here: save `rbench pp` or `rbench parallel` results for this.");
