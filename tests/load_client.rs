@@ -218,3 +218,79 @@ fn bad_load_flags_are_usage_errors_before_anything_runs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn dataset_prompts_and_an_analysis_set_the_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("alpaca.jsonl");
+    let records: Vec<String> = (0..5)
+        .map(|i| {
+            serde_json::json!({"instruction": format!("Say hello number {i}"), "output": "hello"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, records.join("\n")).unwrap();
+    let out = common::rbench(&[
+        "load",
+        "-m",
+        "synth:llama-15m",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--num-prompts",
+        "4",
+        "--random-output-len",
+        "5",
+        "--ignore-eos",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["completed"], 4);
+    assert_eq!(v["runs"][0]["total_output_tokens"], 20);
+    let analysis = dir.path().join("analysis.json");
+    std::fs::write(
+        &analysis,
+        r#"{"recommendation": {"n_prompt": 24, "n_predict": 3}}"#,
+    )
+    .unwrap();
+    let out = common::rbench(&[
+        "load",
+        "-m",
+        "synth:llama-15m",
+        "--from-analysis",
+        analysis.to_str().unwrap(),
+        "--num-prompts",
+        "3",
+        "--ignore-eos",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["runs"][0]["input_len"].as_u64(),
+            v["runs"][0]["output_len"].as_u64()
+        ),
+        (Some(24), Some(3))
+    );
+    assert_eq!(v["runs"][0]["total_output_tokens"], 9);
+    // A dataset needs a tokenizer when the server is elsewhere.
+    let out = common::rbench(&[
+        "load",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--dataset",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -3,10 +3,11 @@
 
 use super::UsageError;
 use crate::format::{numbers_from, table};
-use crate::load::client::{Backend, Target};
+use crate::load::client::{Backend, Prompt, PromptBody, Target};
 use crate::load::metrics::{format_percentile, Slo, Summary};
 use crate::load::scenario::{self, ScenarioName, Shape};
 use crate::load::{self, Arrival, LoadConfig, RandomPrompts};
+use anyhow::Context as _;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,18 @@ pub struct LoadArgs {
     /// Tokens every prompt starts with.
     #[arg(long = "prefix-len", default_value_t = 0)]
     pub prefix_len: usize,
+    /// Real prompts from a dataset (JSONL / JSON array, .gz; the shapes `rbench
+    /// analyze` reads), in file order, tokenized with --tokenizer; prompts
+    /// longer than --random-input-len are left out and counted.
+    #[arg(long)]
+    pub dataset: Option<std::path::PathBuf>,
+    /// Take --random-input-len / --random-output-len from an `rbench analyze -o json` result.
+    #[arg(long = "from-analysis")]
+    pub from_analysis: Option<std::path::PathBuf>,
+    /// A GGUF file whose tokenizer reads --dataset and counts output tokens
+    /// when a server sends no usage [default: -m when serving in-process].
+    #[arg(long)]
+    pub tokenizer: Option<String>,
     /// The serving report's scenarios instead of one shape.
     #[arg(long, value_enum)]
     pub scenario: Option<ScenarioName>,
@@ -134,7 +147,37 @@ fn server_model(base: &str, key: Option<&str>) -> anyhow::Result<(Option<String>
     })
 }
 
-pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.from_analysis {
+        let (p, n) = super::parallel::from_analysis(path)?;
+        args.input_len = p;
+        args.output_len = n;
+    }
+    if args.dataset.is_some() && args.scenario.is_some() {
+        return Err(UsageError(
+            "--dataset and --scenario cannot be combined: scenarios make their own prompts".into(),
+        )
+        .into());
+    }
+    let tokenizer = match args
+        .tokenizer
+        .clone()
+        .or_else(|| args.base_url.is_none().then(|| args.model.clone()))
+    {
+        Some(spec) => {
+            let path = crate::model::resolve_model_path(&spec)?;
+            let file = crate::gguf::GgufFile::open(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(crate::tokenizer::Tokenizer::from_gguf(&file)?)
+        }
+        None => None,
+    };
+    if args.dataset.is_some() && tokenizer.is_none() {
+        return Err(UsageError(
+            "--dataset needs --tokenizer MODEL.gguf to count its prompts".into(),
+        )
+        .into());
+    }
     let pcts = percentiles(&args.percentiles)?;
     let slo = Slo::parse(&args.goodput).map_err(UsageError)?;
     if args.max_concurrency == Some(0) || args.num_prompts == Some(0) {
@@ -206,18 +249,49 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         let count = args
             .num_prompts
             .unwrap_or_else(|| (4 * concurrency.unwrap_or(2)).max(8));
-        let prompts = RandomPrompts {
-            count: count + args.warmup,
-            input_len: step.input_len,
-            output_len: step.output_len,
-            range_ratio: step.range_ratio,
-            prefix_len: args.prefix_len,
-            ids: 1000..10_000,
-            as_text: args.backend == Backend::Chat,
-            seed: args.seed.wrapping_add(i as u64),
+        let prompts = match (&args.dataset, &tokenizer) {
+            (Some(path), Some(tok)) => {
+                let ids = super::parallel::dataset_prompts(
+                    path,
+                    tok,
+                    count + args.warmup,
+                    step.input_len,
+                )?;
+                ids.into_iter()
+                    .map(|ids| {
+                        let body = match args.backend {
+                            Backend::Completions => PromptBody::Tokens(ids.clone()),
+                            Backend::Chat => PromptBody::Text(tok.decode(&ids).unwrap_or_default()),
+                        };
+                        Prompt {
+                            body,
+                            tokens: ids.len(),
+                            max_tokens: step.output_len,
+                        }
+                    })
+                    .collect()
+            }
+            _ => RandomPrompts {
+                count: count + args.warmup,
+                input_len: step.input_len,
+                output_len: step.output_len,
+                range_ratio: step.range_ratio,
+                prefix_len: args.prefix_len,
+                ids: 1000..10_000,
+                as_text: args.backend == Backend::Chat,
+                seed: args.seed.wrapping_add(i as u64),
+            }
+            .make()
+            .map_err(|e| UsageError(e.to_string()))?,
+        };
+        if prompts.len() <= args.warmup {
+            return Err(UsageError(format!(
+                "{} prompts: not enough for --warmup {} and a run",
+                prompts.len(),
+                args.warmup
+            ))
+            .into());
         }
-        .make()
-        .map_err(|e| UsageError(e.to_string()))?;
         let cfg = LoadConfig {
             target: target.clone(),
             prompts: prompts[args.warmup..].to_vec(),
@@ -253,7 +327,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
-        let run = load::run(&cfg, Arc::clone(&stop))?;
+        let mut run = load::run(&cfg, Arc::clone(&stop))?;
+        if let Some(tok) = &tokenizer {
+            load::count_with_tokenizer(&mut run, &cfg, |text| {
+                tok.encode(text, false).map(|ids| ids.len()).ok()
+            });
+        }
         interrupted |= run.interrupted;
         results.push((step.clone(), run.summary));
         if interrupted {
@@ -341,6 +420,7 @@ fn render(step: &Shape, s: &Summary) -> String {
         match s.output_tokens_from {
             crate::load::metrics::TokenSource::Usage => "the server's usage",
             crate::load::metrics::TokenSource::Chunks => "counted chunks",
+            crate::load::metrics::TokenSource::Tokenizer => "the tokenizer (no usage sent)",
         }
     );
     let mut header = vec![

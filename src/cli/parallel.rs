@@ -83,7 +83,7 @@ pub struct ParallelArgs {
 }
 
 /// `-p` / `-n` from an analyze result's recommendation.
-fn from_analysis(path: &std::path::Path) -> anyhow::Result<(usize, usize)> {
+pub(super) fn from_analysis(path: &std::path::Path) -> anyhow::Result<(usize, usize)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -182,7 +182,7 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
 
 /// Up to `want` prompts of `--dataset`, of at most `n_prompt` tokens (the
 /// longest the cache was planned for), repeated in order to `want`.
-fn dataset_prompts(
+pub(super) fn dataset_prompts(
     path: &std::path::Path,
     tok: &crate::tokenizer::Tokenizer,
     want: usize,

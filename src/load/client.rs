@@ -81,6 +81,15 @@ impl Target {
     }
 }
 
+/// A chunk's text (`text`, or chat's `delta.content`).
+fn chunk_text(v: &Value) -> Option<&str> {
+    let choice = v.get("choices")?.get(0)?;
+    choice
+        .get("text")
+        .or_else(|| choice.get("delta")?.get("content"))
+        .and_then(Value::as_str)
+}
+
 /// Whether a stream chunk stands for a generated token, as `vllm bench
 /// serve` counts them: a chunk with a choice that carries text or a content
 /// delta, even an empty one (a token may hold part of a character). A chat
@@ -119,6 +128,7 @@ pub async fn send(
         tokens_from: TokenSource::Chunks,
         error: None,
         server_timings: None,
+        text: String::new(),
     };
     let outcome = stream(client, target, prompt, t0, &mut record).await;
     record.end = t0.elapsed().as_secs_f64();
@@ -194,6 +204,9 @@ async fn stream(
             if is_token_chunk(&v) {
                 record.chunks.push(now);
                 chunks += 1;
+                if let Some(t) = chunk_text(&v) {
+                    record.text.push_str(t);
+                }
             }
             if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
                 record.server_timings = Some(ServerTimings {

@@ -20,6 +20,8 @@ pub enum TokenSource {
     Usage,
     /// One token per text chunk (the server sent no usage).
     Chunks,
+    /// The output text tokenized with the model's tokenizer (no usage sent).
+    Tokenizer,
 }
 
 /// One request as the client saw it; times in seconds from the run's start.
@@ -38,6 +40,9 @@ pub struct RequestRecord {
     /// `timings`), when it did.
     #[serde(default)]
     pub server_timings: Option<ServerTimings>,
+    /// The output text (for counting its tokens when the server sent no usage).
+    #[serde(default, skip_serializing)]
+    pub text: String,
 }
 
 /// A server's own account of one request.
@@ -241,8 +246,10 @@ impl Summary {
             e2el: Latency::of(ok.iter().map(|r| r.e2el()), percentiles),
             output_tokens_from: if ok.iter().all(|r| r.tokens_from == TokenSource::Usage) {
                 TokenSource::Usage
-            } else {
+            } else if ok.iter().any(|r| r.tokens_from == TokenSource::Chunks) {
                 TokenSource::Chunks
+            } else {
+                TokenSource::Tokenizer
             },
             errors,
             server_timings: {
@@ -318,6 +325,7 @@ mod tests {
             tokens_from: TokenSource::Usage,
             error: None,
             server_timings: None,
+            text: String::new(),
         }
     }
 

@@ -255,6 +255,36 @@ pub async fn run_async(cfg: &LoadConfig, stop: Arc<AtomicBool>) -> Result<LoadRu
     })
 }
 
+/// Counts output tokens of requests the server sent no usage for by
+/// tokenizing their text, and recomputes the summary.
+pub fn count_with_tokenizer(
+    run: &mut LoadRun,
+    cfg: &LoadConfig,
+    count: impl Fn(&str) -> Option<usize>,
+) {
+    let mut changed = false;
+    for r in run
+        .records
+        .iter_mut()
+        .filter(|r| r.ok() && r.tokens_from == metrics::TokenSource::Chunks)
+    {
+        if let Some(n) = count(&r.text) {
+            r.output_tokens = n;
+            r.tokens_from = metrics::TokenSource::Tokenizer;
+            changed = true;
+        }
+    }
+    if changed {
+        run.summary = Summary::of(
+            &run.records,
+            run.summary.duration,
+            &cfg.percentiles,
+            &cfg.slo,
+            cfg.max_concurrency,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
