@@ -294,3 +294,65 @@ fn dataset_prompts_and_an_analysis_set_the_shape() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn ctrl_c_prints_what_finished_and_exits_130() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbench"))
+        .args([
+            "load",
+            "-m",
+            "synth:llama-15m",
+            "--num-prompts",
+            "400",
+            "--max-concurrency",
+            "2",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "64",
+            "--ignore-eos",
+        ])
+        .env("RBENCH_CACHE_DIR", common::cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr to the end (a closed pipe would fail the program's last words).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the run started");
+        if line.starts_with("rbench load: custom") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The requests that finished are reported, fewer than asked.
+    let ok: usize = stdout
+        .split(" ok, ")
+        .next()
+        .and_then(|head| head.rsplit(": ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in {stdout}"));
+    assert!(ok > 0 && ok < 400, "{stdout}");
+}

@@ -12,7 +12,12 @@ fn ms(v: Option<f64>) -> String {
     opt_f(v, |x| format!("{x:.1}"))
 }
 
-pub(super) fn load_section(md: &mut String, results: &[(&Input, LoadResult)], opts: &Options) {
+pub(super) fn load_section(
+    md: &mut String,
+    charts: &mut Vec<Chart>,
+    results: &[(&Input, LoadResult)],
+    opts: &Options,
+) -> Result<(), ReportError> {
     w!(md, "## Serving load\n");
     for (input, l) in results {
         w!(
@@ -71,9 +76,39 @@ pub(super) fn load_section(md: &mut String, results: &[(&Input, LoadResult)], op
         );
         sweep(md, l, opts);
     }
+    // Every result's sweep in one SVG chart.
+    let series: Vec<charts::Series> = results
+        .iter()
+        .filter(|(_, l)| sweep_runs(l).len() >= 2)
+        .map(|(input, l)| charts::Series {
+            name: input.name.clone(),
+            points: sweep_runs(l)
+                .iter()
+                .map(|r| (r.max_concurrency.unwrap_or(0) as f64, r.output_throughput))
+                .collect(),
+        })
+        .collect();
+    if !series.is_empty() {
+        let svg = charts::line_chart(
+            "Output throughput vs concurrency",
+            "concurrency",
+            "output tokens/s",
+            &series,
+            None,
+        )?;
+        chart_link(
+            md,
+            charts,
+            opts,
+            "load-sweep",
+            "output throughput vs concurrency",
+            svg,
+        );
+    }
     if results.len() > 1 {
         side_by_side(md, results);
     }
+    Ok(())
 }
 
 /// A result's sweep steps (scenario `sweep`), by concurrency.
@@ -265,6 +300,8 @@ mod tests {
         let md = &r.markdown;
         assert!(md.contains("## Serving load"), "{md}");
         assert!(md.contains("xychart-beta"));
+        assert_eq!(r.charts.len(), 1);
+        assert!(r.charts[0].svg.contains("<svg"));
         assert!(
             md.contains("Peak throughput: **110.0 output tok/s at concurrency 32**"),
             "{md}"

@@ -274,7 +274,7 @@ pub fn render(inputs: &[Input], opts: &Options) -> Result<Rendered, ReportError>
         perplexity_section(&mut md, &sections.perplexity);
     }
     if !sections.load.is_empty() {
-        load_section(&mut md, &sections.load, opts);
+        load_section(&mut md, &mut charts, &sections.load, opts)?;
     }
     recommendations(&mut md, &sections, opts);
     Ok(Rendered {
