@@ -23,15 +23,15 @@ pub struct LoadArgs {
     /// serve is started in this process on -m.
     #[arg(long = "base-url")]
     pub base_url: Option<String>,
-    /// Model for the in-process server when no --base-url is given.
-    #[arg(short = 'm', long = "model", default_value = "synth:llama-125m")]
-    pub model: String,
+    /// With --base-url: the `model` sent in requests (vLLM's --model)
+    /// [default: the first of the server's /v1/models]. Without: the model
+    /// (GGUF file or synth:PRESET) to serve in this process [default:
+    /// synth:llama-125m].
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<String>,
     /// Endpoint: openai (/v1/completions) or openai-chat (/v1/chat/completions).
     #[arg(long, value_enum, default_value_t = Backend::Completions)]
     pub backend: Backend,
-    /// `model` in requests [default: the first of the server's /v1/models].
-    #[arg(long = "served-model")]
-    pub served_model: Option<String>,
     #[arg(long = "api-key")]
     pub api_key: Option<String>,
     /// Ask the server to ignore end-of-sequence tokens (exact output lengths).
@@ -73,8 +73,9 @@ pub struct LoadArgs {
     /// Take --random-input-len / --random-output-len from an `rbench analyze -o json` result.
     #[arg(long = "from-analysis")]
     pub from_analysis: Option<std::path::PathBuf>,
-    /// A GGUF file whose tokenizer reads --dataset and counts output tokens
-    /// when a server sends no usage [default: -m when serving in-process].
+    /// A GGUF file (or a Hugging Face tokenizer.json, for counting only)
+    /// whose tokenizer reads --dataset and counts output tokens when a
+    /// server sends no usage [default: -m when serving in-process].
     #[arg(long)]
     pub tokenizer: Option<String>,
     /// The serving report's scenarios instead of one shape.
@@ -100,6 +101,24 @@ pub struct LoadArgs {
     /// Output on stdout: md (a table per run) or json (`vllm bench serve`'s fields).
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
     pub output: String,
+}
+
+/// The in-process server's model when -m is not given.
+const DEFAULT_MODEL: &str = "synth:llama-125m";
+
+/// What counts output tokens (and, from a GGUF, reads datasets).
+enum Counting {
+    Gguf(crate::tokenizer::Tokenizer),
+    Json(tokenizers::Tokenizer),
+}
+
+impl Counting {
+    fn count(&self, text: &str) -> Option<usize> {
+        match self {
+            Counting::Gguf(t) => t.encode(text, false).ok().map(|ids| ids.len()),
+            Counting::Json(t) => t.encode(text, false).ok().map(|e| e.len()),
+        }
+    }
 }
 
 fn percentiles(spec: &str) -> Result<Vec<f64>, UsageError> {
@@ -159,22 +178,32 @@ pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    let local_model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MODEL.to_string());
     let tokenizer = match args
         .tokenizer
         .clone()
-        .or_else(|| args.base_url.is_none().then(|| args.model.clone()))
+        .or_else(|| args.base_url.is_none().then(|| local_model.clone()))
     {
+        Some(spec) if spec.ends_with(".json") => Some(Counting::Json(
+            tokenizers::Tokenizer::from_file(&spec)
+                .map_err(|e| anyhow::anyhow!("reading {spec}: {e}"))?,
+        )),
         Some(spec) => {
             let path = crate::model::resolve_model_path(&spec)?;
             let file = crate::gguf::GgufFile::open(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Some(crate::tokenizer::Tokenizer::from_gguf(&file)?)
+            Some(Counting::Gguf(crate::tokenizer::Tokenizer::from_gguf(
+                &file,
+            )?))
         }
         None => None,
     };
-    if args.dataset.is_some() && tokenizer.is_none() {
+    if args.dataset.is_some() && !matches!(tokenizer, Some(Counting::Gguf(_))) {
         return Err(UsageError(
-            "--dataset needs --tokenizer MODEL.gguf to count its prompts".into(),
+            "--dataset needs --tokenizer MODEL.gguf to read its prompts".into(),
         )
         .into());
     }
@@ -196,18 +225,20 @@ pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
     let base_url = match &args.base_url {
         Some(u) => u.clone(),
         None => {
-            let server = super::serve::start_local(&args.model, args.max_concurrency.unwrap_or(8))?;
+            let server =
+                super::serve::start_local(&local_model, args.max_concurrency.unwrap_or(8))?;
             let url = format!("http://{}", server.addr);
-            eprintln!(
-                "rbench load: serving {} at {url} in this process",
-                args.model
-            );
+            eprintln!("rbench load: serving {local_model} at {url} in this process");
             local = Some(server);
             url
         }
     };
     let (listed, context) = server_model(&base_url, args.api_key.as_deref())?;
-    let model = args.served_model.clone().or(listed);
+    // Serving in-process, -m named the file; the server names the model.
+    let model = match &args.base_url {
+        Some(_) => args.model.clone().or(listed),
+        None => listed,
+    };
     let target = Target {
         base_url: base_url.clone(),
         backend: args.backend,
@@ -250,7 +281,7 @@ pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
             .num_prompts
             .unwrap_or_else(|| (4 * concurrency.unwrap_or(2)).max(8));
         let prompts = match (&args.dataset, &tokenizer) {
-            (Some(path), Some(tok)) => {
+            (Some(path), Some(Counting::Gguf(tok))) => {
                 let ids = super::parallel::dataset_prompts(
                     path,
                     tok,
@@ -329,9 +360,7 @@ pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
         );
         let mut run = load::run(&cfg, Arc::clone(&stop))?;
         if let Some(tok) = &tokenizer {
-            load::count_with_tokenizer(&mut run, &cfg, |text| {
-                tok.encode(text, false).map(|ids| ids.len()).ok()
-            });
+            load::count_with_tokenizer(&mut run, &cfg, |text| tok.count(text));
         }
         interrupted |= run.interrupted;
         results.push((step.clone(), run.summary));

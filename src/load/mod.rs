@@ -367,4 +367,58 @@ mod tests {
         .make()
         .is_err());
     }
+
+    #[test]
+    fn outputs_without_usage_are_counted_with_the_tokenizer() {
+        let record = |text: &str, from| RequestRecord {
+            prompt_tokens: 3,
+            sent: 0.0,
+            chunks: vec![0.1, 0.2],
+            end: 0.3,
+            output_tokens: 2,
+            tokens_from: from,
+            error: None,
+            server_timings: None,
+            text: text.into(),
+        };
+        let cfg = LoadConfig {
+            target: Target {
+                base_url: String::new(),
+                backend: client::Backend::Completions,
+                model: None,
+                api_key: None,
+                ignore_eos: false,
+            },
+            prompts: vec![],
+            arrival: Arrival {
+                rate: f64::INFINITY,
+                burstiness: 1.0,
+                seed: 0,
+            },
+            max_concurrency: None,
+            warmup: 0,
+            duration: None,
+            percentiles: vec![50.0],
+            slo: Slo::default(),
+            read_timeout: Duration::from_secs(1),
+        };
+        let records = vec![
+            record("one two three", metrics::TokenSource::Chunks),
+            record("x", metrics::TokenSource::Usage),
+        ];
+        let mut run = LoadRun {
+            summary: Summary::of(&records, 1.0, &[50.0], &Slo::default(), None),
+            records,
+            interrupted: false,
+        };
+        assert_eq!(run.summary.output_tokens_from, metrics::TokenSource::Chunks);
+        count_with_tokenizer(&mut run, &cfg, |t| Some(t.split_whitespace().count()));
+        assert_eq!(run.records[0].output_tokens, 3);
+        assert_eq!(run.records[1].output_tokens, 2, "usage counts stay");
+        assert_eq!(run.summary.total_output_tokens, 5);
+        assert_eq!(
+            run.summary.output_tokens_from,
+            metrics::TokenSource::Tokenizer
+        );
+    }
 }
