@@ -4,43 +4,10 @@
 //! `cargo bench --bench load_client`. The client must not be what limits a
 //! serving benchmark.
 
-use rbench::load::client::{Backend, Prompt, PromptBody, Target};
-use rbench::load::metrics::Slo;
+use rbench::load;
 use rbench::load::stub::{self, Stub};
-use rbench::load::{self, Arrival, LoadConfig};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn config(base: &str, n: usize, tokens: usize, concurrency: Option<usize>) -> LoadConfig {
-    LoadConfig {
-        target: Target {
-            base_url: base.to_string(),
-            backend: Backend::Completions,
-            model: None,
-            api_key: None,
-            ignore_eos: true,
-        },
-        prompts: vec![
-            Prompt {
-                body: PromptBody::Tokens(vec![1, 2, 3, 4]),
-                tokens: 4,
-                max_tokens: tokens,
-            };
-            n
-        ],
-        arrival: Arrival {
-            rate: f64::INFINITY,
-            burstiness: 1.0,
-            seed: 0,
-        },
-        max_concurrency: concurrency,
-        warmup: 0,
-        duration: None,
-        percentiles: vec![50.0, 99.0],
-        slo: Slo::default(),
-        read_timeout: Duration::from_secs(30),
-    }
-}
 
 fn main() {
     let rt = stub::runtime().expect("stub runtime");
@@ -50,7 +17,7 @@ fn main() {
         let mut best = 0.0f64;
         for _ in 0..3 {
             let run = load::run(
-                &config(&base, 10_000, 1, Some(concurrency)),
+                &stub::load_config(&base, 10_000, 1, Some(concurrency)),
                 Arc::new(false.into()),
             )
             .expect("run");
@@ -63,7 +30,11 @@ fn main() {
     assert_eq!(quick.seen(), 3 * 3 * 10_000);
     let held = Arc::new(Stub::new(8, Duration::from_secs(2), 0));
     let base = stub::start(&rt, Arc::clone(&held)).expect("stub");
-    let run = load::run(&config(&base, 1000, 8, None), Arc::new(false.into())).expect("run");
+    let run = load::run(
+        &stub::load_config(&base, 1000, 8, None),
+        Arc::new(false.into()),
+    )
+    .expect("run");
     assert_eq!(run.summary.failed, 0, "{:?}", run.summary.errors);
     println!(
         "streams open at once: {} of {} (each held 2 s), all complete in {:.2} s; TTFT p99 {:.1} ms",

@@ -3,44 +3,12 @@
 
 mod common;
 
-use rbench::load::client::{Backend, Prompt, PromptBody, Target};
-use rbench::load::metrics::{Slo, TokenSource};
+use rbench::load;
+use rbench::load::metrics::TokenSource;
 use rbench::load::stub::{self, Stub};
-use rbench::load::{self, Arrival, LoadConfig};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn config(base: &str, n: usize, tokens: usize, concurrency: Option<usize>) -> LoadConfig {
-    LoadConfig {
-        target: Target {
-            base_url: base.to_string(),
-            backend: Backend::Completions,
-            model: None,
-            api_key: None,
-            ignore_eos: true,
-        },
-        prompts: vec![
-            Prompt {
-                body: PromptBody::Tokens(vec![1, 2, 3, 4]),
-                tokens: 4,
-                max_tokens: tokens,
-            };
-            n
-        ],
-        arrival: Arrival {
-            rate: f64::INFINITY,
-            burstiness: 1.0,
-            seed: 0,
-        },
-        max_concurrency: concurrency,
-        warmup: 0,
-        duration: None,
-        percentiles: vec![50.0, 99.0],
-        slo: Slo::default(),
-        read_timeout: Duration::from_secs(30),
-    }
-}
 
 fn stub_runtime() -> tokio::runtime::Runtime {
     stub::runtime().unwrap()
@@ -51,7 +19,7 @@ fn five_hundred_streams_at_once_all_complete_and_are_timed() {
     let rt = stub_runtime();
     let stub = Arc::new(Stub::new(3, Duration::from_secs(2), 0));
     let base = stub::start(&rt, Arc::clone(&stub)).unwrap();
-    let cfg = config(&base, 500, 3, None);
+    let cfg = stub::load_config(&base, 500, 3, None);
     let run = load::run(&cfg, Arc::new(false.into())).unwrap();
     let s = &run.summary;
     assert_eq!((s.completed, s.failed), (500, 0), "{:?}", s.errors);
@@ -73,7 +41,11 @@ fn broken_streams_and_a_dead_server_are_failures_with_reasons() {
     let rt = stub_runtime();
     let stub = Arc::new(Stub::new(4, Duration::ZERO, 3));
     let base = stub::start(&rt, stub).unwrap();
-    let run = load::run(&config(&base, 30, 4, Some(4)), Arc::new(false.into())).unwrap();
+    let run = load::run(
+        &stub::load_config(&base, 30, 4, Some(4)),
+        Arc::new(false.into()),
+    )
+    .unwrap();
     // Every third answer the stub starts breaks off (a request the client
     // sends again on a new connection counts as a new answer, so which ones
     // break varies); those are failures, the rest complete.
@@ -85,7 +57,7 @@ fn broken_streams_and_a_dead_server_are_failures_with_reasons() {
     assert_eq!(s.total_output_tokens, 4 * s.completed);
     // Nobody listening: every request fails at once, nothing hangs.
     let dead = load::run(
-        &config("http://127.0.0.1:9", 5, 4, None),
+        &stub::load_config("http://127.0.0.1:9", 5, 4, None),
         Arc::new(false.into()),
     )
     .unwrap();

@@ -14,6 +14,45 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A run against the stub at `base`: `n` identical four-token prompts
+/// asking for `tokens` tokens each, all at once up to `concurrency`.
+pub fn load_config(
+    base: &str,
+    n: usize,
+    tokens: usize,
+    concurrency: Option<usize>,
+) -> super::LoadConfig {
+    use super::client::{Backend, Prompt, PromptBody, Target};
+    super::LoadConfig {
+        target: Target {
+            base_url: base.to_string(),
+            backend: Backend::Completions,
+            model: None,
+            api_key: None,
+            ignore_eos: true,
+        },
+        prompts: vec![
+            Prompt {
+                body: PromptBody::Tokens(vec![1, 2, 3, 4]),
+                tokens: 4,
+                max_tokens: tokens,
+            };
+            n
+        ],
+        arrival: super::Arrival {
+            rate: f64::INFINITY,
+            burstiness: 1.0,
+            seed: 0,
+        },
+        max_concurrency: concurrency,
+        warmup: 0,
+        duration: None,
+        percentiles: vec![50.0, 99.0],
+        slo: super::metrics::Slo::default(),
+        read_timeout: Duration::from_secs(30),
+    }
+}
+
 /// A runtime for the stub: one thread, so the client's own threads are measured.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -826,6 +826,34 @@ fn completion_logprobs(tok: &Tokenizer, entries: &[LogprobEntry], offset: usize)
     })
 }
 
+/// The next engine event of a request, or why there is none: the engine
+/// dropped it (500) or `--timeout` passed (504, counted as a cancel: the
+/// caller's dropped receiver cancels the job).
+fn received(
+    shared: &Shared,
+    next: Result<Option<JobEvent>, tokio::time::error::Elapsed>,
+) -> Result<JobEvent, ApiError> {
+    match next {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => Err(ApiError::status(
+            500,
+            "server_error",
+            "the engine ended the request",
+        )),
+        Err(_) => {
+            shared.metrics.cancelled();
+            Err(ApiError::status(
+                504,
+                "timeout_error",
+                format!(
+                    "the request took longer than --timeout {} s",
+                    shared.timeout.as_secs()
+                ),
+            ))
+        }
+    }
+}
+
 /// `stream: false`: wait for the end, answer once.
 async fn whole_response(
     shared: Arc<Shared>,
@@ -843,25 +871,12 @@ async fn whole_response(
     let mut entries = Vec::new();
     let deadline = tokio::time::Instant::now() + shared.timeout;
     let outcome: Result<(), ApiError> = loop {
-        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                break Err(ApiError::status(
-                    500,
-                    "server_error",
-                    "the engine ended the request",
-                ))
-            }
-            Err(_) => {
-                break Err(ApiError::status(
-                    504,
-                    "timeout_error",
-                    format!(
-                        "the request took longer than --timeout {} s",
-                        shared.timeout.as_secs()
-                    ),
-                ))
-            }
+        let event = match received(
+            &shared,
+            tokio::time::timeout_at(deadline, events.recv()).await,
+        ) {
+            Ok(e) => e,
+            Err(e) => break Err(e),
         };
         match progress.on_event(event, meta.started) {
             Ok(piece) => {
@@ -880,9 +895,6 @@ async fn whole_response(
     drop(in_flight);
     if let Err(e) = outcome {
         progress.log(&shared, &meta, &format!("error {}", e.status));
-        if e.status == 504 {
-            shared.metrics.cancelled();
-        }
         return e.into_response();
     }
     let finish = progress.finish.unwrap_or("stop");
@@ -985,26 +997,9 @@ fn stream_response(
                     return;
                 }
             };
-            let event = match event {
-                Ok(Some(e)) => e,
-                Ok(None) => {
-                    break Err(ApiError::status(
-                        500,
-                        "server_error",
-                        "the engine ended the request",
-                    ))
-                }
-                Err(_) => {
-                    shared.metrics.cancelled();
-                    break Err(ApiError::status(
-                        504,
-                        "timeout_error",
-                        format!(
-                            "the request took longer than --timeout {} s",
-                            shared.timeout.as_secs()
-                        ),
-                    ));
-                }
+            let event = match received(&shared, event) {
+                Ok(e) => e,
+                Err(e) => break Err(e),
             };
             let token_event = matches!(event, JobEvent::Token { .. }) && progress.finish.is_none();
             let piece = match progress.on_event(event, meta.started) {
