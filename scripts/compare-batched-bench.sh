@@ -44,6 +44,11 @@ if [[ -z "${RBENCH:-}" ]]; then
 fi
 rbench="$RBENCH"
 
+# llama-batched-bench needs room for its largest batch: B × (p + n) cells.
+max_b="$(tr ',' '\n' <<<"$B" | sort -n | tail -n 1)"
+ctx=$((max_b * (p + n + 1)))
+((ctx >= 4096)) || ctx=4096
+
 compare() {
   local model="$1" out
   out="$(mktemp -d)"
@@ -54,7 +59,7 @@ compare() {
     "$rbench" parallel -m "$model" --workers "$B" -p "$p" -n "$((n + 1))" -t "$t" -o json \
     > "$out/rbench-$round.json"
     echo "round $round/$rounds: llama-batched-bench" >&2
-    "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c 4096 -t "$t" \
+    "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c "$ctx" -t "$t" \
     > "$out/llama-$round.txt" 2>/dev/null
   done
 

@@ -336,3 +336,50 @@ processor\t: 2\nmodel name\t: Test CPU @ 2GHz\nphysical id\t: 0\ncore id\t\t: 1\
         }
     }
 }
+
+/// Resets the process's peak resident set size (Linux: `5` into
+/// `/proc/self/clear_refs`), so [`peak_rss_bytes`] then measures from now.
+/// False where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The process's peak resident set size (`VmHWM`), where the OS says.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib(&status, "VmHWM:").map(|kib| kib * 1024)
+}
+
+/// A `Name:   123 kB` field of `/proc/self/status`, in KiB.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod rss_tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_read_in_kib() {
+        let status = "Name:\trbench\nVmPeak:\t  900 kB\nVmHWM:\t   1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(1234));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_peak_counts_memory_touched_after_a_reset() {
+        assert!(reset_peak_rss());
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        // Other tests may reset it too, but `big` is resident either way.
+        let after = peak_rss_bytes().unwrap();
+        assert!(after >= big.len() as u64, "{after}");
+    }
+}

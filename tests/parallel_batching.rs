@@ -284,6 +284,68 @@ fn run_batch_mode_prints_completions_in_input_order() {
     }
 }
 
+/// One answer per prompt: the five greedy reference prompts, each twice,
+/// through batch mode with 8 slots give exactly what `run -p` gives for each
+/// prompt alone (both run the batch-invariant engine).
+#[test]
+fn run_p_and_batch_mode_give_one_answer_per_prompt() {
+    let Some(path) = common::test_model("run_p_and_batch_mode_give_one_answer_per_prompt") else {
+        return;
+    };
+    let model = path.to_str().unwrap();
+    let reference = std::fs::read_to_string(common::reference_data("greedy-gemma3-270m.jsonl"))
+        .expect("reference data");
+    let prompts: Vec<String> = reference
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["prompt"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(prompts.len(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompts.jsonl");
+    let lines: String = prompts
+        .iter()
+        .chain(&prompts)
+        .map(|p| serde_json::to_string(p).unwrap() + "\n")
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let common_flags = ["-n", "32", "--temp", "0", "-t", "2"];
+    let mut args = vec!["run", "-m", model, "--prompts-file", file.to_str().unwrap()];
+    args.extend(["--parallel", "8", "-o", "jsonl"]);
+    args.extend(common_flags);
+    let out = common::rbench(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batch: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(batch.len(), 10);
+    for prompt in &prompts {
+        let mut args = vec!["run", "-m", model, "-p", prompt.as_str()];
+        args.extend(common_flags);
+        let out = common::rbench(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let alone = stdout.strip_suffix('\n').unwrap_or(&stdout);
+        let answers: Vec<&str> = batch
+            .iter()
+            .filter(|l| l["prompt"] == prompt.as_str())
+            .map(|l| l["completion"].as_str().unwrap())
+            .collect();
+        assert_eq!(answers, [alone, alone], "{prompt:?}");
+    }
+}
+
 /// The same exactness on synthetic Llama models of the K-quant mixes
 /// (Q4_K / Q5_K / Q6_K weights, which the test model has few of): the
 /// super-block kernels' per-column sums do not depend on the batch either.

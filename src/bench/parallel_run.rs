@@ -3,32 +3,67 @@
 //! a shared prefix, the same requests again with the prefix in every prompt,
 //! to measure what sharing saves).
 
-use super::parallel::{self as par, ParallelResult, PrefixSharing, WorkerRun};
+use std::time::Duration;
+
+use super::parallel::{
+    self as par, Budgets, LatencyClock, Memory, ParallelResult, PrefixSharing, RunContext,
+    WorkerRun,
+};
+use crate::engine::scheduler::serve_arriving;
 use crate::engine::{serve, Engine, Request, SamplerConfig, ScheduleConfig, ScheduleError};
+use crate::load::metrics::Slo;
 
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct ParallelSpec<'a> {
     /// Worker counts, in the order they run.
     pub workers: &'a [usize],
-    /// Requests per worker count; `None`: as many as workers.
+    /// Requests per worker count; `None`: [`par::DEFAULT_REQUESTS_PER_WORKER`]
+    /// per worker of the largest worker count.
     pub requests: Option<usize>,
+    /// Tokens to generate per request (`-n`).
     pub n_predict: usize,
+    /// Per request, where lengths vary (request `i` takes entry `i`);
+    /// empty: `n_predict` for all.
+    pub n_predicts: &'a [usize],
     /// Most tokens one decode step carries.
     pub n_batch: usize,
     pub stop_at_eog: bool,
     pub warmup: bool,
-    pub tpot_budget_ms: f64,
+    pub budgets: Budgets,
     /// Prompt tokens of the requests, at least as many as the most requests
     /// of any worker count (request `i` takes prompt `i`).
     pub prompts: &'a [Vec<u32>],
     /// Tokens every request starts with, computed once and shared.
     pub prefix: &'a [u32],
+    /// When request `i` arrives after the run starts; empty: all at once
+    /// (burst).
+    pub arrivals: &'a [Duration],
+    /// Runs of each worker count (latencies pooled, t/s averaged).
+    pub repetitions: usize,
+    pub slo: Option<Slo>,
+    /// KV bytes one cell holds (all layers), for the memory figures.
+    pub kv_bytes_per_cell: u64,
 }
 
 impl ParallelSpec<'_> {
-    fn n_requests(&self, workers: usize) -> usize {
-        self.requests.unwrap_or(workers)
+    fn n_requests(&self, _workers: usize) -> usize {
+        self.requests.unwrap_or_else(|| {
+            par::DEFAULT_REQUESTS_PER_WORKER * self.workers.iter().copied().max().unwrap_or(1)
+        })
+    }
+
+    fn n_predict_of(&self, i: usize) -> usize {
+        self.n_predicts.get(i).copied().unwrap_or(self.n_predict)
+    }
+
+    /// Where a request's latency clock starts.
+    pub fn clock(&self) -> LatencyClock {
+        if self.arrivals.is_empty() {
+            LatencyClock::Admission
+        } else {
+            LatencyClock::Arrival
+        }
     }
 
     /// The most requests any worker count sends (prompts needed).
@@ -83,7 +118,7 @@ pub fn measure_parallel(
 ) -> Result<(), ParallelError> {
     let outcome = measure_runs(engine, spec, result, stop, on_event);
     par::fill_scaling(&mut result.runs);
-    result.recommendation = par::recommend(&result.runs, spec.tpot_budget_ms);
+    result.recommendation = par::recommend(&result.runs, spec.budgets);
     result.interrupted = matches!(outcome, Err(ParallelError::Interrupted { .. }));
     outcome
 }
@@ -112,13 +147,14 @@ fn measure_runs(
     let requests_for = |n: usize, with_prefix: bool| -> Vec<Request> {
         spec.prompts[..n]
             .iter()
-            .map(|p| Request {
+            .enumerate()
+            .map(|(i, p)| Request {
                 prompt: if with_prefix {
                     spec.prefix.iter().chain(p).copied().collect()
                 } else {
                     p.clone()
                 },
-                n_predict: spec.n_predict,
+                n_predict: spec.n_predict_of(i),
             })
             .collect()
     };
@@ -145,7 +181,7 @@ fn measure_runs(
         let n_req = spec.n_requests(w);
         on_event(ParallelEvent::Start {
             workers: w,
-            requests: n_req,
+            requests: n_req * spec.repetitions.max(1),
         });
         let failed = |unshared| {
             move |source| ParallelError::Schedule {
@@ -154,18 +190,40 @@ fn measure_runs(
                 source,
             }
         };
-        let report = serve(
-            engine,
-            &requests_for(n_req, false),
-            &schedule(w, spec.prefix),
-            stop,
-            &mut |_| on_event(ParallelEvent::RequestDone),
-        )
-        .map_err(failed(false))?;
-        if report.interrupted {
-            return Err(interrupted(result.runs.len()));
+        let ctx = RunContext {
+            workers: w,
+            n_predict: spec.n_predict,
+            prefix_tokens: spec.prefix.len(),
+            clock: spec.clock(),
+            slo: spec.slo.clone(),
+        };
+        let requests = requests_for(n_req, false);
+        let arrivals = &spec.arrivals[..spec.arrivals.len().min(n_req)];
+        let peak_rss_resettable = crate::system::reset_peak_rss();
+        let mut reports = Vec::with_capacity(spec.repetitions.max(1));
+        for _ in 0..spec.repetitions.max(1) {
+            let report = serve_arriving(
+                engine,
+                &requests,
+                arrivals,
+                &schedule(w, spec.prefix),
+                stop,
+                &mut |_| on_event(ParallelEvent::RequestDone),
+            )
+            .map_err(failed(false))?;
+            if report.interrupted {
+                return Err(interrupted(result.runs.len()));
+            }
+            reports.push(report);
         }
-        let mut run = WorkerRun::from_report(w, spec.n_predict, spec.prefix.len(), &report);
+        let mut run = WorkerRun::from_reports(&ctx, &reports);
+        run.memory = Memory {
+            peak_rss_bytes: peak_rss_resettable
+                .then(crate::system::peak_rss_bytes)
+                .flatten(),
+            kv_bytes: run.kv_cells as u64 * spec.kv_bytes_per_cell,
+            compute_buffer_bytes: engine.compute_buffer_bytes() as u64,
+        };
         if !spec.prefix.is_empty() {
             let unshared = serve(
                 engine,
@@ -213,8 +271,10 @@ mod tests {
             type_k: "f16".into(),
             type_v: "f16".into(),
             tpot_budget_ms: 100.0,
+            ttft_budget_ms: 2000.0,
+            workload: None,
             runs: Vec::new(),
-            recommendation: par::recommend(&[], 100.0),
+            recommendation: par::recommend(&[], Budgets::default()),
             error: None,
             interrupted: false,
         }
@@ -236,12 +296,17 @@ mod tests {
             workers: &[1, 2],
             requests: Some(3),
             n_predict: 4,
+            n_predicts: &[],
             n_batch: 64,
             stop_at_eog: false,
             warmup: true,
-            tpot_budget_ms: 100.0,
+            budgets: Budgets::default(),
             prompts: &prompts,
             prefix: &prefix,
+            arrivals: &[],
+            repetitions: 1,
+            slo: None,
+            kv_bytes_per_cell: 1,
         };
         let mut result = empty_result();
         let (mut started, mut done) = (Vec::new(), 0);
@@ -273,7 +338,7 @@ mod tests {
 
         let few = ParallelSpec {
             prompts: &prompts[..1],
-            ..spec
+            ..spec.clone()
         };
         assert!(matches!(
             measure_parallel(

@@ -9,6 +9,7 @@ use crate::bench::parallel::{self as par, ParallelResult};
 use crate::bench::parallel_plan::{Plan, PlanRequest};
 use crate::bench::parallel_run::{measure_parallel, ParallelError, ParallelEvent, ParallelSpec};
 use crate::engine::Engine;
+use crate::load::metrics::Slo;
 use crate::model::Model;
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
@@ -36,10 +37,29 @@ pub struct ParallelArgs {
     /// Tokens generated per request.
     #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
     pub n_predict: usize,
-    /// Requests in the queue per worker count, served by continuous batching
-    /// [default: one per worker, all started together].
+    /// Requests per worker count, served by continuous batching [default: 4 per
+    /// worker of the largest worker count, so percentiles are percentiles].
     #[arg(long)]
     pub requests: Option<usize>,
+    /// How requests arrive: burst (all ready; the workers act as W clients, each
+    /// sending its next request when its last one finishes) or poisson (at
+    /// --rate per second on average, seeded by --seed; queueing counts in latency).
+    #[arg(long, default_value = "burst", value_parser = ["burst", "poisson"])]
+    pub arrival: String,
+    /// Requests per second for --arrival poisson.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Vary each request's prompt and output length uniformly within ± this
+    /// share of -p / -n (0.5: ±50%), seeded by --seed.
+    #[arg(long = "length-jitter", default_value_t = 0.0)]
+    pub length_jitter: f64,
+    /// Runs of each worker count; latencies are pooled, t/s averaged (each shown).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 1)]
+    pub repetitions: usize,
+    /// Goodput: requests per second that meet every bound, e.g. ttft=500,tpot=50
+    /// (ms; also e2el).
+    #[arg(long)]
+    pub slo: Option<String>,
     /// Every request starts with the same system prompt of this many tokens,
     /// computed once and shared in the KV cache (also run unshared to compare).
     #[arg(long = "shared-prefix", default_value_t = 0)]
@@ -62,6 +82,9 @@ pub struct ParallelArgs {
     /// TPOT p99 budget in ms for the interactive recommendation.
     #[arg(long = "tpot-budget", default_value_t = par::DEFAULT_TPOT_BUDGET_MS)]
     pub tpot_budget: f64,
+    /// TTFT p99 budget in ms for the interactive recommendation.
+    #[arg(long = "ttft-budget", default_value_t = par::DEFAULT_TTFT_BUDGET_MS)]
+    pub ttft_budget: f64,
     /// Output format on stdout: md or json.
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
     pub output: String,
@@ -77,9 +100,49 @@ pub struct ParallelArgs {
     /// Stop a request at an end-of-generation token (default: always generate -n tokens).
     #[arg(long = "stop-at-eog")]
     pub stop_at_eog: bool,
-    /// Seed of the random prompt tokens.
+    /// Seed of the random prompt tokens, lengths and arrivals.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// What `validate` made of the workload flags.
+struct Workload {
+    workers: Vec<usize>,
+    budgets: par::Budgets,
+    slo: Option<Slo>,
+}
+
+/// `--slo ttft=500,tpot=50` (`:` works too, as in `rbench load --goodput`).
+fn parse_slo(text: &str) -> Result<Slo, UsageError> {
+    let items: Vec<String> = text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().replacen('=', ":", 1))
+        .collect();
+    let slo = Slo::parse(&items).map_err(|e| UsageError(e.replace("--goodput", "--slo")))?;
+    if !slo.is_set() {
+        return Err(UsageError(format!(
+            "--slo {text}: give at least one of ttft=MS, tpot=MS, e2el=MS"
+        )));
+    }
+    Ok(slo)
+}
+
+/// Length `base` varied uniformly within ± `jitter` (at least 1).
+fn jittered(rng: &mut Xoshiro256PlusPlus, base: usize, jitter: f64) -> usize {
+    if jitter <= 0.0 {
+        return base;
+    }
+    let lo = ((base as f64) * (1.0 - jitter)).round().max(1.0) as usize;
+    let hi = ((base as f64) * (1.0 + jitter)).round().max(1.0) as usize;
+    rng.gen_range(lo..=hi.max(lo))
+}
+
+/// The longest a jittered length can be.
+fn jitter_max(base: usize, jitter: f64) -> usize {
+    ((base as f64) * (1.0 + jitter.max(0.0)))
+        .round()
+        .max(base as f64) as usize
 }
 
 /// `-p` / `-n` from an analyze result's recommendation.
@@ -107,7 +170,7 @@ pub(super) fn from_analysis(path: &std::path::Path) -> anyhow::Result<(usize, us
     }
 }
 
-fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
+fn validate(args: &mut ParallelArgs) -> anyhow::Result<Workload> {
     if let Some(path) = &args.from_analysis {
         let (p, n) = from_analysis(path)?;
         args.n_prompt = p;
@@ -141,13 +204,45 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
         in_range("--requests", r, 1, MAX_TOKENS)?;
     }
     args.engine.validate()?;
-    if !(args.tpot_budget.is_finite() && args.tpot_budget > 0.0) {
+    for (flag, ms) in [
+        ("--tpot-budget", args.tpot_budget),
+        ("--ttft-budget", args.ttft_budget),
+    ] {
+        if !(ms.is_finite() && ms > 0.0) {
+            return Err(
+                UsageError(format!("{flag} must be a positive number of ms, got {ms}")).into(),
+            );
+        }
+    }
+    if !(0.0..1.0).contains(&args.length_jitter) {
         return Err(UsageError(format!(
-            "--tpot-budget must be a positive number of ms, got {}",
-            args.tpot_budget
+            "--length-jitter must be at least 0 and under 1 (0.5 = ±50%), got {}",
+            args.length_jitter
         ))
         .into());
     }
+    in_range("-r/--repetitions", args.repetitions, 1, 1000)?;
+    match (args.arrival.as_str(), args.rate) {
+        ("poisson", None) => {
+            return Err(
+                UsageError("--arrival poisson needs --rate R (requests per second)".into()).into(),
+            )
+        }
+        ("poisson", Some(r)) if !(r.is_finite() && r > 0.0) => {
+            return Err(UsageError(format!(
+                "--rate must be a positive number of requests per second, got {r}"
+            ))
+            .into())
+        }
+        ("burst", Some(_)) => {
+            return Err(UsageError(
+                "--rate applies to --arrival poisson (burst sends every request at once)".into(),
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let slo = args.slo.as_deref().map(parse_slo).transpose()?;
     let max_workers = workers.iter().copied().max().unwrap_or(1);
     if args.n_batch < max_workers {
         return Err(UsageError(format!(
@@ -156,7 +251,14 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Vec<usize>> {
         ))
         .into());
     }
-    Ok(workers)
+    Ok(Workload {
+        workers,
+        budgets: par::Budgets {
+            ttft_ms: args.ttft_budget,
+            tpot_ms: args.tpot_budget,
+        },
+        slo,
+    })
 }
 
 /// The plan for these flags (the model read from its header only).
@@ -164,8 +266,8 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
     let req = PlanRequest {
         model: &args.model,
         workers,
-        n_prompt: args.n_prompt,
-        n_predict: args.n_predict,
+        n_prompt: jitter_max(args.n_prompt, args.length_jitter),
+        n_predict: jitter_max(args.n_predict, args.length_jitter),
         requests: args.requests,
         shared_prefix: args.shared_prefix,
         n_ctx: args.engine.ctx,
@@ -223,7 +325,11 @@ pub(super) fn dataset_prompts(
 }
 
 pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
-    let workers = validate(&mut args)?;
+    let Workload {
+        workers,
+        budgets,
+        slo,
+    } = validate(&mut args)?;
     let plan = make_plan(&args, &workers)?;
     if args.dry_run {
         if args.output == "json" {
@@ -265,25 +371,62 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
     let n_vocab = model.hparams.n_vocab;
-    let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.gen_range(0..n_vocab)).collect() };
-    let prefix = random(args.shared_prefix);
+    let random = |rng: &mut Xoshiro256PlusPlus, n: usize| -> Vec<u32> {
+        (0..n).map(|_| rng.gen_range(0..n_vocab)).collect()
+    };
+    let prefix = random(&mut rng, args.shared_prefix);
+    let kv_bytes_per_cell = plan.kv_cache_bytes / plan.n_ctx.max(1) as u64;
     let mut spec = ParallelSpec {
         workers: &workers,
         requests: args.requests,
         n_predict: args.n_predict,
+        n_predicts: &[],
         n_batch: args.n_batch,
         stop_at_eog: args.stop_at_eog,
         warmup: !args.no_warmup,
-        tpot_budget_ms: args.tpot_budget,
+        budgets,
         prompts: &[],
         prefix: &prefix,
+        arrivals: &[],
+        repetitions: args.repetitions,
+        slo: slo.clone(),
+        kv_bytes_per_cell,
     };
     let n_requests_max = spec.max_requests();
     let prompts: Vec<Vec<u32>> = match &args.dataset {
-        None => (0..n_requests_max).map(|_| random(args.n_prompt)).collect(),
-        Some(path) => dataset_prompts(path, &model.tokenizer, n_requests_max, args.n_prompt)?,
+        None => (0..n_requests_max)
+            .map(|_| {
+                let n = jittered(&mut rng, args.n_prompt, args.length_jitter);
+                random(&mut rng, n)
+            })
+            .collect(),
+        Some(path) => dataset_prompts(
+            path,
+            &model.tokenizer,
+            n_requests_max,
+            jitter_max(args.n_prompt, args.length_jitter),
+        )?,
+    };
+    let n_predicts: Vec<usize> = (0..n_requests_max)
+        .map(|_| jittered(&mut rng, args.n_predict, args.length_jitter))
+        .collect();
+    let arrivals: Vec<std::time::Duration> = match args.rate {
+        Some(rate) if args.arrival == "poisson" => {
+            let pattern = crate::load::Arrival {
+                rate,
+                burstiness: 1.0,
+                seed: args.seed,
+            };
+            crate::load::arrival_times(n_requests_max, &pattern)?
+                .into_iter()
+                .map(std::time::Duration::from_secs_f64)
+                .collect()
+        }
+        _ => Vec::new(),
     };
     spec.prompts = &prompts;
+    spec.n_predicts = &n_predicts;
+    spec.arrivals = &arrivals;
 
     let mut result = ParallelResult {
         model: model.info.model_type(),
@@ -295,8 +438,22 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         type_k: cfg.type_k.name().to_string(),
         type_v: cfg.type_v.name().to_string(),
         tpot_budget_ms: args.tpot_budget,
+        ttft_budget_ms: args.ttft_budget,
+        workload: Some(par::Workload {
+            arrival: args.arrival.clone(),
+            rate: args.rate,
+            requests: spec.max_requests(),
+            repetitions: args.repetitions,
+            length_jitter: args.length_jitter,
+            prompts: args
+                .dataset
+                .as_ref()
+                .map_or("random".into(), |p| p.display().to_string()),
+            latency_clock: spec.clock(),
+            slo,
+        }),
         runs: Vec::new(),
-        recommendation: par::recommend(&[], args.tpot_budget),
+        recommendation: par::recommend(&[], budgets),
         error: None,
         interrupted: false,
     };
@@ -308,8 +465,17 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         &super::interrupt::requested,
         &mut |event| match event {
             ParallelEvent::Start { workers, requests } => {
+                let jitter = if args.length_jitter > 0.0 {
+                    format!(", lengths ±{:.0}%", args.length_jitter * 100.0)
+                } else {
+                    String::new()
+                };
+                let arrival = match args.rate {
+                    Some(rate) => format!(", Poisson arrivals at {rate} req/s"),
+                    None => String::new(),
+                };
                 eprintln!(
-                    "workers {workers}: {requests} requests × ({} prompt + {} generated)",
+                    "workers {workers}: {requests} requests × ({} prompt + {} generated{jitter}){arrival}",
                     args.n_prompt, args.n_predict
                 );
                 bar = Some(super::progress::Progress::bar(
@@ -367,12 +533,17 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         outln!("{}", par::scaling_table(&result.runs));
         outln!();
         outln!("{}", par::latency_table(&result.runs));
+        outln!();
+        outln!("{}", par::memory_table(&result.runs));
         if let Some(t) = par::prefix_table(&result.runs) {
             outln!();
             outln!("{t}");
         }
         outln!();
-        for l in par::analysis_lines(&result.runs, &result.recommendation, args.tpot_budget) {
+        for l in par::repetition_lines(&result.runs) {
+            outln!("{l}");
+        }
+        for l in par::analysis_lines(&result.runs, &result.recommendation, budgets) {
             outln!("{l}");
         }
     }

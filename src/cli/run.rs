@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// Do not use the CPU backend's repacked weight layouts.
     #[arg(long)]
     pub no_repack: bool,
+    /// Run a single prompt on ggml's fastest kernel per batch shape instead of
+    /// the batch-invariant engine. By default `run -p`, `run --prompts-file`
+    /// (any --parallel), `parallel` and `serve` all use the batch-invariant
+    /// engine, so a prompt gets the same greedy tokens through each.
+    #[arg(long = "no-batch-invariant", conflicts_with = "prompts_file")]
+    pub no_batch_invariant: bool,
 }
 
 /// `-c` when not given: room for a long prompt and its completion.
@@ -104,8 +110,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let path = crate::model::resolve_model_path(&args.model)?;
     let t_load = Instant::now();
-    // Batch mode is batch-invariant: see `LoadOptions::for_kernels`.
-    let mut load = args.engine.load_options(args.prompts_file.is_some());
+    // Batch-invariant unless asked otherwise: see `LoadOptions::for_kernels`.
+    let batch_invariant = !args.no_batch_invariant;
+    let mut load = args.engine.load_options(batch_invariant);
     load.repack &= !args.no_repack;
     let model = Model::load(&path, &load).with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
@@ -127,7 +134,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             args.n_predict,
         );
     }
-    let mut engine = Engine::new(&model, args.engine.config(ctx, false))?;
+    let mut engine = Engine::new(&model, args.engine.config(ctx, batch_invariant))?;
     let cfg = GenerateConfig {
         n_predict: args.n_predict,
         stop_at_eog: true,

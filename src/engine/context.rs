@@ -6,7 +6,10 @@ use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, TokenPlace};
-use crate::model::blocks::{attention_rows, Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::blocks::{
+    attention_rows, needs_masked_twin, per_token_attention, Builder, ForwardInputs, ForwardShape,
+    KvLayer,
+};
 use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
@@ -286,11 +289,8 @@ impl<'m> Engine<'m> {
         ggml::tensor_set_i32(inputs.pos, &pos)?;
         let idx: Vec<i32> = slots.iter().map(|&c| c as i32).collect();
         ggml::tensor_set_i32(inputs.kv_idx, &idx)?;
-        let mut mask =
-            vec![
-                half::f16::ZERO;
-                n_kv * attention_rows(n_tokens, self.cfg.flash_attn && self.cfg.batch_invariant)
-            ];
+        let mask_rows = inputs.mask.ne()[1] as usize;
+        let mut mask = vec![half::f16::ZERO; n_kv * mask_rows];
         self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
         ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
         if let Some(mask_swa) = inputs.mask_swa {
@@ -328,8 +328,9 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
-    let mask_rows =
-        attention_rows(shape.n_tokens, shape.flash_attn && shape.batch_invariant) as i64;
+    let kv_shape = kv.shape();
+    let per_token = per_token_attention(&model.hparams, kv_shape.type_k, kv_shape.type_v);
+    let mask_rows = attention_rows(shape.n_tokens, needs_masked_twin(&shape, per_token)) as i64;
     let mask = gctx
         .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
         .named("inp_mask");

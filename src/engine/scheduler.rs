@@ -106,7 +106,7 @@ pub struct ScheduleConfig {
 /// Everything a run produced, completions in input order.
 #[derive(Clone, Debug)]
 pub struct ServeReport {
-    /// When the queue was opened: every request counts as submitted then.
+    /// When the queue was opened.
     pub started: Instant,
     pub finished: Instant,
     pub completions: Vec<Completion>,
@@ -117,6 +117,16 @@ pub struct ServeReport {
     pub peak_cells: usize,
     /// True when the run was stopped early by the caller.
     pub interrupted: bool,
+    /// When each submitted request arrived, in index order (empty: all at
+    /// `started`).
+    pub arrivals: Vec<Instant>,
+}
+
+impl ServeReport {
+    /// When request `index` arrived.
+    pub fn arrival(&self, index: usize) -> Instant {
+        self.arrivals.get(index).copied().unwrap_or(self.started)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -599,6 +609,7 @@ impl<'e, 'm> Scheduler<'e, 'm> {
             prefix_decode: self.prefix_decode,
             peak_cells: self.peak_cells,
             interrupted,
+            arrivals: Vec::new(),
         }
     }
 }
@@ -638,12 +649,31 @@ pub fn token_logprobs(logits: &[f32], token: u32, top: usize) -> TokenLogprobs {
     }
 }
 
-/// Serves `requests` through `cfg.n_slots` slots; `stop` is asked before
-/// every step (e.g. Ctrl-C) and `on_done` sees each completion as it
-/// finishes. Leaves the engine's cache empty.
+/// Serves `requests` through `cfg.n_slots` slots, all submitted at once;
+/// `stop` is asked before every step (e.g. Ctrl-C) and `on_done` sees each
+/// completion as it finishes. Leaves the engine's cache empty.
 pub fn serve(
     engine: &mut Engine<'_>,
     requests: &[Request],
+    cfg: &ScheduleConfig,
+    stop: &dyn Fn() -> bool,
+    on_done: &mut dyn FnMut(&Completion),
+) -> Result<ServeReport, ScheduleError> {
+    serve_arriving(engine, requests, &[], cfg, stop, on_done)
+}
+
+/// Longest sleep while waiting for the next arrival, so `stop` is still
+/// asked often.
+const ARRIVAL_POLL: Duration = Duration::from_millis(20);
+
+/// [`serve`] with request `i` submitted `arrivals[i]` after the start
+/// (missing entries: at the start). Offsets must not decrease. The report's
+/// `arrivals` hold the scheduled arrival instants, which is when a client
+/// would have sent each request.
+pub fn serve_arriving(
+    engine: &mut Engine<'_>,
+    requests: &[Request],
+    arrivals: &[Duration],
     cfg: &ScheduleConfig,
     stop: &dyn Fn() -> bool,
     on_done: &mut dyn FnMut(&Completion),
@@ -658,16 +688,27 @@ pub fn serve(
         }
     }
     let mut scheduler = Scheduler::new(engine, cfg.clone())?;
-    for r in requests {
-        scheduler.submit(r.clone())?;
-    }
+    let started = scheduler.started;
+    let offset = |i: usize| arrivals.get(i).copied().unwrap_or(Duration::ZERO);
+    let mut submitted = 0;
     let mut done: Vec<Option<Completion>> = vec![None; requests.len()];
     let mut events = Vec::new();
     let mut interrupted = false;
-    while !scheduler.is_idle() {
+    while submitted < requests.len() || !scheduler.is_idle() {
         if stop() {
             interrupted = true;
             break;
+        }
+        let now = started.elapsed();
+        while submitted < requests.len() && offset(submitted) <= now {
+            scheduler.submit(requests[submitted].clone())?;
+            submitted += 1;
+        }
+        if scheduler.is_idle() {
+            // Nothing to compute until the next request arrives.
+            let wait = offset(submitted).saturating_sub(started.elapsed());
+            std::thread::sleep(wait.min(ARRIVAL_POLL));
+            continue;
         }
         if !scheduler.step(&mut events)? {
             break;
@@ -680,7 +721,9 @@ pub fn serve(
             }
         }
     }
-    Ok(scheduler.finish(done.into_iter().flatten().collect(), interrupted))
+    let mut report = scheduler.finish(done.into_iter().flatten().collect(), interrupted);
+    report.arrivals = (0..submitted).map(|i| started + offset(i)).collect();
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -15,10 +15,15 @@ use super::error::{GgmlError, Result};
 use super::sys;
 use super::tensor::Tensor;
 use crate::kernels::attention::{self, AttentionInputs, AttentionShape};
+use crate::kernels::seq_attention;
 use crate::quant::GgmlType;
 
 /// Run the callback on every compute thread (`GGML_N_TASKS_MAX`).
 const N_TASKS_MAX: c_int = -1;
+
+/// Bit of the callback's `userdata` (above the scale's 32 bits) that picks
+/// the per-token kernel ([`seq_attention`]) over the 16-token blocks.
+const PER_TOKEN_BIT: u32 = 32;
 
 fn invalid(detail: impl Into<String>) -> GgmlError {
     GgmlError::InvalidOp {
@@ -124,6 +129,19 @@ pub fn attention_problem(
     supported_shape(q, k, v, mask).err().map(|e| e.to_string())
 }
 
+/// Why [`Context::custom_sequence_attention`] cannot compute attention
+/// over these tensors, if it cannot (it runs on every CPU).
+pub fn sequence_attention_problem(
+    q: Tensor<'_>,
+    k: Tensor<'_>,
+    v: Tensor<'_>,
+    mask: Tensor<'_>,
+) -> Option<String> {
+    let checked =
+        shape_of(q, k, v, mask).and_then(|shape| shape.check().map_err(|e| invalid(e.to_string())));
+    checked.err().map(|e| e.to_string())
+}
+
 impl Context {
     /// `softmax(scale · q kᵀ + mask) v` by rbench's attention kernel, the
     /// result laid out as ggml's `flash_attn_ext` gives it: F32
@@ -139,12 +157,42 @@ impl Context {
         scale: f32,
     ) -> Result<Tensor<'a>> {
         let shape = supported_shape(q, k, v, mask)?;
+        self.attention_node(shape, [q, k, v, mask], scale, false)
+    }
+
+    /// The same result computed one query token at a time over only the
+    /// cells its mask row lets it see ([`seq_attention`]): batch-invariant,
+    /// and its work follows each sequence's own length.
+    pub fn custom_sequence_attention<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        k: Tensor<'a>,
+        v: Tensor<'a>,
+        mask: Tensor<'a>,
+        scale: f32,
+    ) -> Result<Tensor<'a>> {
+        if let Some(problem) = sequence_attention_problem(q, k, v, mask) {
+            return Err(invalid(problem));
+        }
+        let shape = shape_of(q, k, v, mask)?;
+        self.attention_node(shape, [q, k, v, mask], scale, true)
+    }
+
+    fn attention_node<'a>(
+        &'a self,
+        shape: AttentionShape,
+        [q, k, v, mask]: [Tensor<'a>; 4],
+        scale: f32,
+        per_token: bool,
+    ) -> Result<Tensor<'a>> {
         self.ensure_tensor_room()?;
+        let userdata = scale.to_bits() as usize | usize::from(per_token) << PER_TOKEN_BIT;
         let mut args = [q.as_ptr(), k.as_ptr(), v.as_ptr(), mask.as_ptr()];
         // SAFETY: the context is alive with room for one tensor; `args`
         // holds four live tensors that the result's lifetime is tied to
         // (ggml stores them as its sources); the callback is a plain
-        // function and `userdata` carries the scale's bits, not a pointer.
+        // function and `userdata` carries the scale's bits and the kernel
+        // choice, not a pointer.
         unsafe {
             let raw = sys::ggml_custom_4d(
                 self.as_ptr(),
@@ -157,7 +205,7 @@ impl Context {
                 args.len() as c_int,
                 Some(attention_callback),
                 N_TASKS_MAX,
-                scale.to_bits() as usize as *mut c_void,
+                userdata as *mut c_void,
             );
             self.wrap("custom_attention", raw)
         }
@@ -240,14 +288,38 @@ unsafe extern "C" fn attention_callback(
         mask_row_stride: ms[1],
         scale: f32::from_bits(userdata as usize as u32),
     };
+    let per_token = (userdata as usize >> PER_TOKEN_BIT) & 1 == 1;
     if inputs.validate().is_err() || !(node.data as usize).is_multiple_of(4) {
         return;
     }
     let out = node.data as *mut f32;
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    if per_token {
+        seq_attention::with_thread_scratch(|scratch| {
+            let items = seq_attention::row_items(&inputs, nth);
+            for item in items.iter().skip(ith).step_by(nth) {
+                let len = item.heads.len() * shape.d_v;
+                // SAFETY: the output is a fresh contiguous F32 `[d_v, n_head,
+                // T]` tensor; an item covers its token's rows of its heads
+                // only, every (token, head) is in exactly one item
+                // (`row_items`) and each item goes to one thread, so no two
+                // `&mut` overlap.
+                let rows = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.add((item.token * shape.n_head + item.heads.start) * shape.d_v),
+                        len,
+                    )
+                };
+                if seq_attention::attend_row(&inputs, item, rows, scratch).is_err() {
+                    rows.fill(f32::NAN); // cannot happen after validate; make it visible
+                }
+            }
+        });
+        return;
+    }
     let per_token = shape.n_head * shape.d_v;
     attention::with_thread_scratch(|scratch| {
-        let blocks =
-            attention::thread_blocks(shape.n_blocks(), ith.max(0) as usize, nth.max(1) as usize);
+        let blocks = attention::thread_blocks(shape.n_blocks(), ith, nth);
         for b in blocks {
             let tokens = shape.block_tokens(b);
             // SAFETY: the output is a fresh contiguous F32 `[d_v, n_head, T]`

@@ -206,26 +206,31 @@ impl AttentionInputs<'_> {
         Ok(())
     }
 
-    fn q_at(&self, token: usize, head: usize) -> &[f32] {
+    pub(crate) fn q_at(&self, token: usize, head: usize) -> &[f32] {
         let at = token * self.q_token_stride + head * self.q_head_stride;
         &self.q[at..at + self.shape.d_k]
     }
 
-    fn k_at(&self, cell: usize, head_kv: usize) -> &[u16] {
+    pub(crate) fn k_at(&self, cell: usize, head_kv: usize) -> &[u16] {
         let at = cell * self.k_cell_stride + head_kv * self.k_head_stride;
         &self.k[at..at + self.shape.d_k]
     }
 
-    fn v_at(&self, cell: usize, head_kv: usize) -> &[u16] {
+    pub(crate) fn v_at(&self, cell: usize, head_kv: usize) -> &[u16] {
         let at = cell * self.v_cell_stride + head_kv * self.v_head_stride;
         &self.v[at..at + self.shape.d_v]
     }
 
-    fn mask_row(&self, token: usize) -> &[u16] {
+    pub(crate) fn mask_row(&self, token: usize) -> &[u16] {
         let at = token * self.mask_row_stride;
         &self.mask[at..at + self.shape.n_kv]
     }
 }
+
+/// The AVX-512 `e^x` of the attention kernels (also used by
+/// [`super::seq_attention`]).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use simd::exp as simd_exp;
 
 /// Whether the fast kernel runs on this CPU.
 pub fn available() -> bool {
@@ -411,7 +416,7 @@ mod simd {
     /// -87 (where F32 results turn subnormal) give 0.
     #[inline]
     #[target_feature(enable = "avx512f,f16c,fma")]
-    fn exp(x: __m512) -> __m512 {
+    pub(crate) fn exp(x: __m512) -> __m512 {
         let finite = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.0));
         let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(

@@ -39,6 +39,7 @@ pub mod kquants;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod scalar;
+pub mod seq_attention;
 
 /// Values per activation block (and per Q8_0 / Q5_0 weight block).
 pub const QK: usize = 32;

@@ -169,15 +169,33 @@ impl Slo {
     }
 
     fn met(&self, r: &RequestRecord) -> bool {
+        let ms = |s: f64| s * 1000.0;
+        self.meets_ms(
+            r.ttft().map(ms),
+            r.tpot().map(ms),
+            ms(r.e2el()),
+            r.output_tokens,
+        )
+    }
+
+    /// Whether a request with these latencies (ms) and output length meets
+    /// every bound given.
+    pub fn meets_ms(
+        &self,
+        ttft: Option<f64>,
+        tpot: Option<f64>,
+        e2el: f64,
+        output_tokens: usize,
+    ) -> bool {
         let within = |bound: Option<f64>, v: Option<f64>| match (bound, v) {
             (None, _) => true,
-            (Some(b), Some(v)) => v * 1000.0 <= b,
+            (Some(b), Some(v)) => v <= b,
             // A bound on TPOT holds for a one-token answer; on TTFT it needs a token.
             (Some(_), None) => false,
         };
-        within(self.ttft_ms, r.ttft())
-            && (self.tpot_ms.is_none() || r.output_tokens <= 1 || within(self.tpot_ms, r.tpot()))
-            && within(self.e2el_ms, Some(r.e2el()))
+        within(self.ttft_ms, ttft)
+            && (self.tpot_ms.is_none() || output_tokens <= 1 || within(self.tpot_ms, tpot))
+            && within(self.e2el_ms, Some(e2el))
     }
 }
 

@@ -60,14 +60,31 @@ pub struct Builder<'g> {
     pub kernels: Kernels,
 }
 
-/// Rows of the attention mask for a ubatch of `n_tokens`: row-by-row flash
-/// attention pairs a lone token with a fully masked row (see `Builder::attention`).
-pub fn attention_rows(n_tokens: usize, batch_invariant: bool) -> usize {
-    if batch_invariant && n_tokens == 1 {
+/// Whether batch-invariant flash attention runs on rbench's per-token
+/// kernel ([`kernels::seq_attention`]): F16 cache, head sizes in whole
+/// 16-lane vectors. Otherwise it falls back to ggml's row-by-row kernel.
+pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> bool {
+    type_k == GgmlType::F16
+        && type_v == GgmlType::F16
+        && hp.head_dim_k.is_multiple_of(16)
+        && hp.head_dim_v.is_multiple_of(16)
+}
+
+/// Rows of the attention mask for a ubatch of `n_tokens`: the fallback
+/// row-by-row flash attention pairs a lone token with a fully masked row
+/// (see `Builder::attention`).
+pub fn attention_rows(n_tokens: usize, masked_twin: bool) -> usize {
+    if masked_twin && n_tokens == 1 {
         2
     } else {
         n_tokens
     }
+}
+
+/// Whether a lone token needs the masked twin: batch-invariant flash
+/// attention on ggml's kernel.
+pub fn needs_masked_twin(shape: &ForwardShape, per_token_kernel: bool) -> bool {
+    shape.flash_attn && shape.batch_invariant && !per_token_kernel
 }
 
 impl<'g> Builder<'g> {
@@ -217,14 +234,22 @@ impl<'g> Builder<'g> {
         } else {
             self.inputs.mask
         };
-        let out = if self.shape.flash_attn && self.shape.batch_invariant {
-            // One query row per dim-3 slice: ggml then runs every row through
+        let per_token = per_token_attention(hp, cache.k.ty(), cache.v.ty());
+        let out = if self.shape.flash_attn && self.shape.batch_invariant && per_token {
+            // Each token over only its own sequence's cells, in a fixed
+            // order whatever the batch holds: batch-invariant, and the
+            // work follows each sequence's length, not the cache's.
+            let o = ctx.custom_sequence_attention(q, kview, vview, mask, kq_scale)?;
+            ctx.reshape_2d(o, hd_v * n_head, t)?
+        } else if self.shape.flash_attn && self.shape.batch_invariant {
+            // Fallback (quantized cache): one query row per dim-3 slice: ggml then runs every row through
             // the same row-by-row kernel whatever the batch holds (its tiled
             // and KV-split kernels, picked by row count and context length,
             // round differently), so a sequence's results do not depend on
             // what shares its batch. A lone token gets a masked twin so the
             // KV-split kernel is never picked either.
-            let rows = attention_rows(self.shape.n_tokens, true) as i64;
+            let rows =
+                attention_rows(self.shape.n_tokens, needs_masked_twin(&self.shape, false)) as i64;
             let mut q4 = ctx.reshape_4d(q, hd_k, 1, n_head, t)?;
             if rows > t {
                 q4 = ctx.concat(q4, q4, 3)?;

@@ -117,6 +117,9 @@ impl ScalingPoint for ParallelRun {
     fn tpot_p99_ms(&self) -> Option<f64> {
         self.tpot_ms.map(|t| t.p99)
     }
+    fn ttft_p99_ms(&self) -> Option<f64> {
+        self.ttft_ms.map(|t| t.p99)
+    }
 }
 
 /// What the scaling table says.
@@ -126,7 +129,8 @@ pub struct Scaling {
     pub linear_up_to: Option<u64>,
     /// First worker count under 75% efficiency.
     pub drops_at: Option<u64>,
-    /// Run with the highest generation t/s whose TPOT p99 meets the budget.
+    /// Run with the highest generation t/s whose TTFT p99 and TPOT p99 meet
+    /// their budgets.
     pub interactive: Option<ParallelRun>,
     /// Run with the highest overall t/s.
     pub batch: Option<ParallelRun>,
@@ -140,7 +144,11 @@ pub fn scaling(runs: &[ParallelRun], tpot_budget_ms: f64) -> Scaling {
         .map(|r| r.workers)
         .last();
     let drops_at = par::first_below(runs, LOW_EFFICIENCY);
-    let interactive = par::interactive_pick(runs, tpot_budget_ms).cloned();
+    let budgets = par::Budgets {
+        tpot_ms: tpot_budget_ms,
+        ..par::Budgets::default()
+    };
+    let interactive = par::interactive_pick(runs, budgets).cloned();
     let batch = par::batch_pick(runs).cloned();
     Scaling {
         linear_up_to,
