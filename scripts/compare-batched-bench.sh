@@ -56,15 +56,18 @@ compare() {
     echo "round $round/$rounds: rbench parallel" >&2
     # -n + 1: the first token comes from the prompt's logits, so n + 1 tokens
     # per request take n generation steps, as llama-batched-bench's -ntg n does.
-    "$rbench" parallel -m "$model" --workers "$B" -p "$p" -n "$((n + 1))" -t "$t" -o json \
-    > "$out/rbench-$round.json"
+    # B requests at once per batch size B, as llama-batched-bench runs them.
+    for b in ${B//,/ }; do
+      "$rbench" parallel -m "$model" --workers "$b" --requests "$b" -p "$p" -n "$((n + 1))" \
+        -t "$t" -o json > "$out/rbench-$round-$b.json"
+    done
     echo "round $round/$rounds: llama-batched-bench" >&2
     "$bin/llama-batched-bench" -m "$model" -npp "$p" -ntg "$n" -npl "$B" -c "$ctx" -t "$t" \
     > "$out/llama-$round.txt" 2>/dev/null
   done
 
   python3 - "$out" "$rounds" <<'PY'
-import json, sys
+import glob, json, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def llama(path):
     rows = {}
@@ -77,7 +80,10 @@ print("| round | B | rbench S_PP | llama S_PP | PP ratio | rbench S_TG | llama S
 print("|---|---|---|---|---|---|---|---|")
 ratios = {}
 for i in range(1, rounds + 1):
-    ours = {r["workers"]: (r["prompt_tps"], r["gen_tps"]) for r in json.load(open(f"{out}/rbench-{i}.json"))["runs"]}
+    ours = {}
+    for path in glob.glob(f"{out}/rbench-{i}-*.json"):
+        for r in json.load(open(path))["runs"]:
+            ours[r["workers"]] = (r["prompt_tps"], r["gen_tps"])
     theirs = llama(f"{out}/llama-{i}.txt")
     for b in sorted(ours):
         if b not in theirs:

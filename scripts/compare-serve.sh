@@ -64,7 +64,7 @@ serve_round() {
 
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: rbench parallel" >&2
-  "$RBENCH" parallel -m "$model" --workers "$conc" -p "$p" -n "$n" -t "$t" -o json >"$out/parallel-$round.json" 2>/dev/null
+  "$RBENCH" parallel -m "$model" --workers "$conc" --requests "$conc" -p "$p" -n "$n" -t "$t" -o json >"$out/parallel-$round.json" 2>/dev/null
   echo "round $round/$rounds: rbench serve" >&2
   serve_round rbench "$round" "$RBENCH" serve -m "$model" --port "$port" --parallel "$conc" -c "$ctx" -t "$t" --no-log-requests
   echo "round $round/$rounds: llama-server" >&2

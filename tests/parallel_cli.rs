@@ -4,7 +4,7 @@
 mod common;
 
 use common::rbench;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -107,11 +107,26 @@ fn a_run_reports_every_worker_count_with_scaling_and_latency() {
     assert_eq!(saved["result"], v, "--save keeps what -o json prints");
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
+    // Without --requests: 4 per worker of the largest count, for every count.
+    assert_eq!(v["workload"]["requests"], 16);
+    assert_eq!(v["workload"]["arrival"], "burst");
+    assert_eq!(v["workload"]["latency_clock"], "admission");
     for (run, w) in runs.iter().zip([1u64, 2, 4]) {
         assert_eq!(run["workers"], w);
-        assert_eq!(run["output_tokens"], 8 * w);
-        assert_eq!(run["prompt_tokens"], 16 * w);
+        assert_eq!(run["requests"], 16);
+        assert_eq!(run["output_tokens"], 8 * 16);
+        assert_eq!(run["prompt_tokens"], 16 * 16);
         assert!(run["kv_cells"].as_u64().unwrap() >= 23 * w);
+        let memory = &run["memory"];
+        assert!(
+            memory["peak_rss_bytes"].as_u64().unwrap() > 1 << 20,
+            "{memory}"
+        );
+        assert!(memory["kv_bytes"].as_u64().unwrap() > 0, "{memory}");
+        assert!(
+            memory["compute_buffer_bytes"].as_u64().unwrap() > 0,
+            "{memory}"
+        );
         for key in [
             "prompt_tps",
             "gen_tps",
@@ -121,11 +136,16 @@ fn a_run_reports_every_worker_count_with_scaling_and_latency() {
         ] {
             assert!(run[key].as_f64().unwrap() > 0.0, "{key} in {run}");
         }
-        for key in ["ttft_ms", "tpot_ms", "itl_ms"] {
+        for key in ["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"] {
             let l = &run[key];
-            let (p50, p99) = (l["p50"].as_f64().unwrap(), l["p99"].as_f64().unwrap());
-            assert!(p50 > 0.0 && p50 <= p99, "{key}: {l}");
+            let p = |q: &str| l[q].as_f64().unwrap();
+            assert!(
+                p("p50") > 0.0 && p("p50") <= p("p95") && p("p95") <= p("p99"),
+                "{key}: {l}"
+            );
         }
+        assert_eq!(run["ttft_ms"]["n"], 16);
+        assert_eq!(run["itl_ms"]["n"], 16 * 7);
     }
     assert_eq!(runs[0]["speedup"], 1.0);
     assert!(v["recommendation"]["offline"]["workers"].is_u64());
@@ -164,6 +184,100 @@ fn a_run_reports_every_worker_count_with_scaling_and_latency() {
     assert!(text.contains("| 40 "), "{text}");
 }
 
+/// Poisson arrivals, ±50% lengths, an SLO and two repetitions: latency
+/// counts from arrival, every request of both repetitions is a sample, and
+/// lengths vary around -p / -n within the jitter.
+#[test]
+fn arrivals_lengths_slo_and_repetitions_shape_the_run() {
+    let out = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--workers",
+        "1,2",
+        "-p",
+        "16",
+        "-n",
+        "8",
+        "-t",
+        "1",
+        "--requests",
+        "12",
+        "--arrival",
+        "poisson",
+        "--rate",
+        "400",
+        "--length-jitter",
+        "0.5",
+        "--slo",
+        "ttft=60000,tpot=60000",
+        "-r",
+        "2",
+        "-o",
+        "json",
+    ]);
+    let v = json(&out);
+    let w = &v["workload"];
+    assert_eq!(
+        (
+            &w["arrival"],
+            &w["rate"],
+            &w["latency_clock"],
+            &w["repetitions"]
+        ),
+        (
+            &json!("poisson"),
+            &json!(400.0),
+            &json!("arrival"),
+            &json!(2)
+        )
+    );
+    assert_eq!(w["slo"]["ttft_ms"], 60000.0);
+    for run in v["runs"].as_array().unwrap() {
+        assert_eq!(run["requests"], 12);
+        assert_eq!(run["ttft_ms"]["n"], 24, "both repetitions pooled");
+        assert_eq!(run["gen_tps_runs"].as_array().unwrap().len(), 2);
+        // Output lengths within 8 ± 50%, not all the same.
+        let out_tokens = run["output_tokens"].as_u64().unwrap();
+        assert!((4 * 12..=12 * 12).contains(&out_tokens), "{out_tokens}");
+        assert_ne!(out_tokens, 8 * 12, "lengths vary");
+        assert!(run["n_prompt"].as_u64().unwrap() <= 24);
+        // Generous bounds: every request is good.
+        assert_eq!(run["good_requests"], 12);
+        assert!(run["goodput_rps"].as_f64().unwrap() > 0.0);
+    }
+    let md = rbench(&[
+        "parallel",
+        "-m",
+        "synth:llama-15m",
+        "--workers",
+        "1",
+        "-p",
+        "16",
+        "-n",
+        "8",
+        "-t",
+        "1",
+        "--requests",
+        "8",
+        "--slo",
+        "e2el=60000",
+        "-r",
+        "2",
+    ]);
+    assert!(md.status.success(), "{}", stderr(&md));
+    let text = String::from_utf8_lossy(&md.stdout);
+    for needle in [
+        "Goodput req/s",
+        "(8 / 8)",
+        "Peak RSS",
+        "E2E ms",
+        "per repetition",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
 #[test]
 fn impossible_requests_are_refused_with_the_reason() {
     let cases: &[(&[&str], i32, &str)] = &[
@@ -173,6 +287,19 @@ fn impossible_requests_are_refused_with_the_reason() {
         (&["--requests", "0"], 2, "--requests"),
         (&["-t", "0"], 2, "-t/--threads"),
         (&["--tpot-budget", "0"], 2, "--tpot-budget"),
+        (&["--ttft-budget", "0"], 2, "--ttft-budget"),
+        (&["--arrival", "poisson"], 2, "needs --rate"),
+        (
+            &["--arrival", "poisson", "--rate", "0"],
+            2,
+            "--rate must be",
+        ),
+        (&["--rate", "5"], 2, "--rate applies to --arrival poisson"),
+        (&["--arrival", "uniform"], 2, "--arrival"),
+        (&["--length-jitter", "1.5"], 2, "--length-jitter"),
+        (&["-r", "0"], 2, "-r/--repetitions"),
+        (&["--slo", "ttft=fast"], 2, "--slo ttft:fast"),
+        (&["--slo", "latency=5"], 2, "is not ttft, tpot or e2el"),
         (&["-ctk", "q4_7"], 2, "cache-type-k"),
         (
             &["-c", "100", "--workers", "4"],

@@ -121,6 +121,8 @@ pub struct Latency {
     #[serde(default)]
     pub p95: f64,
     pub p99: f64,
+    #[serde(default)]
+    pub max: f64,
     /// Samples the figures were taken over.
     #[serde(default)]
     pub n: usize,
@@ -139,6 +141,7 @@ impl Latency {
             p90: p(90.0),
             p95: p(95.0),
             p99: p(99.0),
+            max: sorted.last().copied().unwrap_or(0.0),
             n: ms.len(),
         }
     }
@@ -588,18 +591,18 @@ pub fn scaling_table(runs: &[WorkerRun]) -> String {
 pub fn latency_table(runs: &[WorkerRun]) -> String {
     let cell = |l: &Latency| {
         format!(
-            "{:.1} / {:.1} / {:.1} / {:.1} / {:.1}",
-            l.mean, l.p50, l.p90, l.p95, l.p99
+            "{:.1} / {:.1} / {:.1} / {:.1} / {:.1} / {:.1}",
+            l.mean, l.p50, l.p90, l.p95, l.p99, l.max
         )
     };
     let goodput = runs.iter().any(|r| r.goodput_rps.is_some());
     let mut header = vec![
         "Workers",
         "Requests",
-        "TTFT ms (mean / p50 / p90 / p95 / p99)",
-        "TPOT ms (mean / p50 / p90 / p95 / p99)",
-        "ITL ms (mean / p50 / p90 / p95 / p99)",
-        "E2E ms (mean / p50 / p90 / p95 / p99)",
+        "TTFT ms (mean / p50 / p90 / p95 / p99 / max)",
+        "TPOT ms (mean / p50 / p90 / p95 / p99 / max)",
+        "ITL ms (mean / p50 / p90 / p95 / p99 / max)",
+        "E2E ms (mean / p50 / p90 / p95 / p99 / max)",
     ];
     if goodput {
         header.push("Goodput req/s (good / all)");
