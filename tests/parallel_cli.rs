@@ -659,7 +659,15 @@ fn saved_parallel_and_analyze_results_make_a_report() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&md).unwrap();
-    for needle in ["Speedup", "Efficiency", "TTFT", "```mermaid", "n-predict"] {
+    for needle in [
+        "Speedup",
+        "Efficiency",
+        "TTFT",
+        "E2E",
+        "Peak RSS",
+        "```mermaid",
+        "n-predict",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in the report");
     }
 }

@@ -45,8 +45,8 @@ pub struct ServeArgs {
     #[arg(long = "no-prefix-cache")]
     pub no_prefix_cache: bool,
     /// KV cells the prefix cache may keep beyond the running requests'
-    /// [default: -c, one request's worth]. Every step attends over all cells
-    /// up to the highest in use, so a larger cache costs speed on every step.
+    /// [default: -c, one request's worth]. Every step's mask spans the cells
+    /// up to the highest in use, so a larger cache costs some speed on every step.
     #[arg(long = "cache-cells")]
     pub cache_cells: Option<usize>,
     /// Most tokens one decode step carries (prompt chunks of new requests

@@ -97,9 +97,9 @@ pub struct ScheduleConfig {
     pub shared_prefix: Vec<u32>,
     /// Keep finished requests' cells for later requests with the same
     /// leading tokens, in at most this many cells held by the cache alone
-    /// (0: no prefix cache; not with a shared prefix). Attention looks at
-    /// every cell up to the highest one in use, so an unbounded cache would
-    /// slow every step down as it fills the KV cache.
+    /// (0: no prefix cache; not with a shared prefix). Every step's mask
+    /// spans the cells up to the highest one in use, so an unbounded cache
+    /// would slow every step down as it fills the KV cache.
     pub prefix_cache_cells: usize,
 }
 

@@ -296,13 +296,13 @@ unsafe extern "C" fn attention_callback(
     let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
     if per_token {
         seq_attention::with_thread_scratch(|scratch| {
-            let items = seq_attention::row_items(&inputs, nth);
-            for item in items.iter().skip(ith).step_by(nth) {
+            let items = seq_attention::RowItems::new(&inputs, nth);
+            for item in (ith..items.len()).step_by(nth).map(|i| items.get(i)) {
                 let len = item.heads.len() * shape.d_v;
                 // SAFETY: the output is a fresh contiguous F32 `[d_v, n_head,
                 // T]` tensor; an item covers its token's rows of its heads
                 // only, every (token, head) is in exactly one item
-                // (`row_items`) and each item goes to one thread, so no two
+                // (`RowItems`) and each item goes to one thread, so no two
                 // `&mut` overlap.
                 let rows = unsafe {
                     std::slice::from_raw_parts_mut(
@@ -310,7 +310,7 @@ unsafe extern "C" fn attention_callback(
                         len,
                     )
                 };
-                if seq_attention::attend_row(&inputs, item, rows, scratch).is_err() {
+                if seq_attention::attend_row(&inputs, &item, rows, scratch).is_err() {
                     rows.fill(f32::NAN); // cannot happen after validate; make it visible
                 }
             }

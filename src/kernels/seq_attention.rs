@@ -30,6 +30,20 @@ pub const CHUNK: usize = 16;
 /// F16 bit pattern of `-inf`, the mask value of a cell a token cannot see.
 const F16_NEG_INF: u16 = 0xFC00;
 
+/// Whether the vectorized kernel runs on this CPU (AVX-512). Elsewhere the
+/// portable walk computes the same thing, slowly: the graph builder then
+/// keeps ggml's row-by-row attention instead.
+pub fn fast() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        simd::detected()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// One work item: token `token`, query heads `heads` (all of one KV group).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowItem {
@@ -39,28 +53,59 @@ pub struct RowItem {
 
 /// The work items of a call, split so that there are at least `2 · nth` of
 /// them when the shape allows (a decode step of one or two tokens over a
-/// model with one KV head would otherwise leave threads idle).
-pub fn row_items(inputs: &AttentionInputs<'_>, nth: usize) -> Vec<RowItem> {
-    let s = inputs.shape;
-    let group = s.group().max(1);
-    let per_group_items = s.n_tokens * s.n_head_kv;
-    let parts = (2 * nth.max(1))
-        .div_ceil(per_group_items.max(1))
-        .clamp(1, group);
-    let per_part = group.div_ceil(parts);
-    let mut items = Vec::with_capacity(per_group_items * parts);
-    for token in 0..s.n_tokens {
-        for g in 0..s.n_head_kv {
-            let first = g * group;
-            for h0 in (first..first + group).step_by(per_part) {
-                items.push(RowItem {
-                    token,
-                    heads: h0..(h0 + per_part).min(first + group),
-                });
-            }
+/// model with one KV head would otherwise leave threads idle). Items are
+/// numbered token by token, so dealing them round-robin to threads shares
+/// a causal prompt's growing rows evenly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowItems {
+    n_tokens: usize,
+    n_head_kv: usize,
+    group: usize,
+    /// Items per KV group and the heads each takes.
+    parts: usize,
+    per_part: usize,
+}
+
+impl RowItems {
+    pub fn new(inputs: &AttentionInputs<'_>, nth: usize) -> RowItems {
+        let s = inputs.shape;
+        let group = s.group().max(1);
+        let per_group_items = (s.n_tokens * s.n_head_kv).max(1);
+        let parts = (2 * nth.max(1)).div_ceil(per_group_items).clamp(1, group);
+        let per_part = group.div_ceil(parts);
+        RowItems {
+            n_tokens: s.n_tokens,
+            n_head_kv: s.n_head_kv,
+            group,
+            parts: group.div_ceil(per_part),
+            per_part,
         }
     }
-    items
+
+    pub fn len(&self) -> usize {
+        self.n_tokens * self.n_head_kv * self.parts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Item `i` (< `len()`).
+    pub fn get(&self, i: usize) -> RowItem {
+        let part = i % self.parts;
+        let g = (i / self.parts) % self.n_head_kv;
+        let token = i / (self.parts * self.n_head_kv);
+        let h0 = g * self.group + part * self.per_part;
+        RowItem {
+            token,
+            heads: h0..(h0 + self.per_part).min((g + 1) * self.group),
+        }
+    }
+
+    /// Every item in order.
+    pub fn iter(&self) -> impl Iterator<Item = RowItem> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
 }
 
 /// Work buffers of one thread, reused across calls.
@@ -74,14 +119,23 @@ pub struct RowScratch {
     acc: Vec<f32>,
     /// Scores, then probabilities, of one chunk: `[heads][CHUNK]`.
     p: Vec<f32>,
+    /// Running max, sum and this chunk's rescale factor per head.
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    rescale: Vec<f32>,
 }
 
 impl RowScratch {
     fn fit(&mut self, heads: usize, d_v: usize) {
-        self.acc.clear();
-        self.acc.resize(heads * d_v, 0.0);
-        self.p.clear();
-        self.p.resize(heads * CHUNK, 0.0);
+        let reset = |v: &mut Vec<f32>, n: usize, x: f32| {
+            v.clear();
+            v.resize(n, x);
+        };
+        reset(&mut self.acc, heads * d_v, 0.0);
+        reset(&mut self.p, heads * CHUNK, 0.0);
+        reset(&mut self.max, heads, f32::NEG_INFINITY);
+        reset(&mut self.sum, heads, 0.0);
+        reset(&mut self.rescale, heads, 1.0);
     }
 
     fn list_visible(&mut self, mask: &[u16]) {
@@ -172,8 +226,7 @@ fn attend_row_portable(
     let s = inputs.shape;
     let g = item.heads.start / s.group();
     let nh = item.heads.len();
-    let mut max = vec![f32::NEG_INFINITY; nh];
-    let mut sum = vec![0f32; nh];
+    let (max, sum) = (&mut sc.max, &mut sc.sum);
     let mut k_row = vec![0f32; s.d_k];
     for (chunk_cells, chunk_bias) in sc.cells.chunks(CHUNK).zip(sc.bias.chunks(CHUNK)) {
         sc.p.fill(f32::NEG_INFINITY);
@@ -257,16 +310,16 @@ mod simd {
 
     /// Scores of one cell for `NH` heads from `h0`: `q_h · k` (16 lane
     /// partial sums, then one fixed reduction) times `scale` plus `bias`,
-    /// stored at `p[h][j]`.
+    /// stored at `p[h][j]`. Head `h`'s query is at `q + h · q_stride`.
     ///
     /// # Safety
-    /// `q[h0..h0 + NH]` and `k` point at `d_k` readable values; `p` holds
-    /// `(h0 + NH) · CHUNK` floats; `j < CHUNK`.
+    /// The queries of heads `h0..h0 + NH` and `k` point at `d_k` readable
+    /// values; `p` holds `(h0 + NH) · CHUNK` floats; `j < CHUNK`.
     #[inline]
     #[target_feature(enable = "avx512f,f16c,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn cell_scores<const NH: usize>(
-        q: &[*const f32],
+        (q, q_stride): (*const f32, usize),
         h0: usize,
         k: *const u16,
         d_k: usize,
@@ -281,7 +334,8 @@ mod simd {
             for d in (0..d_k).step_by(16) {
                 let kv = load_f16(k.add(d));
                 for (h, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q[h0 + h].add(d)), *acc);
+                    let q_h = q.add((h0 + h) * q_stride + d);
+                    *acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q_h), *acc);
                 }
             }
             for (h, acc) in acc.iter().enumerate() {
@@ -357,25 +411,23 @@ mod simd {
         let (d_k, d_v) = (s.d_k, s.d_v);
         let g = item.heads.start / s.group();
         let nh = item.heads.len();
-        let q: Vec<*const f32> = item
-            .heads
-            .clone()
-            .map(|h| inputs.q_at(item.token, h).as_ptr())
-            .collect();
-        let mut max = vec![f32::NEG_INFINITY; nh];
-        let mut sum = vec![0f32; nh];
-        let mut rescale = vec![1f32; nh];
-        let mut v_rows: Vec<*const u16> = Vec::with_capacity(CHUNK);
+        let q = (
+            inputs.q_at(item.token, item.heads.start).as_ptr(),
+            inputs.q_head_stride,
+        );
+        let (max, sum, rescale) = (&mut sc.max, &mut sc.sum, &mut sc.rescale);
+        let mut v_rows = [std::ptr::null::<u16>(); CHUNK];
         for (chunk_cells, chunk_bias) in sc.cells.chunks(CHUNK).zip(sc.bias.chunks(CHUNK)) {
             sc.p.fill(f32::NEG_INFINITY);
             let p = sc.p.as_mut_ptr();
             for (j, (&c, &bias)) in chunk_cells.iter().zip(chunk_bias).enumerate() {
                 let k = inputs.k_at(c as usize, g).as_ptr();
-                // SAFETY: q rows and the K row hold d_k values; p holds
-                // nh · CHUNK floats and j < CHUNK.
+                // SAFETY: validated inputs: the queries of the item's heads
+                // (all of one token, `q_head_stride` apart) and the K row
+                // hold d_k values; p holds nh · CHUNK floats and j < CHUNK.
                 unsafe {
                     by_heads!(nh, |h0| cell_scores(
-                        &q,
+                        q,
                         h0,
                         k,
                         d_k,
@@ -407,19 +459,17 @@ mod simd {
                     max[hi] = new_max;
                 }
             }
-            v_rows.clear();
-            v_rows.extend(
-                chunk_cells
-                    .iter()
-                    .map(|&c| inputs.v_at(c as usize, g).as_ptr()),
-            );
+            for (row, &c) in v_rows.iter_mut().zip(chunk_cells) {
+                *row = inputs.v_at(c as usize, g).as_ptr();
+            }
+            let v_rows = &v_rows[..chunk_cells.len()];
             let acc = sc.acc.as_mut_ptr();
             for d0 in (0..d_v).step_by(16) {
                 // SAFETY: d_v is a multiple of 16 (validated); the V rows
                 // hold d_v values; acc holds nh · d_v floats.
                 unsafe {
                     by_heads!(nh, |h0| weighted_values(
-                        &v_rows, d0, d_v, h0, &rescale, p, acc
+                        v_rows, d0, d_v, h0, rescale, p, acc
                     ))
                 };
             }

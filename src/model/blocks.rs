@@ -61,10 +61,12 @@ pub struct Builder<'g> {
 }
 
 /// Whether batch-invariant flash attention runs on rbench's per-token
-/// kernel ([`kernels::seq_attention`]): F16 cache, head sizes in whole
-/// 16-lane vectors. Otherwise it falls back to ggml's row-by-row kernel.
+/// kernel ([`kernels::seq_attention`]): its vectorized form on this CPU,
+/// F16 cache, head sizes in whole 16-lane vectors. Otherwise it falls back
+/// to ggml's row-by-row kernel over every cell.
 pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> bool {
-    type_k == GgmlType::F16
+    kernels::seq_attention::fast()
+        && type_k == GgmlType::F16
         && type_v == GgmlType::F16
         && hp.head_dim_k.is_multiple_of(16)
         && hp.head_dim_v.is_multiple_of(16)

@@ -164,6 +164,8 @@ pub struct ParallelRun {
     pub ttft_ms: Option<Latency>,
     pub tpot_ms: Option<Latency>,
     pub itl_ms: Option<Latency>,
+    pub e2e_ms: Option<Latency>,
+    pub memory: Option<crate::bench::parallel::Memory>,
 }
 
 impl ParallelRun {

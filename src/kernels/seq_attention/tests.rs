@@ -70,7 +70,7 @@ impl Case {
         let inputs = self.inputs();
         let mut out = vec![f32::NAN; s.n_tokens * s.n_head * s.d_v];
         let mut scratch = RowScratch::default();
-        for item in row_items(&inputs, nth) {
+        for item in RowItems::new(&inputs, nth).iter() {
             let at = (item.token * s.n_head + item.heads.start) * s.d_v;
             let o = &mut out[at..at + item.heads.len() * s.d_v];
             if portable {
@@ -219,7 +219,7 @@ fn work_items_cover_every_token_and_head_once() {
         [(1, 4, 1, 2), (3, 12, 2, 4), (64, 32, 8, 2), (1, 1, 1, 8)]
     {
         let c = Case::new(shape(n_tokens, 16, n_head, n_head_kv), 1);
-        let items = row_items(&c.inputs(), nth);
+        let items: Vec<RowItem> = RowItems::new(&c.inputs(), nth).iter().collect();
         let mut seen = vec![0; n_tokens * n_head];
         for item in &items {
             let group = n_head / n_head_kv;

@@ -3,20 +3,26 @@
 use super::*;
 
 fn latency_rows(r: &ParallelRun) -> Vec<Vec<String>> {
-    [("TTFT", r.ttft_ms), ("TPOT", r.tpot_ms), ("ITL", r.itl_ms)]
-        .into_iter()
-        .filter_map(|(name, l)| {
-            let l = l?;
-            Some(vec![
-                r.workers.to_string(),
-                name.to_string(),
-                format!("{:.1}", l.mean),
-                format!("{:.1}", l.p50),
-                format!("{:.1}", l.p90),
-                format!("{:.1}", l.p99),
-            ])
-        })
-        .collect()
+    [
+        ("TTFT", r.ttft_ms),
+        ("TPOT", r.tpot_ms),
+        ("ITL", r.itl_ms),
+        ("E2E", r.e2e_ms),
+    ]
+    .into_iter()
+    .filter_map(|(name, l)| {
+        let l = l?;
+        Some(vec![
+            r.workers.to_string(),
+            name.to_string(),
+            format!("{:.1}", l.mean),
+            format!("{:.1}", l.p50),
+            format!("{:.1}", l.p90),
+            format!("{:.1}", l.p95),
+            format!("{:.1}", l.p99),
+        ])
+    })
+    .collect()
 }
 
 pub(super) fn parallel_section(
@@ -67,14 +73,39 @@ pub(super) fn parallel_section(
         );
         let lat: Vec<Vec<String>> = p.runs.iter().flat_map(latency_rows).collect();
         if !lat.is_empty() {
-            w!(md, "Latency per request, ms (TTFT: time to first token; TPOT: time per output token; ITL: inter-token latency):\n");
+            w!(md, "Latency per request, ms (TTFT: time to first token; TPOT: time per output token; ITL: inter-token latency; E2E: end to end):\n");
             w!(
                 md,
                 "{}\n",
                 table(
-                    strings(["Workers", "Metric", "mean", "p50", "p90", "p99"]),
+                    strings(["Workers", "Metric", "mean", "p50", "p90", "p95", "p99"]),
                     lat,
                     2
+                )
+            );
+        }
+        let memory: Vec<Vec<String>> = p
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let m = r.memory?;
+                Some(vec![
+                    r.workers.to_string(),
+                    m.peak_rss_bytes.map_or("–".into(), bytes),
+                    bytes(m.kv_bytes),
+                    bytes(m.compute_buffer_bytes),
+                ])
+            })
+            .collect();
+        if !memory.is_empty() {
+            w!(md, "Memory per worker count (peak resident set of the process, mapped weights included; KV in use; compute buffer):\n");
+            w!(
+                md,
+                "{}\n",
+                table(
+                    strings(["Workers", "Peak RSS", "KV in use", "Compute buffer"]),
+                    memory,
+                    1
                 )
             );
         }
