@@ -65,7 +65,7 @@ impl Case {
 
     /// Every token's output, `[d_v, n_head]` per token, through the work
     /// items a call with `nth` threads makes.
-    fn run(&self, nth: usize, portable: bool) -> Vec<f32> {
+    fn run(&self, nth: usize, kernel: RowKernel) -> Vec<f32> {
         let s = self.shape;
         let inputs = self.inputs();
         let mut out = vec![f32::NAN; s.n_tokens * s.n_head * s.d_v];
@@ -73,13 +73,7 @@ impl Case {
         for item in RowItems::new(&inputs, nth).iter() {
             let at = (item.token * s.n_head + item.heads.start) * s.d_v;
             let o = &mut out[at..at + item.heads.len() * s.d_v];
-            if portable {
-                scratch.list_visible(inputs.mask_row(item.token));
-                scratch.fit(item.heads.len(), s.d_v);
-                attend_row_portable(&inputs, &item, o, &mut scratch);
-            } else {
-                attend_row(&inputs, &item, o, &mut scratch).unwrap();
-            }
+            attend_row_with(kernel, &inputs, &item, o, &mut scratch).unwrap();
         }
         out
     }
@@ -125,6 +119,14 @@ impl Case {
     }
 }
 
+/// Every form of the walk this CPU runs.
+fn kernels() -> Vec<RowKernel> {
+    let all = [RowKernel::Portable, RowKernel::Avx2, RowKernel::Avx512];
+    let found: Vec<RowKernel> = all.into_iter().filter(|k| k.runs()).collect();
+    eprintln!("testing {found:?}");
+    found
+}
+
 fn shape(n_tokens: usize, n_kv: usize, n_head: usize, n_head_kv: usize) -> AttentionShape {
     AttentionShape {
         d_k: 64,
@@ -158,12 +160,13 @@ fn interleaved_sequences_match_the_reference() {
             c.see(t, (0..n_kv).filter(|x| x % 3 == seq).take(upto));
         }
         let reference = c.reference();
-        for nth in [1, 2, 8] {
-            assert_close(&c.run(nth, false), &reference, "kernel");
-            assert_close(&c.run(nth, true), &reference, "portable");
+        for kernel in kernels() {
+            for nth in [1, 2, 8] {
+                assert_close(&c.run(nth, kernel), &reference, &format!("{kernel:?}"));
+            }
+            let last = &c.run(2, kernel)[6 * n_head * 48..];
+            assert!(last.iter().all(|&x| x == 0.0), "a token that sees nothing");
         }
-        let last = &c.run(2, false)[6 * n_head * 48..];
-        assert!(last.iter().all(|&x| x == 0.0), "a token that sees nothing");
     }
 }
 
@@ -200,14 +203,14 @@ fn a_sequence_gives_the_same_bits_wherever_its_cells_are() {
         }
     }
     let per_token_out = 48 * n_head;
-    for portable in [false, true] {
-        let want = alone.run(1, portable);
+    for kernel in kernels() {
+        let want = alone.run(1, kernel);
         for nth in [1, 2, 3, 16] {
-            let got = crowded.run(nth, portable);
+            let got = crowded.run(nth, kernel);
             assert_eq!(
                 &got[3 * per_token_out..4 * per_token_out],
                 &want[..],
-                "portable {portable}, {nth} threads"
+                "{kernel:?}, {nth} threads"
             );
         }
     }
@@ -255,4 +258,11 @@ fn items_that_do_not_fit_are_errors() {
     };
     assert!(attend_row(&inputs, &ok, &mut out[..48], &mut scratch).is_err());
     attend_row(&inputs, &ok, &mut out, &mut scratch).unwrap();
+}
+
+#[test]
+fn the_best_form_is_one_this_cpu_runs() {
+    assert!(RowKernel::best().runs());
+    assert!(RowKernel::Portable.runs());
+    assert_eq!(fast(), RowKernel::best() != RowKernel::Portable);
 }
