@@ -222,3 +222,83 @@ fn cache_types_are_checked_and_q8_0_runs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--cache-type-k"), "{}", stderr(&out));
 }
+
+/// A byte-level vocabulary whose `tokenizer.ggml.pre` rbench does not split
+/// like llama.cpp: benchmarks (token ids) run with a warning, commands that
+/// encode text exit 1 naming the pre-tokenizer.
+#[test]
+fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = synth_file(dir.path(), "llama-15m");
+    let dst = dir.path().join("tekken.gguf");
+    rewrite(
+        &src,
+        &dst,
+        |k, v| {
+            Some(if k == "tokenizer.ggml.model" {
+                Value::String("gpt2".into())
+            } else {
+                v.clone()
+            })
+        },
+        |n, d| Some((n.to_string(), d.to_vec())),
+    );
+    // Append the pre-tokenizer name and an (empty) merge list.
+    let f = GgufFile::open(&dst).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata() {
+        w.add_kv(k.clone(), v.clone());
+    }
+    w.add_kv("tokenizer.ggml.pre", Value::String("tekken".into()));
+    w.add_kv(
+        "tokenizer.ggml.merges",
+        Value::Array {
+            elem: rbench::gguf::ValueType::String,
+            items: Vec::new(),
+        },
+    );
+    for t in f.tensors() {
+        w.add_tensor(
+            t.name.clone(),
+            &t.dims,
+            t.ggml_type,
+            TensorSource::Bytes(f.tensor_data(t).to_vec()),
+        )
+        .unwrap();
+    }
+    let model = dir.path().join("tekken-pre.gguf");
+    w.write_file(&model).unwrap();
+    let m = model.to_str().unwrap();
+
+    let bench = rbench(&[
+        "bench", "-m", m, "-p", "16", "-n", "4", "-r", "1", "-o", "json",
+    ]);
+    assert!(bench.status.success(), "{}", stderr(&bench));
+    assert!(stderr(&bench).contains("`tekken`"), "{}", stderr(&bench));
+    let rows: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let parallel = rbench(&[
+        "parallel",
+        "-m",
+        m,
+        "--workers",
+        "1",
+        "--requests",
+        "1",
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-t",
+        "1",
+    ]);
+    assert!(parallel.status.success(), "{}", stderr(&parallel));
+    assert_refused(&model, "unsupported gpt2 pre-tokenizer `tekken`");
+    let tokenize = rbench(&["tokenize", "-m", m, "-p", "hi"]);
+    assert_eq!(tokenize.status.code(), Some(1), "{}", stderr(&tokenize));
+    assert!(
+        stderr(&tokenize).contains("`tekken`"),
+        "{}",
+        stderr(&tokenize)
+    );
+}

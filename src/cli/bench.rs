@@ -375,6 +375,9 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
                 "note: {spec} is a synthetic model (random weights): its timings are real, its text would be noise"
             );
         }
+        if let Some(problem) = model.tokenizer.text_problem() {
+            eprintln!("warning: model '{spec}': {problem}; benchmarks feed token ids, so they run");
+        }
         if args.save.is_some() {
             match ModelIdentity::of(&model) {
                 Ok(id) => identities.push(id),

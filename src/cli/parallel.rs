@@ -358,6 +358,16 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    if let Some(problem) = model.tokenizer.text_problem() {
+        anyhow::ensure!(
+            args.dataset.is_none(),
+            "--dataset needs the model's tokenizer: {problem}"
+        );
+        eprintln!(
+            "warning: {}: {problem}; random token prompts need no tokenizer, so the run goes on",
+            path.display()
+        );
+    }
     let cfg = args.engine.config(plan.n_ctx, true);
     let mut engine = Engine::new(&model, cfg.clone())?;
     eprintln!(

@@ -241,14 +241,19 @@ pub fn attend_row_with(
     scratch.fit(item.heads.len(), s.d_v);
     match kernel {
         RowKernel::Portable => attend_row_portable(inputs, item, out, scratch),
-        // SAFETY (both): the CPU has the form's features (checked above);
-        // the inputs were validated (every strided read of a listed cell is
-        // inside its slice, head sizes are multiples of 16); the item fits
-        // the shape and `out` and the scratch have its sizes.
         #[cfg(target_arch = "x86_64")]
-        RowKernel::Avx2 => unsafe { avx2::attend_row(inputs, item, out, scratch) },
+        RowKernel::Avx2 => {
+            // SAFETY: the CPU has the form's features (checked above); the
+            // inputs were validated (every strided read of a listed cell is
+            // inside its slice, head sizes are multiples of 16); the item
+            // fits the shape and `out` and the scratch have its sizes.
+            unsafe { avx2::attend_row(inputs, item, out, scratch) }
+        }
         #[cfg(target_arch = "x86_64")]
-        RowKernel::Avx512 => unsafe { avx512::attend_row(inputs, item, out, scratch) },
+        RowKernel::Avx512 => {
+            // SAFETY: as for AVX2 just above.
+            unsafe { avx512::attend_row(inputs, item, out, scratch) }
+        }
         #[cfg(not(target_arch = "x86_64"))]
         RowKernel::Avx2 | RowKernel::Avx512 => unreachable!("not detected off x86-64"),
     }

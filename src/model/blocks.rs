@@ -187,7 +187,7 @@ impl<'g> Builder<'g> {
             mode,
             hp.n_ctx_train as usize,
             hp.rope_base(il),
-            hp.rope_freq_scale,
+            hp.rope_scale(il),
             0.0,
             1.0,
             32.0,

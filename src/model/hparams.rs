@@ -232,6 +232,17 @@ impl Hparams {
         }
     }
 
+    /// RoPE frequency scale of layer `il`: linear scaling (Gemma 3 4B and
+    /// up) applies to the global layers only; sliding-window layers keep 1,
+    /// as llama.cpp's `rope_freq_scale_train_swa` does.
+    pub fn rope_scale(&self, il: u32) -> f32 {
+        if self.is_swa_layer(il) {
+            1.0
+        } else {
+            self.rope_freq_scale
+        }
+    }
+
     /// Width of all K heads of one token (one KV cell of one layer).
     pub fn n_embd_k_gqa(&self) -> u32 {
         self.head_dim_k * self.n_head_kv
@@ -239,5 +250,21 @@ impl Hparams {
 
     pub fn n_embd_v_gqa(&self) -> u32 {
         self.head_dim_v * self.n_head_kv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn linear_rope_scaling_skips_sliding_window_layers() {
+        let mut hp = crate::model::synth::preset("gemma3-270m")
+            .unwrap()
+            .hparams();
+        assert!(hp.n_swa > 0 && hp.swa_period == 6, "{hp:?}");
+        hp.rope_freq_scale = 0.125;
+        let scales: Vec<f32> = (0..6).map(|il| hp.rope_scale(il)).collect();
+        assert_eq!(scales, [1.0, 1.0, 1.0, 1.0, 1.0, 0.125]);
+        hp.n_swa = 0;
+        assert_eq!(hp.rope_scale(0), 0.125);
     }
 }

@@ -52,6 +52,10 @@ pub struct Tokenizer {
     add_bos: bool,
     add_space_prefix: bool,
     chat_template: Option<String>,
+    /// Why text cannot be encoded (an unknown `tokenizer.ggml.pre`): the
+    /// vocabulary still decodes ids and names its special tokens, so
+    /// commands that feed token ids (benchmarks) still run.
+    text_problem: Option<TokenizerError>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -76,10 +80,19 @@ impl Tokenizer {
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let table = VocabTable::new(&mut spec)?;
+        let mut text_problem = None;
         let mut inner = match family {
             ModelFamily::Spm => spm::build(&table, spec.add_space_prefix)?,
             ModelFamily::ByteLevel => {
-                let choice = bpe::pre_tokenizer_choice(spec.pre.as_deref())?;
+                let choice = match bpe::pre_tokenizer_choice(spec.pre.as_deref()) {
+                    Ok(choice) => choice,
+                    // Keep the vocabulary for ids; refuse text (see `encode`).
+                    Err(e @ TokenizerError::UnsupportedPre(_)) => {
+                        text_problem = Some(e);
+                        bpe::pre_tokenizer_choice(None)?
+                    }
+                    Err(e) => return Err(e),
+                };
                 bpe::build(&table, &spec.merges, &choice)?
             }
         };
@@ -112,7 +125,15 @@ impl Tokenizer {
             // Only SentencePiece vocabularies mark word starts with a space.
             add_space_prefix: family == ModelFamily::Spm && spec.add_space_prefix,
             chat_template: spec.chat_template,
+            text_problem,
         })
+    }
+
+    /// Why this tokenizer cannot encode text, if it cannot (its
+    /// `tokenizer.ggml.pre` is one rbench does not split like llama.cpp).
+    /// Token ids still decode.
+    pub fn text_problem(&self) -> Option<&TokenizerError> {
+        self.text_problem.as_ref()
     }
 
     /// Reads the vocabulary of a GGUF file and builds its tokenizer.
@@ -123,6 +144,9 @@ impl Tokenizer {
     /// Text to token ids. Special-token texts in `text` (e.g. `<start_of_turn>`) become single
     /// tokens; `add_bos` puts BOS first.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
+        if let Some(TokenizerError::UnsupportedPre(name)) = &self.text_problem {
+            return Err(TokenizerError::UnsupportedPre(name.clone()));
+        }
         let encoding = self
             .inner
             .encode_fast(text, false)
@@ -583,9 +607,16 @@ mod tests {
     }
 
     #[test]
-    fn gpt2_unknown_pre_is_an_error() {
-        let err = Tokenizer::from_spec(gpt2_spec("klingon")).err().unwrap();
+    fn gpt2_unknown_pre_is_an_error_for_text_only() {
+        // The vocabulary still loads (benchmarks feed ids), text is refused.
+        let tok = Tokenizer::from_spec(gpt2_spec("klingon")).unwrap();
+        let err = tok.encode("hello", false).unwrap_err();
         assert!(matches!(err, TokenizerError::UnsupportedPre(ref name) if name == "klingon"));
+        assert!(err.to_string().contains("`klingon`"), "{err}");
+        assert!(tok.text_problem().is_some());
+        assert!(!tok.decode(&[0, 1]).unwrap().is_empty());
+        let known = Tokenizer::from_spec(gpt2_spec("gpt-2")).unwrap();
+        assert!(known.text_problem().is_none());
     }
 
     #[test]
