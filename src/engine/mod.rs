@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod context;
 pub mod generate;
+pub mod kld;
 pub mod perplexity;
 pub mod sampler;
 pub mod scheduler;

@@ -2,7 +2,7 @@
 //! tokens starts with BOS, and only its second half is scored, so every scored
 //! token has at least half a context of history.
 
-use super::{Batch, Engine, EngineError};
+use super::{Batch, Engine, EngineError, Logits};
 
 /// A text's perplexity over its first chunks.
 #[derive(Clone, Debug, Default)]
@@ -13,19 +13,28 @@ pub struct PerplexityRun {
     pub chunk_ppl: Vec<f64>,
 }
 
+/// One finished chunk, for callers that want its logits (KL-divergence).
+pub struct ScoredChunk<'a> {
+    pub index: usize,
+    /// The chunk's tokens as evaluated (BOS first when given).
+    pub ids: &'a [u32],
+    /// Logits of every scored position ([`scored_range`]).
+    pub logits: &'a Logits,
+}
+
 /// Scores `tokens` in up to `n_chunks` chunks of the engine's context
 /// (`engine.config().n_ctx`) as llama-perplexity does: a chunk's first
 /// token is replaced by `bos` when given, the cache is cleared for every
 /// chunk, and only the second half of each is scored. `stop` is asked before
 /// every chunk (the run then holds the chunks that finished); `on_chunk`
-/// sees the running totals after each.
+/// sees each chunk's logits and the running totals after it.
 pub fn perplexity(
     engine: &mut Engine<'_>,
     tokens: &[u32],
     n_chunks: usize,
     bos: Option<u32>,
     stop: &dyn Fn() -> bool,
-    on_chunk: &mut dyn FnMut(usize, &PerplexityRun),
+    on_chunk: &mut dyn FnMut(&ScoredChunk<'_>, &PerplexityRun),
 ) -> Result<PerplexityRun, EngineError> {
     let n_ctx = engine.config().n_ctx;
     let scored = scored_range(n_ctx);
@@ -55,7 +64,12 @@ pub fn perplexity(
             chunk_acc.add(nll);
         }
         run.chunk_ppl.push(chunk_acc.ppl());
-        on_chunk(chunk, &run);
+        let scored = ScoredChunk {
+            index: chunk,
+            ids: &ids,
+            logits: &logits,
+        };
+        on_chunk(&scored, &run);
     }
     engine.clear();
     Ok(run)
@@ -138,7 +152,9 @@ mod tests {
         let tokens: Vec<u32> = (0..70).map(|i| (i * 7 + 3) % 200).collect();
         let mut seen = Vec::new();
         let run = perplexity(&mut engine, &tokens, 3, Some(1), &|| false, &mut |c, _| {
-            seen.push(c)
+            assert_eq!(c.ids[0], 1, "BOS first");
+            assert!(scored_range(16).all(|i| c.logits.get(i).is_some()));
+            seen.push(c.index)
         })
         .unwrap();
         assert_eq!(seen, [0, 1, 2]);
