@@ -494,6 +494,8 @@ fn ctrl_c_stops_parallel_after_a_worker_count_and_saves_what_finished() {
             "synth:llama-15m",
             "--workers",
             "1,8",
+            "--requests",
+            "2",
             "-p",
             "32",
             "-n",
@@ -522,6 +524,6 @@ fn ctrl_c_stops_parallel_after_a_worker_count_and_saves_what_finished() {
     let runs = printed["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["workers"], 1);
-    assert_eq!(runs[0]["output_tokens"], 800);
+    assert_eq!(runs[0]["output_tokens"], 2 * 800);
     assert_eq!(printed["interrupted"], true);
 }
