@@ -535,21 +535,6 @@ mod simd {
         }
     }
 
-    /// Runs `$f::<NV>` for heads `h0..h0 + NV`, NV = min(4, what is left).
-    macro_rules! by_heads {
-        ($group:expr, |$h0:ident| $f:ident($($arg:expr),*)) => {{
-            let mut $h0 = 0;
-            while $h0 < $group {
-                match $group - $h0 {
-                    1 => { $f::<1>($($arg),*); $h0 += 1; }
-                    2 => { $f::<2>($($arg),*); $h0 += 2; }
-                    3 => { $f::<3>($($arg),*); $h0 += 3; }
-                    _ => { $f::<4>($($arg),*); $h0 += 4; }
-                }
-            }
-        }};
-    }
-
     /// # Safety
     /// The CPU has the features of [`detected`]; `inputs` were validated,
     /// `b` is a block of the shape, `out` has its length and `sc` fits it.

@@ -30,6 +30,23 @@ use std::thread::LocalKey;
 
 use crate::quant::GgmlType;
 
+/// Runs `$f::<N>` for heads `h0..h0 + N` with N = min(4, what is left) of
+/// `$n`: the register-blocked attention loops take up to 4 heads at once.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_heads {
+    ($n:expr, |$h0:ident| $f:ident($($arg:expr),*)) => {{
+        let mut $h0 = 0;
+        while $h0 < $n {
+            match $n - $h0 {
+                1 => { $f::<1>($($arg),*); $h0 += 1; }
+                2 => { $f::<2>($($arg),*); $h0 += 2; }
+                3 => { $f::<3>($($arg),*); $h0 += 3; }
+                _ => { $f::<4>($($arg),*); $h0 += 4; }
+            }
+        }
+    }};
+}
+
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -169,6 +169,21 @@ impl RowScratch {
         reset(&mut self.rescale, heads, 1.0);
     }
 
+    /// `out[h] = acc[h] / sum[h]` for the item's heads (0 where a head saw
+    /// nothing).
+    fn normalize_into(&self, out: &mut [f32], d_v: usize) {
+        for ((o, a), &sum) in out
+            .chunks_exact_mut(d_v)
+            .zip(self.acc.chunks_exact(d_v))
+            .zip(&self.sum)
+        {
+            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+            for (o, &a) in o.iter_mut().zip(a) {
+                *o = a * inv;
+            }
+        }
+    }
+
     fn list_visible(&mut self, mask: &[u16]) {
         self.cells.clear();
         self.bias.clear();
@@ -330,15 +345,7 @@ fn attend_row_portable(
             }
         }
     }
-    for hi in 0..nh {
-        let inv = if sum[hi] > 0.0 { 1.0 / sum[hi] } else { 0.0 };
-        for (o, &a) in out[hi * s.d_v..(hi + 1) * s.d_v]
-            .iter_mut()
-            .zip(&sc.acc[hi * s.d_v..(hi + 1) * s.d_v])
-        {
-            *o = a * inv;
-        }
-    }
+    sc.normalize_into(out, s.d_v);
 }
 
 #[cfg(target_arch = "x86_64")]

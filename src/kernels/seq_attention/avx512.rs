@@ -94,21 +94,6 @@ unsafe fn weighted_values<const NH: usize>(
     }
 }
 
-/// Runs `$f::<NH>` for heads `h0..h0 + NH`, NH = min(4, what is left).
-macro_rules! by_heads {
-    ($n:expr, |$h0:ident| $f:ident($($arg:expr),*)) => {{
-        let mut $h0 = 0;
-        while $h0 < $n {
-            match $n - $h0 {
-                1 => { $f::<1>($($arg),*); $h0 += 1; }
-                2 => { $f::<2>($($arg),*); $h0 += 2; }
-                3 => { $f::<3>($($arg),*); $h0 += 3; }
-                _ => { $f::<4>($($arg),*); $h0 += 4; }
-            }
-        }
-    }};
-}
-
 /// # Safety
 /// The CPU has the features of [`detected`]; `inputs` were validated,
 /// `item` fits the shape, `out` has `heads · d_v` floats, the scratch
@@ -187,13 +172,5 @@ pub(super) unsafe fn attend_row(
             };
         }
     }
-    for hi in 0..nh {
-        let inv = if sum[hi] > 0.0 { 1.0 / sum[hi] } else { 0.0 };
-        for (o, &a) in out[hi * d_v..(hi + 1) * d_v]
-            .iter_mut()
-            .zip(&sc.acc[hi * d_v..(hi + 1) * d_v])
-        {
-            *o = a * inv;
-        }
-    }
+    sc.normalize_into(out, d_v);
 }
