@@ -17,6 +17,8 @@ use crate::tokenizer::Tokenizer;
 pub struct DatasetPrompts {
     /// Token ids, with BOS where the model adds it.
     pub prompts: Vec<Vec<u32>>,
+    /// Tokens of each prompt's recorded answer (0 where the record has none).
+    pub output_tokens: Vec<usize>,
     pub shape: Shape,
     /// Records left out (not JSON, not of the shape, empty prompt).
     pub skipped: u64,
@@ -36,9 +38,13 @@ pub fn dataset_prompts(
     let template = tok
         .chat_template()
         .and_then(|t| ChatTemplate::new(t, piece(tok.bos_id()), piece(tok.eos_id())).ok());
-    let prompt_of = |bytes: &[u8]| -> Option<Vec<u32>> {
+    let prompt_of = |bytes: &[u8]| -> Option<(Vec<u32>, usize)> {
         let value = parse(bytes).ok()?;
-        let text = match shape.extract(&value).ok()? {
+        let exchange = shape.extract(&value).ok()?;
+        let output = tok
+            .encode(exchange.output(), false)
+            .map_or(0, |ids| ids.len());
+        let text = match exchange {
             Exchange::Text { prompt, .. } => prompt,
             Exchange::Chat { history, .. } => match &template {
                 Some(t) => t.render(&history).ok()?,
@@ -46,13 +52,17 @@ pub fn dataset_prompts(
             },
         };
         let ids = tok.encode(&text, tok.add_bos_default()).ok()?;
-        (!text.is_empty() && !ids.is_empty()).then_some(ids)
+        (!text.is_empty() && !ids.is_empty()).then_some((ids, output))
     };
     let mut prompts = Vec::new();
+    let mut output_tokens = Vec::new();
     let mut skipped = 0u64;
-    let mut take = |item: Item, prompts: &mut Vec<Vec<u32>>| match item {
+    let mut take = |item: Item, prompts: &mut Vec<Vec<u32>>, outputs: &mut Vec<usize>| match item {
         Item::Record(r) => match prompt_of(&r.bytes) {
-            Some(ids) => prompts.push(ids),
+            Some((ids, output)) => {
+                prompts.push(ids);
+                outputs.push(output);
+            }
             None => skipped += 1,
         },
         Item::Problem(_) => skipped += 1,
@@ -60,20 +70,22 @@ pub fn dataset_prompts(
     // The records the shape was found on are all looked at (their problems
     // counted), as `analyze` does; past them, reading stops at `want`.
     for item in first {
-        take(item, &mut prompts);
+        take(item, &mut prompts, &mut output_tokens);
     }
     while prompts.len() < want {
         let Some(item) = reader.next_item()? else {
             break;
         };
-        take(item, &mut prompts);
+        take(item, &mut prompts, &mut output_tokens);
     }
     prompts.truncate(want);
+    output_tokens.truncate(want);
     if prompts.is_empty() {
         return Err(AnalyzeError::NoRecords { skipped });
     }
     Ok(DatasetPrompts {
         prompts,
+        output_tokens,
         shape,
         skipped,
     })

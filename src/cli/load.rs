@@ -289,7 +289,7 @@ pub fn run(mut args: LoadArgs) -> anyhow::Result<()> {
                     step.input_len,
                 )?;
                 ids.into_iter()
-                    .map(|ids| {
+                    .map(|(ids, _)| {
                         let body = match args.backend {
                             Backend::Completions => PromptBody::Tokens(ids.clone()),
                             Backend::Chat => PromptBody::Text(tok.decode(&ids).unwrap_or_default()),

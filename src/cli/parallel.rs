@@ -66,7 +66,8 @@ pub struct ParallelArgs {
     pub shared_prefix: usize,
     /// Real prompts from a dataset (JSONL / JSON array, .gz; the shapes `rbench
     /// analyze` reads), one per request in file order, instead of random tokens;
-    /// -p is then the longest prompt kept (longer ones are left out and counted).
+    /// -p is then the longest prompt kept (longer ones are left out and counted),
+    /// and each request generates its record's answer length (at most -n).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Take -p / -n from an `rbench analyze -o json` result.
@@ -283,13 +284,14 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
 }
 
 /// Up to `want` prompts of `--dataset`, of at most `n_prompt` tokens (the
-/// longest the cache was planned for), repeated in order to `want`.
+/// longest the cache was planned for), repeated in order to `want`, each
+/// with the token count of its recorded answer (0 where there is none).
 pub(super) fn dataset_prompts(
     path: &std::path::Path,
     tok: &crate::tokenizer::Tokenizer,
     want: usize,
     n_prompt: usize,
-) -> anyhow::Result<Vec<Vec<u32>>> {
+) -> anyhow::Result<Vec<(Vec<u32>, usize)>> {
     use crate::analyze::AnalyzeError;
     let found = crate::analyze::prompts::dataset_prompts(path, tok, want).map_err(|e| {
         let usage = match &e {
@@ -305,9 +307,10 @@ pub(super) fn dataset_prompts(
         };
         UsageError(usage).into()
     })?;
-    let mut prompts = found.prompts;
-    let too_long = prompts.iter().filter(|p| p.len() > n_prompt).count();
-    prompts.retain(|p| p.len() <= n_prompt);
+    let mut prompts: Vec<(Vec<u32>, usize)> =
+        found.prompts.into_iter().zip(found.output_tokens).collect();
+    let too_long = prompts.iter().filter(|p| p.0.len() > n_prompt).count();
+    prompts.retain(|p| p.0.len() <= n_prompt);
     eprintln!(
         "dataset {}: {} prompts ({}), {} records left out, {too_long} longer than -p {n_prompt} left out",
         path.display(),
@@ -403,23 +406,31 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         kv_bytes_per_cell,
     };
     let n_requests_max = spec.max_requests();
-    let prompts: Vec<Vec<u32>> = match &args.dataset {
+    let n_predict_max = jitter_max(args.n_predict, args.length_jitter);
+    let (prompts, mut n_predicts): (Vec<Vec<u32>>, Vec<usize>) = match &args.dataset {
         None => (0..n_requests_max)
             .map(|_| {
                 let n = jittered(&mut rng, args.n_prompt, args.length_jitter);
-                random(&mut rng, n)
+                (random(&mut rng, n), 0)
             })
-            .collect(),
+            .unzip(),
         Some(path) => dataset_prompts(
             path,
             &model.tokenizer,
             n_requests_max,
             jitter_max(args.n_prompt, args.length_jitter),
-        )?,
+        )?
+        .into_iter()
+        .unzip(),
     };
-    let n_predicts: Vec<usize> = (0..n_requests_max)
-        .map(|_| jittered(&mut rng, args.n_predict, args.length_jitter))
-        .collect();
+    // A recorded answer's length (at most what the cache was planned for);
+    // -n (jittered) where there is none.
+    for n in &mut n_predicts {
+        *n = match *n {
+            0 => jittered(&mut rng, args.n_predict, args.length_jitter),
+            recorded => recorded.min(n_predict_max),
+        };
+    }
     let arrivals: Vec<std::time::Duration> = match args.rate {
         Some(rate) if args.arrival == "poisson" => {
             let pattern = crate::load::Arrival {
