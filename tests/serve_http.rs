@@ -62,9 +62,20 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// Lines the server logged since the last call.
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().try_iter().collect()
+    /// The next `count` logged lines that `keep` accepts, waiting up to 30 s
+    /// for them: the server may log a request just after answering it.
+    fn wait_log_lines(&self, count: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut found = Vec::new();
+        while found.len() < count {
+            match log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if keep(&line) => found.push(line),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        found
     }
 
     fn metric(&self, client: &Client, name: &str) -> f64 {
@@ -450,11 +461,7 @@ fn prefix_cache_miss_hit_prefix_hit_and_a_shared_system_prompt() {
     assert_eq!(cached(&b), 0);
     assert_eq!(cached(&a_longer), 40);
     assert_eq!(cached(&a), 39);
-    let logged: Vec<String> = server
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("cmpl-"))
-        .collect();
+    let logged = server.wait_log_lines(5, |l| l.starts_with("cmpl-"));
     let outcomes: Vec<&str> = logged
         .iter()
         .map(|l| {

@@ -275,26 +275,9 @@ pub struct RunContext {
 }
 
 impl WorkerRun {
-    /// Turns a finished run into its figures; speedup and efficiency are
-    /// filled in by [`fill_scaling`] once the baseline is known.
-    pub fn from_report(
-        workers: usize,
-        n_predict: usize,
-        prefix_tokens: usize,
-        report: &ServeReport,
-    ) -> WorkerRun {
-        let ctx = RunContext {
-            workers,
-            n_predict,
-            prefix_tokens,
-            clock: LatencyClock::Admission,
-            slo: None,
-        };
-        WorkerRun::from_reports(&ctx, std::slice::from_ref(report))
-    }
-
-    /// The figures of one or more repetitions of the same run: token counts
-    /// and times summed, t/s the mean of the repetitions' (their spread in
+    /// The figures of one or more repetitions of the same run (speedup and
+    /// efficiency are filled in by [`fill_scaling`] once the baseline is
+    /// known): token counts and times summed, t/s the mean of the repetitions' (their spread in
     /// `gen_tps_runs`), latencies over every request of every repetition.
     pub fn from_reports(ctx: &RunContext, reports: &[ServeReport]) -> WorkerRun {
         let secs = Duration::as_secs_f64;
@@ -760,6 +743,18 @@ mod tests {
             .contains("no worker count kept TTFT p99 within 2000 ms and TPOT p99 within 100 ms"));
     }
 
+    /// One run's figures, latency from admission, no SLO.
+    fn from_report(workers: usize, n_predict: usize, report: &ServeReport) -> WorkerRun {
+        let ctx = RunContext {
+            workers,
+            n_predict,
+            prefix_tokens: 0,
+            clock: LatencyClock::Admission,
+            slo: None,
+        };
+        WorkerRun::from_reports(&ctx, std::slice::from_ref(report))
+    }
+
     #[test]
     fn figures_follow_from_steps_and_token_times() {
         let t0 = Instant::now();
@@ -800,7 +795,7 @@ mod tests {
             interrupted: false,
             arrivals: Vec::new(),
         };
-        let r = WorkerRun::from_report(2, 3, 0, &report);
+        let r = from_report(2, 3, &report);
         assert_eq!((r.prompt_tokens, r.output_tokens), (8, 6));
         assert!((r.prompt_tps - 500.0).abs() < 1e-6);
         assert!((r.gen_tps - 200.0).abs() < 1e-6);
@@ -870,7 +865,7 @@ mod tests {
         };
         // 30 prompt + 10 generated tokens in 40 ms: 30 ms prompt, 10 ms generation.
         let r = report(t0, vec![], vec![step(30, 10, 40), step(0, 10, 10)], vec![]);
-        let run = WorkerRun::from_report(2, 8, 0, &r);
+        let run = from_report(2, 8, &r);
         assert_eq!(run.prompt_tokens, 30);
         assert!((run.prompt_tps - 1000.0).abs() < 1e-6);
         assert!((run.gen_tps - 1000.0).abs() < 1e-6, "{}", run.gen_tps);

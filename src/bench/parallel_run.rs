@@ -47,7 +47,9 @@ pub struct ParallelSpec<'a> {
 }
 
 impl ParallelSpec<'_> {
-    fn n_requests(&self, _workers: usize) -> usize {
+    /// Requests every worker count sends (the same for all, so their
+    /// latencies compare).
+    pub fn n_requests(&self) -> usize {
         self.requests.unwrap_or_else(|| {
             par::DEFAULT_REQUESTS_PER_WORKER * self.workers.iter().copied().max().unwrap_or(1)
         })
@@ -64,15 +66,6 @@ impl ParallelSpec<'_> {
         } else {
             LatencyClock::Arrival
         }
-    }
-
-    /// The most requests any worker count sends (prompts needed).
-    pub fn max_requests(&self) -> usize {
-        self.workers
-            .iter()
-            .map(|&w| self.n_requests(w))
-            .max()
-            .unwrap_or(1)
     }
 }
 
@@ -130,9 +123,9 @@ fn measure_runs(
     stop: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(ParallelEvent<'_>),
 ) -> Result<(), ParallelError> {
-    if spec.prompts.len() < spec.max_requests() || spec.prompts.is_empty() {
+    if spec.prompts.len() < spec.n_requests() || spec.prompts.is_empty() {
         return Err(ParallelError::TooFewPrompts {
-            needed: spec.max_requests().max(1),
+            needed: spec.n_requests().max(1),
             given: spec.prompts.len(),
         });
     }
@@ -178,7 +171,7 @@ fn measure_runs(
         total: spec.workers.len(),
     };
     for &w in spec.workers {
-        let n_req = spec.n_requests(w);
+        let n_req = spec.n_requests();
         on_event(ParallelEvent::Start {
             workers: w,
             requests: n_req * spec.repetitions.max(1),

@@ -106,8 +106,8 @@ pub struct ParallelArgs {
     pub seed: u64,
 }
 
-/// What `validate` made of the workload flags.
-struct Workload {
+/// What `validate` made of the flags.
+struct Checked {
     workers: Vec<usize>,
     budgets: par::Budgets,
     slo: Option<Slo>,
@@ -129,14 +129,12 @@ fn parse_slo(text: &str) -> Result<Slo, UsageError> {
     Ok(slo)
 }
 
-/// Length `base` varied uniformly within ± `jitter` (at least 1).
+/// Length `base` varied uniformly within ± `jitter` (no draw without jitter).
 fn jittered(rng: &mut Xoshiro256PlusPlus, base: usize, jitter: f64) -> usize {
     if jitter <= 0.0 {
         return base;
     }
-    let lo = ((base as f64) * (1.0 - jitter)).round().max(1.0) as usize;
-    let hi = ((base as f64) * (1.0 + jitter)).round().max(1.0) as usize;
-    rng.gen_range(lo..=hi.max(lo))
+    crate::load::length_around(rng, base, jitter)
 }
 
 /// The longest a jittered length can be.
@@ -171,7 +169,7 @@ pub(super) fn from_analysis(path: &std::path::Path) -> anyhow::Result<(usize, us
     }
 }
 
-fn validate(args: &mut ParallelArgs) -> anyhow::Result<Workload> {
+fn validate(args: &mut ParallelArgs) -> anyhow::Result<Checked> {
     if let Some(path) = &args.from_analysis {
         let (p, n) = from_analysis(path)?;
         args.n_prompt = p;
@@ -252,7 +250,7 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Workload> {
         ))
         .into());
     }
-    Ok(Workload {
+    Ok(Checked {
         workers,
         budgets: par::Budgets {
             ttft_ms: args.ttft_budget,
@@ -328,7 +326,7 @@ pub(super) fn dataset_prompts(
 }
 
 pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
-    let Workload {
+    let Checked {
         workers,
         budgets,
         slo,
@@ -405,10 +403,10 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         slo: slo.clone(),
         kv_bytes_per_cell,
     };
-    let n_requests_max = spec.max_requests();
+    let n_requests = spec.n_requests();
     let n_predict_max = jitter_max(args.n_predict, args.length_jitter);
     let (prompts, mut n_predicts): (Vec<Vec<u32>>, Vec<usize>) = match &args.dataset {
-        None => (0..n_requests_max)
+        None => (0..n_requests)
             .map(|_| {
                 let n = jittered(&mut rng, args.n_prompt, args.length_jitter);
                 (random(&mut rng, n), 0)
@@ -417,7 +415,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         Some(path) => dataset_prompts(
             path,
             &model.tokenizer,
-            n_requests_max,
+            n_requests,
             jitter_max(args.n_prompt, args.length_jitter),
         )?
         .into_iter()
@@ -438,7 +436,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
                 burstiness: 1.0,
                 seed: args.seed,
             };
-            crate::load::arrival_times(n_requests_max, &pattern)?
+            crate::load::arrival_times(n_requests, &pattern)?
                 .into_iter()
                 .map(std::time::Duration::from_secs_f64)
                 .collect()
@@ -463,7 +461,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
         workload: Some(par::Workload {
             arrival: args.arrival.clone(),
             rate: args.rate,
-            requests: spec.max_requests(),
+            requests: spec.n_requests(),
             repetitions: args.repetitions,
             length_jitter: args.length_jitter,
             prompts: args

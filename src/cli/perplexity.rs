@@ -233,7 +233,7 @@ fn run_kl_divergence(args: &PerplexityArgs) -> anyhow::Result<()> {
     }
     let n_ctx = base.n_ctx;
     let n_chunks = args.chunks.map_or(base.n_chunk, |c| c.min(base.n_chunk));
-    let tokens = base.tokens.clone();
+    let tokens = std::mem::take(&mut base.tokens);
     let mut engine = Engine::new(&model, args.engine.config(n_ctx, false))?;
     let add_bos = model.tokenizer.add_bos_default();
     let bos = model.tokenizer.bos_id().filter(|_| add_bos);

@@ -6,10 +6,7 @@ use super::batch::{Batch, Logits};
 use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
 use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, TokenPlace};
-use crate::model::blocks::{
-    attention_rows, needs_masked_twin, per_token_attention, Builder, ForwardInputs, ForwardShape,
-    KvLayer,
-};
+use crate::model::blocks::{per_token_attention, Builder, ForwardInputs, ForwardShape, KvLayer};
 use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
@@ -168,12 +165,7 @@ impl<'m> Engine<'m> {
     /// to the whole context with every row's logits wanted.
     fn reserve(&mut self) -> Result<(), EngineError> {
         let n_tokens = self.cfg.n_ubatch.min(self.cfg.n_ctx);
-        let shape = ForwardShape {
-            n_tokens,
-            n_kv: self.cfg.n_ctx,
-            flash_attn: self.cfg.flash_attn,
-            batch_invariant: self.cfg.batch_invariant,
-        };
+        let shape = self.forward_shape(n_tokens, self.cfg.n_ctx);
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
         let (graph, _, _) = build_graph(
@@ -187,6 +179,18 @@ impl<'m> Engine<'m> {
         )?;
         self.galloc.reserve(&graph)?;
         Ok(())
+    }
+
+    /// The shape of a forward pass of `n_tokens` over the first `n_kv` cells.
+    fn forward_shape(&self, n_tokens: usize, n_kv: usize) -> ForwardShape {
+        let kv = self.kv.shape();
+        ForwardShape {
+            n_tokens,
+            n_kv,
+            flash_attn: self.cfg.flash_attn,
+            batch_invariant: self.cfg.batch_invariant,
+            per_token_attention: per_token_attention(&self.model.hparams, kv.type_k, kv.type_v),
+        }
     }
 
     fn graph_size(&self) -> usize {
@@ -264,12 +268,7 @@ impl<'m> Engine<'m> {
             out_ids.push(n_tokens as i32 - 1);
         }
         let n_kv = self.kv.cells.n_kv(N_KV_PAD);
-        let shape = ForwardShape {
-            n_tokens,
-            n_kv,
-            flash_attn: self.cfg.flash_attn,
-            batch_invariant: self.cfg.batch_invariant,
-        };
+        let shape = self.forward_shape(n_tokens, n_kv);
         let graph_size = self.graph_size();
         let gctx = Context::for_graph(graph_size)?;
         let (graph, inputs, logits) = build_graph(
@@ -328,9 +327,7 @@ fn build_graph<'g>(
     let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
     let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
     let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
-    let kv_shape = kv.shape();
-    let per_token = per_token_attention(&model.hparams, kv_shape.type_k, kv_shape.type_v);
-    let mask_rows = attention_rows(shape.n_tokens, needs_masked_twin(&shape, per_token)) as i64;
+    let mask_rows = shape.mask_rows() as i64;
     let mask = gctx
         .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
         .named("inp_mask");

@@ -141,6 +141,8 @@ pub struct BaseWriter {
     path: PathBuf,
     n_vocab: usize,
     row: Vec<u16>,
+    /// The row's bytes, reused.
+    bytes: Vec<u8>,
 }
 
 impl BaseWriter {
@@ -184,17 +186,22 @@ impl BaseWriter {
             path: path.to_path_buf(),
             n_vocab,
             row: vec![0; row_len(n_vocab)],
+            bytes: Vec::with_capacity(2 * row_len(n_vocab)),
         })
     }
 
     /// Appends one scored position's row.
     pub fn write_row(&mut self, logits: &[f32]) -> Result<(), KldError> {
         quantize_row(&logits[..self.n_vocab.min(logits.len())], &mut self.row);
-        let bytes: Vec<u8> = self.row.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.out.write_all(&bytes).map_err(|source| KldError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.bytes.clear();
+        self.bytes
+            .extend(self.row.iter().flat_map(|v| v.to_le_bytes()));
+        self.out
+            .write_all(&self.bytes)
+            .map_err(|source| KldError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     pub fn finish(mut self) -> Result<(), KldError> {

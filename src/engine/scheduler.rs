@@ -722,7 +722,9 @@ pub fn serve_arriving(
         }
     }
     let mut report = scheduler.finish(done.into_iter().flatten().collect(), interrupted);
-    report.arrivals = (0..submitted).map(|i| started + offset(i)).collect();
+    if !arrivals.is_empty() {
+        report.arrivals = (0..submitted).map(|i| started + offset(i)).collect();
+    }
     Ok(report)
 }
 

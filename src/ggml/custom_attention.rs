@@ -103,7 +103,19 @@ fn shape_of(
     Ok(shape)
 }
 
-/// The shape of an attention node the kernel can compute on this CPU.
+/// The shape of an attention node, checked for what both kernels need.
+fn checked_shape(
+    q: Tensor<'_>,
+    k: Tensor<'_>,
+    v: Tensor<'_>,
+    mask: Tensor<'_>,
+) -> Result<AttentionShape> {
+    let shape = shape_of(q, k, v, mask)?;
+    shape.check().map_err(|e| invalid(e.to_string()))?;
+    Ok(shape)
+}
+
+/// The shape of an attention node the block kernel can compute on this CPU.
 fn supported_shape(
     q: Tensor<'_>,
     k: Tensor<'_>,
@@ -113,9 +125,7 @@ fn supported_shape(
     if !attention::available() {
         return Err(invalid("the attention kernel does not run on this CPU"));
     }
-    let shape = shape_of(q, k, v, mask)?;
-    shape.check().map_err(|e| invalid(e.to_string()))?;
-    Ok(shape)
+    checked_shape(q, k, v, mask)
 }
 
 /// Why [`Context::custom_attention`] cannot compute attention over these
@@ -127,19 +137,6 @@ pub fn attention_problem(
     mask: Tensor<'_>,
 ) -> Option<String> {
     supported_shape(q, k, v, mask).err().map(|e| e.to_string())
-}
-
-/// Why [`Context::custom_sequence_attention`] cannot compute attention
-/// over these tensors, if it cannot (it runs on every CPU).
-pub fn sequence_attention_problem(
-    q: Tensor<'_>,
-    k: Tensor<'_>,
-    v: Tensor<'_>,
-    mask: Tensor<'_>,
-) -> Option<String> {
-    let checked =
-        shape_of(q, k, v, mask).and_then(|shape| shape.check().map_err(|e| invalid(e.to_string())));
-    checked.err().map(|e| e.to_string())
 }
 
 impl Context {
@@ -171,10 +168,7 @@ impl Context {
         mask: Tensor<'a>,
         scale: f32,
     ) -> Result<Tensor<'a>> {
-        if let Some(problem) = sequence_attention_problem(q, k, v, mask) {
-            return Err(invalid(problem));
-        }
-        let shape = shape_of(q, k, v, mask)?;
+        let shape = checked_shape(q, k, v, mask)?;
         self.attention_node(shape, [q, k, v, mask], scale, true)
     }
 

@@ -79,7 +79,7 @@ pub use buffer::{
 };
 pub use context::{tensor_overhead, Context, TensorId};
 pub use custom::rbench_weight_problem;
-pub use custom_attention::{attention_problem, sequence_attention_problem};
+pub use custom_attention::attention_problem;
 pub use data::{
     tensor_get, tensor_get_f32, tensor_get_f32_into, tensor_get_i32, tensor_set, tensor_set_f32,
     tensor_set_i32,

@@ -227,10 +227,10 @@ impl AttentionInputs<'_> {
     }
 }
 
-/// The AVX-512 `e^x` of the attention kernels (also used by
+/// The AVX-512 `e^x` and F16 load of the attention kernels (also used by
 /// [`super::seq_attention`]).
 #[cfg(target_arch = "x86_64")]
-pub(crate) use simd::exp as simd_exp;
+pub(crate) use simd::{exp as simd_exp, load_f16 as simd_load_f16};
 
 /// Whether the fast kernel runs on this CPU.
 pub fn available() -> bool {
@@ -447,7 +447,7 @@ mod simd {
     /// `p` must point at 16 readable `u16`.
     #[inline]
     #[target_feature(enable = "avx512f,f16c,fma")]
-    unsafe fn load_f16(p: *const u16) -> __m512 {
+    pub(crate) unsafe fn load_f16(p: *const u16) -> __m512 {
         // SAFETY: 32 bytes at `p` are readable (caller); unaligned is fine.
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
     }
@@ -705,23 +705,28 @@ mod simd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use half::f16;
     use rand::{Rng, SeedableRng};
 
-    struct Case {
-        shape: AttentionShape,
-        q: Vec<f32>,
-        k: Vec<u16>,
-        v: Vec<u16>,
-        mask: Vec<u16>,
-        mask_row: usize,
+    /// Test inputs (shared with `seq_attention`'s tests).
+    pub(crate) struct Case {
+        pub(crate) shape: AttentionShape,
+        pub(crate) q: Vec<f32>,
+        pub(crate) k: Vec<u16>,
+        pub(crate) v: Vec<u16>,
+        pub(crate) mask: Vec<u16>,
+        pub(crate) mask_row: usize,
     }
 
     /// Random Q/K/V, cells in a cache with `n_head_kv` heads per cell row;
     /// `visible(t, c)` builds the mask.
-    fn case(shape: AttentionShape, seed: u64, visible: impl Fn(usize, usize) -> bool) -> Case {
+    pub(crate) fn case(
+        shape: AttentionShape,
+        seed: u64,
+        visible: impl Fn(usize, usize) -> bool,
+    ) -> Case {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
         let s = shape;
         let q = (0..s.n_tokens * s.n_head * s.d_k)
@@ -754,7 +759,7 @@ mod tests {
     }
 
     impl Case {
-        fn inputs(&self) -> AttentionInputs<'_> {
+        pub(crate) fn inputs(&self) -> AttentionInputs<'_> {
             let s = self.shape;
             AttentionInputs {
                 shape: s,

@@ -60,6 +60,14 @@ const WORDS: &[&str] = &[
     "answer", "question", "server", "client", "load", "test", "number",
 ];
 
+/// A length drawn uniformly within ± `ratio` of `len` (rounded, at least 1):
+/// vLLM's `--random-range-ratio`, and `parallel --length-jitter`.
+pub fn length_around(rng: &mut Xoshiro256PlusPlus, len: usize, ratio: f64) -> usize {
+    let lo = ((len as f64) * (1.0 - ratio)).round().max(1.0) as usize;
+    let hi = ((len as f64) * (1.0 + ratio)).round().max(lo as f64) as usize;
+    rng.gen_range(lo..=hi)
+}
+
 impl RandomPrompts {
     pub fn make(&self) -> Result<Vec<Prompt>, LoadError> {
         if !(0.0..1.0).contains(&self.range_ratio) {
@@ -74,13 +82,8 @@ impl RandomPrompts {
             ));
         }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let around = |rng: &mut Xoshiro256PlusPlus, len: usize| {
-            let lo = ((len as f64) * (1.0 - self.range_ratio)).round().max(1.0) as usize;
-            let hi = ((len as f64) * (1.0 + self.range_ratio))
-                .round()
-                .max(lo as f64) as usize;
-            rng.gen_range(lo..=hi)
-        };
+        let around =
+            |rng: &mut Xoshiro256PlusPlus, len: usize| length_around(rng, len, self.range_ratio);
         let ids = self.ids.clone();
         let prefix: Vec<u32> = (0..self.prefix_len)
             .map(|_| rng.gen_range(ids.clone()))

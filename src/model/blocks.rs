@@ -40,6 +40,26 @@ pub struct ForwardShape {
     /// super-block weight types through rbench's kernels too; off, ggml
     /// picks kernels by batch shape.
     pub batch_invariant: bool,
+    /// Batch-invariant flash attention runs on rbench's per-token kernel
+    /// ([`per_token_attention`]), decided once for the cache and CPU.
+    pub per_token_attention: bool,
+}
+
+impl ForwardShape {
+    /// Whether a lone token needs the masked twin: batch-invariant flash
+    /// attention on ggml's row-by-row kernel (see `Builder::attention`).
+    pub fn masked_twin(&self) -> bool {
+        self.flash_attn && self.batch_invariant && !self.per_token_attention
+    }
+
+    /// Rows of the attention mask: a lone token and its twin make two.
+    pub fn mask_rows(&self) -> usize {
+        if self.masked_twin() && self.n_tokens == 1 {
+            2
+        } else {
+            self.n_tokens
+        }
+    }
 }
 
 /// One layer's K and V cache tensors, `[n_embd_{k,v}_gqa, n_ctx]`.
@@ -70,23 +90,6 @@ pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> 
         && type_v == GgmlType::F16
         && hp.head_dim_k.is_multiple_of(16)
         && hp.head_dim_v.is_multiple_of(16)
-}
-
-/// Rows of the attention mask for a ubatch of `n_tokens`: the fallback
-/// row-by-row flash attention pairs a lone token with a fully masked row
-/// (see `Builder::attention`).
-pub fn attention_rows(n_tokens: usize, masked_twin: bool) -> usize {
-    if masked_twin && n_tokens == 1 {
-        2
-    } else {
-        n_tokens
-    }
-}
-
-/// Whether a lone token needs the masked twin: batch-invariant flash
-/// attention on ggml's kernel.
-pub fn needs_masked_twin(shape: &ForwardShape, per_token_kernel: bool) -> bool {
-    shape.flash_attn && shape.batch_invariant && !per_token_kernel
 }
 
 impl<'g> Builder<'g> {
@@ -236,8 +239,10 @@ impl<'g> Builder<'g> {
         } else {
             self.inputs.mask
         };
-        let per_token = per_token_attention(hp, cache.k.ty(), cache.v.ty());
-        let out = if self.shape.flash_attn && self.shape.batch_invariant && per_token {
+        let out = if self.shape.flash_attn
+            && self.shape.batch_invariant
+            && self.shape.per_token_attention
+        {
             // Each token over only its own sequence's cells, in a fixed
             // order whatever the batch holds: batch-invariant, and the
             // work follows each sequence's length, not the cache's.
@@ -250,8 +255,7 @@ impl<'g> Builder<'g> {
             // round differently), so a sequence's results do not depend on
             // what shares its batch. A lone token gets a masked twin so the
             // KV-split kernel is never picked either.
-            let rows =
-                attention_rows(self.shape.n_tokens, needs_masked_twin(&self.shape, false)) as i64;
+            let rows = self.shape.mask_rows() as i64;
             let mut q4 = ctx.reshape_4d(q, hd_k, 1, n_head, t)?;
             if rows > t {
                 q4 = ctx.concat(q4, q4, 3)?;

@@ -4,21 +4,10 @@
 use std::arch::x86_64::*;
 
 use super::{AttentionInputs, RowItem, RowScratch, CHUNK};
-use crate::kernels::attention::simd_exp as exp;
+use crate::kernels::attention::{simd_exp as exp, simd_load_f16 as load_f16};
 
 pub(super) fn detected() -> bool {
     crate::kernels::attention::available()
-}
-
-/// 16 F16 values widened.
-///
-/// # Safety
-/// `p` must point at 16 readable `u16`.
-#[inline]
-#[target_feature(enable = "avx512f,f16c,fma")]
-unsafe fn load_f16(p: *const u16) -> __m512 {
-    // SAFETY: 32 bytes at `p` are readable (caller); unaligned is fine.
-    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
 /// Scores of one cell for `NH` heads from `h0`: `q_h · k` (16 lane

@@ -1,71 +1,24 @@
 use super::*;
-use crate::kernels::attention::{AttentionInputs, AttentionShape};
+use crate::kernels::attention::tests::{case, Case};
+use crate::kernels::attention::AttentionShape;
 use half::f16;
-use rand::{Rng, SeedableRng};
 
-/// A cache of `n_kv` cells with random K/V, queries and a mask.
-struct Case {
-    shape: AttentionShape,
-    q: Vec<f32>,
-    k: Vec<u16>,
-    v: Vec<u16>,
-    mask: Vec<u16>,
-    mask_row: usize,
+/// `attention`'s test inputs (random Q/K/V, a mask row per token), built
+/// with nothing visible; tests open cells with `see`.
+fn blank(shape: AttentionShape, seed: u64) -> Case {
+    case(shape, seed, |_, _| false)
 }
 
 impl Case {
-    fn new(shape: AttentionShape, seed: u64) -> Case {
-        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-        let s = shape;
-        let q = (0..s.n_tokens * s.n_head * s.d_k)
-            .map(|_| rng.gen_range(-2.0f32..2.0))
-            .collect();
-        let mut f16s = |n: usize| -> Vec<u16> {
-            (0..n)
-                .map(|_| f16::from_f32(rng.gen_range(-2.0f32..2.0)).to_bits())
-                .collect()
-        };
-        let k = f16s(s.n_kv * s.n_head_kv * s.d_k);
-        let v = f16s(s.n_kv * s.n_head_kv * s.d_v);
-        let mask_row = s.n_kv + 5;
-        Case {
-            shape,
-            q,
-            k,
-            v,
-            mask: vec![F16_NEG_INF; s.n_tokens * mask_row],
-            mask_row,
-        }
-    }
-
     fn see(&mut self, token: usize, cells: impl IntoIterator<Item = usize>) {
         for c in cells {
             self.mask[token * self.mask_row + c] = 0;
         }
     }
 
-    fn inputs(&self) -> AttentionInputs<'_> {
-        let s = self.shape;
-        AttentionInputs {
-            shape: s,
-            q: &self.q,
-            q_head_stride: s.d_k,
-            q_token_stride: s.d_k * s.n_head,
-            k: &self.k,
-            k_cell_stride: s.d_k * s.n_head_kv,
-            k_head_stride: s.d_k,
-            v: &self.v,
-            v_cell_stride: s.d_v * s.n_head_kv,
-            v_head_stride: s.d_v,
-            mask: &self.mask,
-            mask_row_stride: self.mask_row,
-            scale: 1.0 / (s.d_k as f32).sqrt(),
-        }
-    }
-
     /// Every token's output, `[d_v, n_head]` per token, through the work
     /// items a call with `nth` threads makes.
-    fn run(&self, nth: usize, kernel: RowKernel) -> Vec<f32> {
+    fn run_rows(&self, nth: usize, kernel: RowKernel) -> Vec<f32> {
         let s = self.shape;
         let inputs = self.inputs();
         let mut out = vec![f32::NAN; s.n_tokens * s.n_head * s.d_v];
@@ -153,7 +106,7 @@ fn interleaved_sequences_match_the_reference() {
     // its sequence's cells up to its own, and one token sees nothing.
     for (n_head, n_head_kv) in [(4, 1), (6, 2), (7, 7), (8, 1)] {
         let n_kv = 3 * 45;
-        let mut c = Case::new(shape(7, n_kv, n_head, n_head_kv), 11 + n_head as u64);
+        let mut c = blank(shape(7, n_kv, n_head, n_head_kv), 11 + n_head as u64);
         for t in 0..6 {
             let seq = t % 3;
             let upto = 20 + 4 * t;
@@ -162,9 +115,9 @@ fn interleaved_sequences_match_the_reference() {
         let reference = c.reference();
         for kernel in kernels() {
             for nth in [1, 2, 8] {
-                assert_close(&c.run(nth, kernel), &reference, &format!("{kernel:?}"));
+                assert_close(&c.run_rows(nth, kernel), &reference, &format!("{kernel:?}"));
             }
-            let last = &c.run(2, kernel)[6 * n_head * 48..];
+            let last = &c.run_rows(2, kernel)[6 * n_head * 48..];
             assert!(last.iter().all(|&x| x == 0.0), "a token that sees nothing");
         }
     }
@@ -177,13 +130,13 @@ fn interleaved_sequences_match_the_reference() {
 fn a_sequence_gives_the_same_bits_wherever_its_cells_are() {
     let (n_head, n_head_kv, len) = (4, 2, 70);
     let alone = {
-        let mut c = Case::new(shape(1, len, n_head, n_head_kv), 5);
+        let mut c = blank(shape(1, len, n_head, n_head_kv), 5);
         c.see(0, 0..len);
         c
     };
     // The same K/V and query, spread over every third cell of a bigger
     // cache between other sequences' cells, the token fourth of five.
-    let mut crowded = Case::new(shape(5, 3 * len + 2, n_head, n_head_kv), 6);
+    let mut crowded = blank(shape(5, 3 * len + 2, n_head, n_head_kv), 6);
     let per_cell_k = 64 * n_head_kv;
     let per_cell_v = 48 * n_head_kv;
     for i in 0..len {
@@ -204,9 +157,9 @@ fn a_sequence_gives_the_same_bits_wherever_its_cells_are() {
     }
     let per_token_out = 48 * n_head;
     for kernel in kernels() {
-        let want = alone.run(1, kernel);
+        let want = alone.run_rows(1, kernel);
         for nth in [1, 2, 3, 16] {
-            let got = crowded.run(nth, kernel);
+            let got = crowded.run_rows(nth, kernel);
             assert_eq!(
                 &got[3 * per_token_out..4 * per_token_out],
                 &want[..],
@@ -221,7 +174,7 @@ fn work_items_cover_every_token_and_head_once() {
     for (n_tokens, n_head, n_head_kv, nth) in
         [(1, 4, 1, 2), (3, 12, 2, 4), (64, 32, 8, 2), (1, 1, 1, 8)]
     {
-        let c = Case::new(shape(n_tokens, 16, n_head, n_head_kv), 1);
+        let c = blank(shape(n_tokens, 16, n_head, n_head_kv), 1);
         let items: Vec<RowItem> = RowItems::new(&c.inputs(), nth).iter().collect();
         let mut seen = vec![0; n_tokens * n_head];
         for item in &items {
@@ -238,7 +191,7 @@ fn work_items_cover_every_token_and_head_once() {
 
 #[test]
 fn items_that_do_not_fit_are_errors() {
-    let c = Case::new(shape(2, 16, 4, 2), 1);
+    let c = blank(shape(2, 16, 4, 2), 1);
     let inputs = c.inputs();
     let mut scratch = RowScratch::default();
     let mut out = vec![0f32; 2 * 48];
