@@ -6,7 +6,14 @@ fn main() {
     let path = std::env::args().nth(1).expect("model path");
     let fa = std::env::args().nth(2).is_none_or(|s| s == "on");
     let repack = std::env::args().nth(3).is_none_or(|s| s == "on");
-    let model = Model::load(std::path::Path::new(&path), &LoadOptions { repack }).unwrap();
+    let model = Model::load(
+        std::path::Path::new(&path),
+        &LoadOptions {
+            repack,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut e = Engine::new(
         &model,
         EngineConfig {

@@ -62,7 +62,7 @@ fn md_rates(md: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 29] = [
     "model_filename",
     "model_type",
     "model_size",
@@ -83,6 +83,15 @@ const FIELDS: [&str; 20] = [
     "stddev_ts",
     "samples_ns",
     "samples_ts",
+    "n_gpu_layers",
+    "split_mode",
+    "main_gpu",
+    "devices",
+    "tensor_split",
+    "no_kv_offload",
+    "use_mmap",
+    "backends",
+    "gpu_info",
 ];
 
 #[test]
@@ -120,6 +129,73 @@ fn json_rows_have_every_field() {
     assert_eq!(rows[0]["type_k"], "f16");
     assert_eq!(rows[0]["flash_attn"], true);
     assert_eq!(rows[0]["kernels"], "rbench");
+    // llama-bench's defaults: everything offloaded where there is a device.
+    assert_eq!(rows[0]["n_gpu_layers"], 99);
+    assert_eq!(rows[0]["split_mode"], "layer");
+    assert_eq!(rows[0]["use_mmap"], true);
+    assert_eq!(rows[0]["no_kv_offload"], false);
+}
+
+#[test]
+fn cpu_placement_rows_say_cpu() {
+    let rows: Vec<Value> = serde_json::from_str(&bench(&[
+        "-ngl", "0", "-dev", "none", "-mmp", "0,1", "-o", "json",
+    ]))
+    .unwrap();
+    assert_eq!(rows.len(), 4, "pp and tg at -mmp 0 and 1");
+    for row in &rows {
+        assert_eq!(row["backends"], "CPU", "{row}");
+        assert_eq!(row["n_gpu_layers"], 0);
+        assert_eq!(row["devices"], "none");
+        assert_eq!(row["gpu_info"], "");
+    }
+    let mmap: Vec<bool> = rows
+        .iter()
+        .map(|r| r["use_mmap"].as_bool().unwrap())
+        .collect();
+    assert_eq!(mmap, [false, false, true, true]);
+}
+
+#[test]
+fn list_devices_prints_the_cpu_and_exits_0() {
+    for cmd in ["bench", "run", "perplexity", "parallel"] {
+        let out = rbench(&[cmd, "--list-devices"]);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {}", stderr(&out));
+        let listed = stdout(&out);
+        assert!(listed.contains("CPU"), "{cmd}: {listed}");
+    }
+}
+
+#[test]
+fn an_unknown_device_exits_2_and_lists_the_devices() {
+    let out = rbench(&[
+        "bench",
+        "-m",
+        MODEL,
+        "-dev",
+        "NoSuchGpu0",
+        "-p",
+        "16",
+        "-n",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("NoSuchGpu0") && err.contains("CPU"), "{err}");
+    assert!(stdout(&out).is_empty());
+    let out = rbench(&[
+        "run",
+        "-m",
+        MODEL,
+        "-dev",
+        "NoSuchGpu0",
+        "-p",
+        "hi",
+        "-n",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NoSuchGpu0"), "{}", stderr(&out));
 }
 
 #[test]
@@ -307,6 +383,11 @@ fn invalid_flags_exit_2_before_running() {
         &["-pg", "16"],
         &["-o", "xml"],
         &["-oe", "html"],
+        &["-ngl", "x"],
+        &["-sm", "row"],
+        &["-mmp", "2"],
+        &["-ts", "1/-1"],
+        &["-mg", "x"],
     ] {
         // A model that does not exist proves nothing was loaded first.
         let mut args = vec!["bench", "-m", "/nonexistent.gguf"];

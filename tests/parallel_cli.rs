@@ -394,7 +394,14 @@ mod scheduler {
             &path,
         )
         .unwrap();
-        Model::load(&path, &LoadOptions { repack: true }).unwrap()
+        Model::load(
+            &path,
+            &LoadOptions {
+                repack: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     fn cfg(n_slots: usize) -> ScheduleConfig {

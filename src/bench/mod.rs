@@ -10,6 +10,7 @@ pub mod runner;
 pub mod stats;
 
 use crate::kernels::Kernels;
+use crate::model::placement::PlacementSpec;
 use crate::quant::GgmlType;
 
 pub use runner::{run_model, BenchError};
@@ -39,9 +40,21 @@ pub struct BenchPlan {
     pub flash_attn: Vec<bool>,
     /// Who computes weight matmuls (`--kernels ggml,rbench`).
     pub kernels: Vec<Kernels>,
+    /// Weight placements (`-ngl`, `-sm`, `-mg`, `-dev`, `-ts`, `-mmp`): the
+    /// model is loaded once per entry, as llama-bench reloads it.
+    pub placements: Vec<Placing>,
+    /// `-nkvo`: the KV cache in host memory.
+    pub no_kv_offload: Vec<bool>,
     pub repetitions: usize,
     pub warmup: bool,
     pub seed: u64,
+}
+
+/// How one load of a model places its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placing {
+    pub spec: PlacementSpec,
+    pub use_mmap: bool,
 }
 
 /// One test of the matrix, for one model.
@@ -57,6 +70,7 @@ pub struct TestParams {
     pub type_v: GgmlType,
     pub flash_attn: bool,
     pub kernels: Kernels,
+    pub no_kv_offload: bool,
 }
 
 /// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, with ` @ d512`
@@ -104,6 +118,7 @@ impl TestParams {
             type_v: self.type_v,
             flash_attn: self.flash_attn,
             kernels: self.kernels,
+            no_kv_offload: self.no_kv_offload,
         }
     }
 }
@@ -116,6 +131,7 @@ pub struct EngineKey {
     pub type_v: GgmlType,
     pub flash_attn: bool,
     pub kernels: Kernels,
+    pub no_kv_offload: bool,
 }
 
 impl BenchPlan {
@@ -123,27 +139,30 @@ impl BenchPlan {
     /// an engine run back to back (engine settings outermost).
     pub fn instances(&self) -> Vec<TestParams> {
         let mut out = Vec::new();
-        for &kernels in &self.kernels {
-            for &flash_attn in &self.flash_attn {
-                for &type_k in &self.type_k {
-                    for &type_v in &self.type_v {
-                        for &n_threads in &self.threads {
-                            for &n_ubatch in &self.n_ubatch {
-                                for &n_batch in &self.n_batch {
-                                    for shape in &self.shapes {
-                                        for &n_depth in &self.n_depth {
-                                            out.push(TestParams {
-                                                n_prompt: shape.n_prompt,
-                                                n_gen: shape.n_gen,
-                                                n_depth,
-                                                n_batch,
-                                                n_ubatch,
-                                                n_threads,
-                                                type_k,
-                                                type_v,
-                                                flash_attn,
-                                                kernels,
-                                            });
+        for &no_kv_offload in &self.no_kv_offload {
+            for &kernels in &self.kernels {
+                for &flash_attn in &self.flash_attn {
+                    for &type_k in &self.type_k {
+                        for &type_v in &self.type_v {
+                            for &n_threads in &self.threads {
+                                for &n_ubatch in &self.n_ubatch {
+                                    for &n_batch in &self.n_batch {
+                                        for shape in &self.shapes {
+                                            for &n_depth in &self.n_depth {
+                                                out.push(TestParams {
+                                                    n_prompt: shape.n_prompt,
+                                                    n_gen: shape.n_gen,
+                                                    n_depth,
+                                                    n_batch,
+                                                    n_ubatch,
+                                                    n_threads,
+                                                    type_k,
+                                                    type_v,
+                                                    flash_attn,
+                                                    kernels,
+                                                    no_kv_offload,
+                                                });
+                                            }
                                         }
                                     }
                                 }
@@ -154,6 +173,51 @@ impl BenchPlan {
             }
         }
         out
+    }
+}
+
+/// Where a row's model ran: llama-bench's placement fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowPlacement {
+    pub n_gpu_layers: u32,
+    pub split_mode: &'static str,
+    pub main_gpu: usize,
+    pub devices: String,
+    pub tensor_split: String,
+    pub use_mmap: bool,
+    /// "CPU", or the offload backends used ("Vulkan", "CUDA", ...).
+    pub backends: String,
+    /// Descriptions of the devices used (empty on the CPU).
+    pub gpu_info: String,
+}
+
+impl RowPlacement {
+    pub fn of(model: &crate::model::Model) -> RowPlacement {
+        let p = &model.weights.placement;
+        RowPlacement {
+            n_gpu_layers: p.spec.n_gpu_layers,
+            split_mode: p.spec.split_mode.name(),
+            main_gpu: p.spec.main_gpu,
+            devices: p.spec.devices.label(),
+            tensor_split: p.spec.tensor_split_label(),
+            use_mmap: model.weights.use_mmap,
+            backends: p.backends_label(),
+            gpu_info: p.gpu_info(),
+        }
+    }
+
+    /// Everything on the CPU with llama-bench's default flags.
+    pub fn cpu() -> RowPlacement {
+        RowPlacement {
+            n_gpu_layers: crate::model::placement::ALL_LAYERS,
+            split_mode: "layer",
+            main_gpu: 0,
+            devices: "auto".into(),
+            tensor_split: "0.00".into(),
+            use_mmap: true,
+            backends: "CPU".into(),
+            gpu_info: String::new(),
+        }
     }
 }
 
@@ -184,6 +248,7 @@ impl ModelFacts {
 pub struct BenchRow {
     pub model: ModelFacts,
     pub params: TestParams,
+    pub placement: RowPlacement,
     /// RFC 3339 UTC time of the test start.
     pub test_time: String,
     pub samples_ns: Vec<u64>,
@@ -237,6 +302,7 @@ mod tests {
             type_v: GgmlType::F16,
             flash_attn: true,
             kernels: Default::default(),
+            no_kv_offload: false,
         }
     }
 
@@ -278,6 +344,11 @@ mod tests {
             type_v: vec![GgmlType::F16],
             flash_attn: vec![true, false],
             kernels: vec![Kernels::Ggml, Kernels::Rbench],
+            no_kv_offload: vec![false],
+            placements: vec![Placing {
+                spec: Default::default(),
+                use_mmap: true,
+            }],
             repetitions: 1,
             warmup: false,
             seed: 0,
@@ -306,6 +377,7 @@ mod tests {
             params: params(100, 0, 0),
             test_time: String::new(),
             samples_ns: vec![1_000_000_000, 500_000_000],
+            placement: RowPlacement::cpu(),
         };
         assert_eq!(row.samples_ts(), vec![100.0, 200.0]);
         assert_eq!(row.avg_ts(), 150.0);

@@ -72,6 +72,16 @@ pub struct JsonRow<'a> {
     pub flash_attn: bool,
     /// rbench's: who computed weight matmuls (`ggml` or `rbench`).
     pub kernels: &'static str,
+    pub n_gpu_layers: u32,
+    pub split_mode: &'static str,
+    pub main_gpu: usize,
+    pub devices: &'a str,
+    pub tensor_split: &'a str,
+    pub no_kv_offload: bool,
+    pub use_mmap: bool,
+    /// "CPU", or the offload backends used ("Vulkan", "CUDA", ...).
+    pub backends: &'a str,
+    pub gpu_info: &'a str,
     pub n_prompt: usize,
     pub n_gen: usize,
     pub n_depth: usize,
@@ -102,6 +112,15 @@ impl<'a> JsonRow<'a> {
             type_v: p.type_v.name(),
             flash_attn: p.flash_attn,
             kernels: p.kernels.name(),
+            n_gpu_layers: row.placement.n_gpu_layers,
+            split_mode: row.placement.split_mode,
+            main_gpu: row.placement.main_gpu,
+            devices: &row.placement.devices,
+            tensor_split: &row.placement.tensor_split,
+            no_kv_offload: p.no_kv_offload,
+            use_mmap: row.placement.use_mmap,
+            backends: &row.placement.backends,
+            gpu_info: &row.placement.gpu_info,
             n_prompt: p.n_prompt,
             n_gen: p.n_gen,
             n_depth: p.n_depth,
@@ -160,7 +179,7 @@ impl Exporter for JsonLines {
     }
 }
 
-const CSV_HEADER: [&str; 29] = [
+const CSV_HEADER: [&str; 38] = [
     "model_filename",
     "model_type",
     "model_size",
@@ -173,6 +192,15 @@ const CSV_HEADER: [&str; 29] = [
     "type_v",
     "flash_attn",
     "kernels",
+    "n_gpu_layers",
+    "split_mode",
+    "main_gpu",
+    "devices",
+    "tensor_split",
+    "no_kv_offload",
+    "use_mmap",
+    "backends",
+    "gpu_info",
     "n_prompt",
     "n_gen",
     "n_depth",
@@ -235,6 +263,15 @@ impl Exporter for Csv {
             j.type_v.to_string(),
             j.flash_attn.to_string(),
             j.kernels.to_string(),
+            j.n_gpu_layers.to_string(),
+            j.split_mode.to_string(),
+            j.main_gpu.to_string(),
+            j.devices.to_string(),
+            j.tensor_split.to_string(),
+            j.no_kv_offload.to_string(),
+            j.use_mmap.to_string(),
+            j.backends.to_string(),
+            j.gpu_info.to_string(),
             j.n_prompt.to_string(),
             j.n_gen.to_string(),
             j.n_depth.to_string(),
@@ -288,7 +325,7 @@ struct Extra {
     default: &'static str,
 }
 
-const EXTRAS: [Extra; 6] = [
+const EXTRAS: [Extra; 13] = [
     Extra {
         name: "n_batch",
         value: |r| r.params.n_batch.to_string(),
@@ -319,6 +356,41 @@ const EXTRAS: [Extra; 6] = [
         value: |r| r.params.kernels.name().to_string(),
         default: "rbench",
     },
+    Extra {
+        name: "ngl",
+        value: |r| r.placement.n_gpu_layers.to_string(),
+        default: "99",
+    },
+    Extra {
+        name: "sm",
+        value: |r| r.placement.split_mode.to_string(),
+        default: "layer",
+    },
+    Extra {
+        name: "mg",
+        value: |r| r.placement.main_gpu.to_string(),
+        default: "0",
+    },
+    Extra {
+        name: "dev",
+        value: |r| r.placement.devices.clone(),
+        default: "auto",
+    },
+    Extra {
+        name: "ts",
+        value: |r| r.placement.tensor_split.clone(),
+        default: "0.00",
+    },
+    Extra {
+        name: "nkvo",
+        value: |r| u8::from(r.params.no_kv_offload).to_string(),
+        default: "0",
+    },
+    Extra {
+        name: "mmap",
+        value: |r| u8::from(r.placement.use_mmap).to_string(),
+        default: "1",
+    },
 ];
 
 /// The llama-bench style table: model, size, params, backend, threads,
@@ -326,7 +398,11 @@ const EXTRAS: [Extra; 6] = [
 pub fn markdown_table(rows: &[BenchRow]) -> String {
     let extras: Vec<&Extra> = EXTRAS
         .iter()
-        .filter(|e| rows.iter().any(|r| (e.value)(r) != e.default))
+        .filter(|e| {
+            rows.iter().any(|r| (e.value)(r) != e.default)
+                // As llama-bench, offloaded rows always say how many layers.
+                || (e.name == "ngl" && rows.iter().any(|r| r.placement.backends != "CPU"))
+        })
         .collect();
     let mut header = vec!["model", "size", "params", "backend", "threads"];
     header.extend(extras.iter().map(|e| e.name));
@@ -340,7 +416,7 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
             model,
             crate::format::bytes(r.model.model_size),
             crate::format::params(r.model.n_params),
-            "CPU".to_string(),
+            r.placement.backends.clone(),
             r.params.n_threads.to_string(),
         ];
         cells.extend(extras.iter().map(|e| (e.value)(r)));
@@ -381,7 +457,9 @@ mod tests {
                 type_v: GgmlType::F16,
                 flash_attn,
                 kernels: Default::default(),
+                no_kv_offload: false,
             },
+            placement: super::super::RowPlacement::cpu(),
             test_time: "2025-01-01T00:00:00Z".into(),
             samples_ns: vec![1_000_000, 2_000_000],
         }

@@ -1,12 +1,15 @@
 //! What a parallel run will need, known before any weight is loaded: the
 //! context (cells) for the largest worker count, the KV cache, the model and
-//! an estimate of the compute buffer, against the memory available.
+//! an estimate of the compute buffer, against the memory available — host
+//! memory for what stays on the CPU, each device's free memory for the
+//! layers (weights and KV cells) placed on it.
 
 use crate::format::bytes;
 use crate::gguf::GgufFile;
 use crate::kv::sizing::{self, SizingError};
 use crate::model::hparams::Hparams;
 use crate::model::memory::{self, MemoryInfo};
+use crate::model::placement::{Placement, PlacementError, PlacementSpec};
 use crate::model::{synth, ModelError};
 use crate::quant::GgmlType;
 use serde::Serialize;
@@ -28,6 +31,26 @@ pub struct PlanRequest<'a> {
     pub flash_attn: bool,
     pub type_k: GgmlType,
     pub type_v: GgmlType,
+    /// Where layers go (`-ngl`, `-dev`, `-ts`, ...).
+    pub placement: &'a PlacementSpec,
+    /// Offloaded layers keep their KV cells on their device (not `-nkvo`).
+    pub offload_kv: bool,
+}
+
+/// What one device will hold.
+#[derive(Clone, Debug, Serialize)]
+pub struct DevicePlan {
+    pub device: String,
+    /// Repeating layers placed on it.
+    pub layers: usize,
+    /// Whether it holds the output layer too.
+    pub output: bool,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub compute_buffer_bytes_estimate: u64,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub fits: bool,
 }
 
 /// What a run will need.
@@ -44,10 +67,18 @@ pub struct Plan {
     pub kv_cache_bytes: u64,
     pub model_bytes: u64,
     pub compute_buffer_bytes_estimate: u64,
+    /// Of the model and the cache, what stays in host memory.
+    pub host_weights_bytes: u64,
+    pub host_kv_cache_bytes: u64,
+    /// What host memory holds: everything not placed on a device.
     pub total_bytes: u64,
     pub mem_available_bytes: Option<u64>,
+    /// Layers placed on devices (empty: everything on the CPU).
+    pub devices: Vec<DevicePlan>,
+    /// Host memory and every device suffice.
     pub fits: bool,
-    /// The most workers whose caches fit beside the model (None: memory unknown).
+    /// The most workers whose caches fit beside the model, in host memory
+    /// and on every device (None: host memory unknown).
     pub max_workers_that_fit: Option<usize>,
     pub type_k: String,
     pub type_v: String,
@@ -64,6 +95,8 @@ pub enum PlanError {
     },
     #[error(transparent)]
     Sizing(#[from] SizingError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     #[error("reading {model}: {source}")]
     Model {
         model: String,
@@ -84,30 +117,77 @@ impl PlanError {
 struct ModelShape {
     hparams: Hparams,
     model_bytes: u64,
+    /// Weight bytes of each repeating layer.
+    layer_bytes: Vec<u64>,
+    /// Weight bytes of the output layer (final norm and projection; the
+    /// token embedding again when the projection is tied to it).
+    output_bytes: u64,
+    /// The output projection is the token embedding (copied to a device,
+    /// it stays on the host as well).
+    tied_output: bool,
+}
+
+impl ModelShape {
+    /// Sums tensor sizes per layer from (name, bytes) pairs.
+    fn new(hparams: Hparams, tensors: impl Iterator<Item = (String, u64)>) -> ModelShape {
+        let mut layer_bytes = vec![0u64; hparams.n_layer as usize];
+        let (mut output_bytes, mut embd_bytes, mut model_bytes) = (0, 0, 0);
+        let mut has_output = false;
+        for (name, n) in tensors {
+            model_bytes += n;
+            let layer = name
+                .strip_prefix("blk.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok());
+            if let Some(slot) = layer.and_then(|il| layer_bytes.get_mut(il)) {
+                *slot += n;
+            } else if name.starts_with("output") {
+                output_bytes += n;
+                has_output |= name == "output.weight";
+            } else if name == "token_embd.weight" {
+                embd_bytes = n;
+            }
+        }
+        if !has_output {
+            output_bytes += embd_bytes;
+        }
+        ModelShape {
+            hparams,
+            model_bytes,
+            layer_bytes,
+            output_bytes,
+            tied_output: !has_output,
+        }
+    }
 }
 
 fn model_shape(spec: &str) -> Result<ModelShape, ModelError> {
     if let Some(parsed) = synth::parse_spec(spec) {
         let (preset, ftype) = parsed?;
         let hparams = preset.hparams();
-        let model_bytes = preset
+        let n_layer = hparams.n_layer;
+        let sizes: Vec<(String, u64)> = preset
             .tensors()
             .iter()
             .map(|t| {
-                let ty = synth::tensor_type(t, ftype, hparams.n_layer, preset.tied_output);
-                ty.bytes_for(t.dims.iter().product()).unwrap_or(0)
+                let ty = synth::tensor_type(t, ftype, n_layer, preset.tied_output);
+                (
+                    t.name.clone(),
+                    ty.bytes_for(t.dims.iter().product()).unwrap_or(0),
+                )
             })
-            .sum();
-        return Ok(ModelShape {
-            hparams,
-            model_bytes,
-        });
+            .collect();
+        return Ok(ModelShape::new(hparams, sizes.into_iter()));
     }
     let file = GgufFile::open(std::path::Path::new(spec))?;
-    Ok(ModelShape {
-        hparams: Hparams::from_gguf(&file)?,
-        model_bytes: file.tensor_data_size(),
-    })
+    let hparams = Hparams::from_gguf(&file)?;
+    let mut shape = ModelShape::new(
+        hparams,
+        file.tensors().iter().map(|t| (t.name.clone(), t.n_bytes)),
+    );
+    // Padding between tensors counts too.
+    shape.model_bytes = file.tensor_data_size();
+    Ok(shape)
 }
 
 impl Plan {
@@ -140,11 +220,67 @@ impl Plan {
             n_ctx as u64,
             req.flash_attn,
         );
-        let total = shape.model_bytes + kv_bytes + compute;
+        let n_layer = hp.n_layer as usize;
+        let placement = Placement::resolve(req.placement, n_layer)?;
+        let per_layer_kv = kv_bytes / n_layer.max(1) as u64;
+        let mut devices = Vec::new();
+        // Workers that fit on each device, scaled from the share of the
+        // cache it holds.
+        let mut device_max_fit: Option<usize> = None;
+        let (mut offloaded_weights, mut offloaded_kv_layers) = (0u64, 0usize);
+        for device in placement.used_devices() {
+            let on_it: Vec<usize> = (0..n_layer)
+                .filter(|&il| placement.layer_device(il) == Some(device))
+                .collect();
+            let output = placement.output_device() == Some(device);
+            let mut weights: u64 = on_it.iter().map(|&il| shape.layer_bytes[il]).sum();
+            if output {
+                weights += shape.output_bytes;
+            }
+            let kv_layers = if req.offload_kv { on_it.len() } else { 0 };
+            let kv = per_layer_kv * kv_layers as u64;
+            let total = weights + kv + compute;
+            let free = device.memory().0 as u64;
+            let budget = free.saturating_sub(weights + compute);
+            let whole = sizing::max_workers_within(budget, &kv_shape, per_seq);
+            if let Some(scaled) = whole.saturating_mul(n_layer).checked_div(kv_layers) {
+                device_max_fit = Some(device_max_fit.map_or(scaled, |m| m.min(scaled)));
+            }
+            // A tied output projection is a copy: the embedding stays on the host.
+            let copy = if output && shape.tied_output {
+                shape.output_bytes
+            } else {
+                0
+            };
+            offloaded_weights += weights - copy;
+            offloaded_kv_layers += kv_layers;
+            devices.push(DevicePlan {
+                device: device.name(),
+                layers: on_it.len(),
+                output,
+                weights_bytes: weights,
+                kv_cache_bytes: kv,
+                compute_buffer_bytes_estimate: compute,
+                total_bytes: total,
+                free_bytes: free,
+                fits: total <= free,
+            });
+        }
+        let host_weights = shape.model_bytes.saturating_sub(offloaded_weights);
+        let host_kv_layers = n_layer - offloaded_kv_layers;
+        let host_kv = per_layer_kv * host_kv_layers as u64;
+        let total = host_weights + host_kv + compute;
         let available = MemoryInfo::detect().available;
         let max_fit = available.map(|a| {
-            let budget = a.saturating_sub(shape.model_bytes + compute);
-            sizing::max_workers_within(budget, &kv_shape, per_seq)
+            let budget = a.saturating_sub(host_weights + compute);
+            let host = match host_kv_layers {
+                0 => usize::MAX,
+                l => {
+                    sizing::max_workers_within(budget, &kv_shape, per_seq).saturating_mul(n_layer)
+                        / l
+                }
+            };
+            device_max_fit.map_or(host, |d| d.min(host))
         });
         Ok(Plan {
             model: req.model.to_string(),
@@ -158,9 +294,12 @@ impl Plan {
             kv_cache_bytes: kv_bytes,
             model_bytes: shape.model_bytes,
             compute_buffer_bytes_estimate: compute,
+            host_weights_bytes: host_weights,
+            host_kv_cache_bytes: host_kv,
             total_bytes: total,
             mem_available_bytes: available,
-            fits: available.is_none_or(|a| total <= a),
+            fits: available.is_none_or(|a| total <= a) && devices.iter().all(|d| d.fits),
+            devices,
             max_workers_that_fit: max_fit,
             type_k: req.type_k.name().to_string(),
             type_v: req.type_v.name().to_string(),
@@ -184,7 +323,9 @@ impl Plan {
                 sizing::CELLS_ALIGN,
                 self.n_ctx
             ),
-            format!(
+        ];
+        if self.devices.is_empty() {
+            lines.push(format!(
                 "memory: KV cache {} (K {} + V {}, all layers) + model {} + compute ≈ {} = {}",
                 bytes(self.kv_cache_bytes),
                 self.type_k,
@@ -192,8 +333,34 @@ impl Plan {
                 bytes(self.model_bytes),
                 bytes(self.compute_buffer_bytes_estimate),
                 bytes(self.total_bytes)
-            ),
-        ];
+            ));
+        } else {
+            lines.push(format!(
+                "memory: KV cache {} (K {} + V {}, all layers), model {}; host memory holds model {} + KV {} + compute ≈ {} = {}",
+                bytes(self.kv_cache_bytes),
+                self.type_k,
+                self.type_v,
+                bytes(self.model_bytes),
+                bytes(self.host_weights_bytes),
+                bytes(self.host_kv_cache_bytes),
+                bytes(self.compute_buffer_bytes_estimate),
+                bytes(self.total_bytes)
+            ));
+        }
+        for d in &self.devices {
+            lines.push(format!(
+                "device {}: {} layers{}: weights {} + KV {} + compute ≈ {} = {} of {} free{}",
+                d.device,
+                d.layers,
+                if d.output { " + output" } else { "" },
+                bytes(d.weights_bytes),
+                bytes(d.kv_cache_bytes),
+                bytes(d.compute_buffer_bytes_estimate),
+                bytes(d.total_bytes),
+                bytes(d.free_bytes),
+                if d.fits { "" } else { " (does not fit)" }
+            ));
+        }
         if let Some(a) = self.mem_available_bytes {
             lines.push(format!(
                 "available: {}{}",
@@ -212,6 +379,19 @@ impl Plan {
         if self.fits {
             return None;
         }
+        if let Some(d) = self.devices.iter().find(|d| !d.fits) {
+            return Some(format!(
+                "not enough memory on device {}: its {} layers need {} (weights {}, KV cache {}) but it has {} free; \
+                 at most {} workers fit (lower -ngl, spread layers with -ts, keep the cache on the host with -nkvo, or use fewer workers)",
+                d.device,
+                d.layers,
+                bytes(d.total_bytes),
+                bytes(d.weights_bytes),
+                bytes(d.kv_cache_bytes),
+                bytes(d.free_bytes),
+                self.max_workers_that_fit.unwrap_or(0),
+            ));
+        }
         Some(format!(
             "not enough memory: the run needs {} (KV cache {} for n_ctx {}) but {} is available; \
              at most {} workers fit at {} cells each (try fewer workers, a smaller -n, or -ctk q8_0 -ctv q8_0)",
@@ -229,6 +409,8 @@ impl Plan {
 mod tests {
     use super::*;
 
+    static CPU: std::sync::LazyLock<PlacementSpec> = std::sync::LazyLock::new(PlacementSpec::cpu);
+
     fn request(workers: &[usize], n_ctx: Option<usize>) -> PlanRequest<'_> {
         PlanRequest {
             model: "synth:llama-15m",
@@ -242,6 +424,8 @@ mod tests {
             flash_attn: true,
             type_k: GgmlType::F16,
             type_v: GgmlType::F16,
+            placement: &CPU,
+            offload_kv: true,
         }
     }
 
@@ -270,5 +454,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(!e.is_usage());
+    }
+
+    #[test]
+    fn layer_bytes_split_the_model_by_layer() {
+        let s = model_shape("synth:llama-15m").unwrap();
+        assert_eq!(s.layer_bytes.len(), s.hparams.n_layer as usize);
+        assert!(s.layer_bytes.iter().all(|&b| b > 0));
+        assert!(s.output_bytes > 0);
+        let own_output = if s.tied_output { 0 } else { s.output_bytes };
+        let layers: u64 = s.layer_bytes.iter().sum();
+        assert!(
+            layers + own_output < s.model_bytes,
+            "the embedding is outside the layers"
+        );
+    }
+
+    #[test]
+    fn without_devices_host_memory_holds_everything() {
+        let plan = Plan::new(&request(&[2], None)).unwrap();
+        assert!(plan.devices.is_empty());
+        assert_eq!(plan.host_weights_bytes, plan.model_bytes);
+        assert_eq!(plan.host_kv_cache_bytes, plan.kv_cache_bytes);
     }
 }

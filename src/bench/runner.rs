@@ -1,7 +1,7 @@
 //! Runs the tests of one loaded model: engine per settings group, warm-up,
 //! timed repetitions.
 
-use super::{BenchPlan, BenchRow, EngineKey, ModelFacts, TestParams};
+use super::{BenchPlan, BenchRow, EngineKey, ModelFacts, RowPlacement, TestParams};
 use crate::engine::{Batch, Engine, EngineConfig, EngineError};
 use crate::kv::KvError;
 use crate::model::Model;
@@ -39,6 +39,7 @@ pub fn run_model(
     on_row: &mut dyn FnMut(BenchRow) -> std::io::Result<()>,
 ) -> Result<(), BenchError> {
     let facts = ModelFacts::of(model);
+    let placement = RowPlacement::of(model);
     let mut current: Option<(EngineKey, Engine<'_>)> = None;
     let interrupted = |done| BenchError::Interrupted {
         done,
@@ -74,6 +75,7 @@ pub fn run_model(
                     type_v: key.type_v,
                     batch_invariant: false,
                     kernels: key.kernels,
+                    offload_kv: !key.no_kv_offload,
                 };
                 Engine::new(model, cfg).map_err(fail)?
             }
@@ -117,6 +119,7 @@ pub fn run_model(
         on_row(BenchRow {
             model: facts.clone(),
             params: test.clone(),
+            placement: placement.clone(),
             test_time,
             samples_ns,
         })?;

@@ -3,13 +3,16 @@
 //! loads; a model that fails to load is reported and the others still run.
 
 use super::engine_args::{CacheType, FlashAttn, KernelsArg};
+use super::placement_args::SplitModeArg;
 use super::progress::{self, Progress};
 use super::UsageError;
 use crate::bench::list::{self, Bounds};
 use crate::bench::output::{self, Format, RunFacts};
-use crate::bench::{BenchPlan, TestShape};
+use crate::bench::{BenchPlan, Placing, TestShape};
 use crate::engine::default_threads;
 use crate::kernels::Kernels;
+use crate::model::placement::{PlacementSpec, SplitMode, ALL_LAYERS};
+use crate::model::weights::LoadOptions;
 use crate::quant::GgmlType;
 use crate::report::saved::{self, ModelIdentity, ResultKind};
 use crate::system::Hardware;
@@ -81,6 +84,33 @@ pub struct BenchArgs {
     /// elsewhere) or ggml (ggml's everywhere); `ggml,rbench` runs both [default: rbench].
     #[arg(long = "kernels")]
     pub kernels: Vec<String>,
+    /// Layers offloaded to GPUs (`-ngl`), a list: the last N repeating
+    /// layers, and the output layer when N exceeds them [default: 99 = all].
+    #[arg(long = "n-gpu-layers")]
+    pub n_gpu_layers: Vec<String>,
+    /// Split mode (`-sm`): layer or none, a list [default: layer].
+    #[arg(long = "split-mode")]
+    pub split_mode: Vec<String>,
+    /// Main device index for `-sm none` (`-mg`), a list [default: 0].
+    #[arg(long = "main-gpu")]
+    pub main_gpu: Vec<String>,
+    /// Devices (`-dev`): names joined by `/`, alternatives by `,`; `none`
+    /// for the CPU only [default: auto = every GPU].
+    #[arg(long = "device")]
+    pub device: Vec<String>,
+    /// Layer shares per device (`-ts`), `/`-joined, alternatives by `,`
+    /// (e.g. `-ts 3/1,1/1`) [default: by free memory].
+    #[arg(long = "tensor-split")]
+    pub tensor_split: Vec<String>,
+    /// KV cache in host memory (`-nkvo`): 0 or 1, a list [default: 0].
+    #[arg(long = "no-kv-offload")]
+    pub no_kv_offload: Vec<String>,
+    /// Use CPU weights in place in the mapped file (`-mmp`): 0 or 1, a list [default: 1].
+    #[arg(long = "mmap")]
+    pub mmap: Vec<String>,
+    /// List the devices ggml offers here and exit.
+    #[arg(long = "list-devices")]
+    pub list_devices: bool,
     /// Output format on stdout: md, csv, json or jsonl.
     #[arg(
         short = 'o',
@@ -105,18 +135,27 @@ pub struct BenchArgs {
 }
 
 /// llama-bench's multi-letter single-dash flags and rbench's long names.
-const ALIASES: [(&str, &str); 6] = [
+const ALIASES: [(&str, &str); 13] = [
     ("-pg", "--pg"),
     ("-ub", "--ubatch-size"),
     ("-ctk", "--cache-type-k"),
     ("-ctv", "--cache-type-v"),
     ("-fa", "--flash-attn"),
     ("-oe", "--output-err"),
+    ("-ngl", "--n-gpu-layers"),
+    ("-sm", "--split-mode"),
+    ("-mg", "--main-gpu"),
+    ("-dev", "--device"),
+    ("-ts", "--tensor-split"),
+    ("-nkvo", "--no-kv-offload"),
+    ("-mmp", "--mmap"),
 ];
 
 /// The engine flags among [`ALIASES`] (see `engine_args::EngineArgs`), which
-/// `run` and `perplexity` take too.
-const ENGINE_ALIASES: [&str; 4] = ["-ub", "-ctk", "-ctv", "-fa"];
+/// `run`, `perplexity` and `serve` take too.
+const ENGINE_ALIASES: [&str; 11] = [
+    "-ub", "-ctk", "-ctv", "-fa", "-ngl", "-sm", "-mg", "-dev", "-ts", "-nkvo", "-mmp",
+];
 
 /// Rewrites llama-bench's `-pg`, `-ub`, `-ctk`, `-ctv`, `-fa` into long flags
 /// clap understands, only for the measuring subcommands (`run` and
@@ -131,7 +170,7 @@ pub fn rewrite_argv(args: Vec<OsString>) -> Vec<OsString> {
     let Some(sub) = sub else { return args };
     let engine_only = match args.get(sub).and_then(|a| a.to_str()) {
         Some("pp" | "tg" | "bench" | "parallel") => false,
-        Some("run" | "perplexity") => true,
+        Some("run" | "perplexity" | "serve") => true,
         _ => return args,
     };
     let mut out = Vec::with_capacity(args.len());
@@ -190,13 +229,21 @@ fn numbers(flag: &str, items: &[String], default: &[u64], min: u64) -> anyhow::R
 
 /// Comma lists of words (`-ctk f16,q8_0`, `-fa on,off`), repeatable.
 fn words(items: &[String], default: &str) -> Vec<String> {
+    spelled_words(items, default)
+        .into_iter()
+        .map(|w| w.to_ascii_lowercase())
+        .collect()
+}
+
+/// The same, as spelled (device names: an error quotes the user's spelling).
+fn spelled_words(items: &[String], default: &str) -> Vec<String> {
     if items.is_empty() {
         return vec![default.to_string()];
     }
     items
         .iter()
         .flat_map(|s| s.split(','))
-        .map(|w| w.trim().to_ascii_lowercase())
+        .map(|w| w.trim().to_string())
         .collect()
 }
 
@@ -316,8 +363,15 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
     if let Some(m) = models.iter().find(|m| m.trim().is_empty()) {
         return Err(usage(format!("-m: empty model name '{m}'")));
     }
+    let placements = placements(args)?;
+    let no_kv_offload = words(&args.no_kv_offload, "0")
+        .iter()
+        .map(|w| super::placement_args::parse_flag(w).map_err(|e| usage(format!("-nkvo: {e}"))))
+        .collect::<anyhow::Result<Vec<bool>>>()?;
     Ok(BenchPlan {
         models,
+        placements,
+        no_kv_offload,
         shapes,
         n_depth: numbers("-d", &args.n_depth, &[0], 0)?,
         n_batch: numbers("-b", &args.n_batch, &[2048], 1)?,
@@ -331,6 +385,60 @@ pub fn plan(args: &BenchArgs, mode: Mode) -> anyhow::Result<BenchPlan> {
         warmup: !args.no_warmup,
         seed: args.seed,
     })
+}
+
+/// Every combination of the placement lists (`-ngl`, `-sm`, `-mg`, `-dev`,
+/// `-ts`, `-mmp`), device names checked.
+fn placements(args: &BenchArgs) -> anyhow::Result<Vec<Placing>> {
+    use super::placement_args::{parse_devices, parse_flag, parse_tensor_split};
+    let ngl = numbers("-ngl", &args.n_gpu_layers, &[u64::from(ALL_LAYERS)], 0)?;
+    let split_modes = words(&args.split_mode, "layer")
+        .iter()
+        .map(|w| list_value::<SplitModeArg>("-sm", w).map(SplitMode::from))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let main_gpus = numbers("-mg", &args.main_gpu, &[0], 0)?;
+    // Within one value devices and shares are joined by '/', as llama-bench's.
+    let devices = spelled_words(&args.device, "auto")
+        .iter()
+        .map(|w| parse_devices(w, &['/']).map_err(|e| usage(e.0)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let splits: Vec<Vec<f32>> = if args.tensor_split.is_empty() {
+        vec![Vec::new()]
+    } else {
+        words(&args.tensor_split, "")
+            .iter()
+            .map(|w| parse_tensor_split(w, &['/']).map_err(|e| usage(e.0)))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mmaps = words(&args.mmap, "1")
+        .iter()
+        .map(|w| parse_flag(w).map_err(|e| usage(format!("-mmp: {e}"))))
+        .collect::<anyhow::Result<Vec<bool>>>()?;
+    let mut out = Vec::new();
+    for &n in &ngl {
+        let n_gpu_layers = u32::try_from(n).map_err(usage)?;
+        for &split_mode in &split_modes {
+            for &main_gpu in &main_gpus {
+                for d in &devices {
+                    for ts in &splits {
+                        for &use_mmap in &mmaps {
+                            out.push(Placing {
+                                spec: PlacementSpec {
+                                    n_gpu_layers,
+                                    split_mode,
+                                    main_gpu,
+                                    devices: d.clone(),
+                                    tensor_split: ts.clone(),
+                                },
+                                use_mmap,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
@@ -354,15 +462,21 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
     let mut identities = Vec::new();
     let mut failed = 0;
     let mut interrupted = None;
-    for (done, spec) in plan.models.iter().enumerate() {
+    let loads: Vec<(&String, &Placing)> = plan
+        .models
+        .iter()
+        .flat_map(|m| plan.placements.iter().map(move |p| (m, p)))
+        .collect();
+    for (done, &(spec, placing)) in loads.iter().enumerate() {
         if super::interrupt::requested() {
-            interrupted = Some(format!("{done} of {} models", plan.models.len()));
+            interrupted = Some(format!("{done} of {} model loads", loads.len()));
             break;
         }
         if progress_lines {
             eprintln!("rbench: loading {spec}");
         }
-        let model = match progress::load_model(spec) {
+        let opts = LoadOptions::default().placed(placing.spec.clone(), placing.use_mmap);
+        let model = match progress::load_model(spec, &opts) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: model '{spec}': {e:#}");
@@ -370,6 +484,13 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
                 continue;
             }
         };
+        if model.weights.placement.uses_devices() || loads.len() > plan.models.len() {
+            eprintln!(
+                "placement: {} (-ngl {})",
+                model.weights.placement_summary(),
+                placing.spec.n_gpu_layers
+            );
+        }
         if model.info.synthetic {
             eprintln!(
                 "note: {spec} is a synthetic model (random weights): its timings are real, its text would be noise"
@@ -449,6 +570,11 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
             result,
         );
         envelope.more_models = models.collect();
+        // The device measured, where layers were offloaded.
+        if let Some(r) = saved_rows.iter().find(|r| r.placement.backends != "CPU") {
+            envelope.hardware.backend = r.placement.backends.clone();
+            envelope.hardware.gpu = Some(r.placement.gpu_info.clone());
+        }
         envelope
             .write(path)
             .map_err(|e| anyhow::anyhow!("--save: {e}"))?;
@@ -462,7 +588,7 @@ pub fn run(args: BenchArgs, mode: Mode) -> anyhow::Result<()> {
         return Err(super::interrupt::Interrupted { done }.into());
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} models failed", plan.models.len());
+        anyhow::bail!("{failed} of {} model loads failed", loads.len());
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! commands take comma lists of the same values), and the one function that
 //! turns them into an [`EngineConfig`].
 
+use super::placement_args::PlacementArgs;
 use super::UsageError;
 use crate::engine::{default_threads, EngineConfig};
 use crate::kernels::Kernels;
@@ -91,6 +92,8 @@ pub struct EngineArgs {
     /// Weight matmul kernels.
     #[arg(long = "kernels", value_enum, default_value_t = KernelsArg::Rbench)]
     pub kernels: KernelsArg,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 /// Largest `-ub` (as `-c`, positions are i32; a graph of more tokens than
@@ -133,14 +136,16 @@ impl EngineArgs {
         self.threads.unwrap_or_else(default_threads)
     }
 
-    /// How to place the weights: batch-invariant engines need rbench's
-    /// kernels on the plain layout (see [`LoadOptions::for_kernels`]).
-    pub fn load_options(&self, batch_invariant: bool) -> LoadOptions {
-        if batch_invariant {
+    /// How to place the weights: on the devices `-ngl`/`-dev`/`-ts` say;
+    /// batch-invariant engines need rbench's kernels on the plain layout
+    /// (see [`LoadOptions::for_kernels`]). Unknown devices are usage errors.
+    pub fn load_options(&self, batch_invariant: bool) -> Result<LoadOptions, UsageError> {
+        let base = if batch_invariant {
             LoadOptions::for_kernels(self.kernels())
         } else {
             LoadOptions::default()
-        }
+        };
+        Ok(base.placed(self.placement.spec()?, self.placement.mmap))
     }
 
     /// The engine configuration for a context of `n_ctx` cells (the
@@ -155,6 +160,7 @@ impl EngineArgs {
             type_v: self.cache_type_v.ggml(),
             kernels: self.kernels(),
             batch_invariant,
+            offload_kv: self.placement.offload_kv(),
         }
     }
 }

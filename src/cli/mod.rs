@@ -19,6 +19,7 @@ pub mod interrupt;
 mod load;
 mod parallel;
 mod perplexity;
+mod placement_args;
 pub mod progress;
 mod report;
 mod run;
@@ -125,13 +126,47 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
 }
 
+/// `--list-devices` (before any `--`) on a command that places layers.
+fn wants_device_list(argv: &[std::ffi::OsString]) -> bool {
+    const PLACING: [&str; 8] = [
+        "bench",
+        "pp",
+        "tg",
+        "run",
+        "perplexity",
+        "parallel",
+        "serve",
+        "sysinfo",
+    ];
+    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let Some(sub) = words.iter().position(|w| !w.starts_with('-')) else {
+        return false;
+    };
+    PLACING.contains(&words[sub])
+        && words[sub..]
+            .iter()
+            .take_while(|w| **w != "--")
+            .any(|w| *w == "--list-devices")
+}
+
 /// A failure the user caused with flags (exit code 2) rather than at run time.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse_from(bench::rewrite_argv(std::env::args_os().collect())) {
+    let argv = bench::rewrite_argv(std::env::args_os().collect());
+    // `--list-devices` needs no model or other flag, as in llama.cpp.
+    if wants_device_list(&argv) {
+        return match placement_args::print_devices() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_RUNTIME
+            }
+        };
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and errors to stderr (exit 2).

@@ -262,6 +262,7 @@ fn validate(args: &mut ParallelArgs) -> anyhow::Result<Checked> {
 
 /// The plan for these flags (the model read from its header only).
 fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
+    let placement = args.engine.placement.spec()?;
     let req = PlanRequest {
         model: &args.model,
         workers,
@@ -274,6 +275,8 @@ fn make_plan(args: &ParallelArgs, workers: &[usize]) -> anyhow::Result<Plan> {
         flash_attn: args.engine.flash_attn.enabled(),
         type_k: args.engine.cache_type_k.ggml(),
         type_v: args.engine.cache_type_v.ggml(),
+        placement: &placement,
+        offload_kv: args.engine.placement.offload_kv(),
     };
     Plan::new(&req).map_err(|e| match e.is_usage() {
         true => UsageError(e.to_string()).into(),
@@ -351,8 +354,9 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
     }
     let path = crate::model::resolve_model_path(&args.model)?;
     // A sequence's numbers must not depend on the batch it shares.
-    let model = Model::load(&path, &args.engine.load_options(true))
+    let model = Model::load(&path, &args.engine.load_options(true)?)
         .with_context(|| format!("loading {}", path.display()))?;
+    super::progress::report_placement(&model);
     if model.info.synthetic {
         eprintln!(
             "note: {} is a synthetic model (random weights)",

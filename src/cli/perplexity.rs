@@ -79,7 +79,8 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let file = args.file.as_deref().context("-f FILE is required")?;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let model = super::progress::load_model(&args.model)?;
+    let model = super::progress::load_model(&args.model, &args.engine.load_options(false)?)?;
+    super::progress::report_placement(&model);
     let path = model.path.clone();
     let tok = &model.tokenizer;
     let add_bos = tok.add_bos_default();
@@ -221,7 +222,8 @@ fn run_kl_divergence(args: &PerplexityArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let model = super::progress::load_model(&args.model)?;
+    let model = super::progress::load_model(&args.model, &args.engine.load_options(false)?)?;
+    super::progress::report_placement(&model);
     let n_vocab = model.hparams.n_vocab as usize;
     if n_vocab != base.n_vocab {
         anyhow::bail!(

@@ -94,7 +94,7 @@ impl Drop for Progress {
 
 /// Resolves a model argument (making a synthetic model on first use) and
 /// loads it, with a spinner for each step.
-pub fn load_model(spec: &str) -> anyhow::Result<Model> {
+pub fn load_model(spec: &str, opts: &LoadOptions) -> anyhow::Result<Model> {
     let path: PathBuf = {
         let _spin = spec.starts_with("synth:").then(|| {
             Progress::spinner(format!(
@@ -104,10 +104,17 @@ pub fn load_model(spec: &str) -> anyhow::Result<Model> {
         crate::model::resolve_model_path(spec)?
     };
     let _spin = Progress::spinner(format!("loading {}", path.display()));
-    Model::load(&path, &LoadOptions::default()).with_context(|| {
+    Model::load(&path, opts).with_context(|| {
         format!(
             "loading {} (check the path, or use synth:PRESET such as synth:llama-125m)",
             path.display()
         )
     })
+}
+
+/// Says where the layers went when any left the CPU.
+pub fn report_placement(model: &Model) {
+    if let Some(note) = model.weights.placement_note() {
+        eprintln!("{note}");
+    }
 }

@@ -112,10 +112,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let t_load = Instant::now();
     // Batch-invariant unless asked otherwise: see `LoadOptions::for_kernels`.
     let batch_invariant = !args.no_batch_invariant;
-    let mut load = args.engine.load_options(batch_invariant);
+    let mut load = args.engine.load_options(batch_invariant)?;
     load.repack &= !args.no_repack;
     let model = Model::load(&path, &load).with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
+    if let Some(note) = model.weights.placement_note() {
+        eprintln!("{note}");
+    }
     let tok = &model.tokenizer;
     if model.info.synthetic {
         eprintln!(

@@ -116,7 +116,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         parallel: args.parallel,
         ctx_per_request: ctx,
         engine: args.engine.config(ctx, true),
-        load: args.engine.load_options(true),
+        load: args.engine.load_options(true)?,
         max_body: args.max_body,
         max_queue: args.max_queue,
         timeout: Duration::from_secs(args.timeout),

@@ -28,6 +28,35 @@ pub struct SysinfoArgs {
 struct Sysinfo {
     hardware: Hardware,
     build: BuildFacts,
+    /// ggml's devices: the CPU, and GPUs of the backends built in.
+    devices: Vec<DeviceFacts>,
+}
+
+#[derive(Serialize)]
+struct DeviceFacts {
+    name: String,
+    description: String,
+    backend: String,
+    kind: String,
+    memory_free: usize,
+    memory_total: usize,
+}
+
+fn devices() -> Vec<DeviceFacts> {
+    crate::ggml::Device::all()
+        .into_iter()
+        .map(|d| {
+            let (free, total) = d.memory();
+            DeviceFacts {
+                name: d.name(),
+                description: d.description(),
+                backend: d.backend_name(),
+                kind: format!("{:?}", d.kind()),
+                memory_free: free,
+                memory_total: total,
+            }
+        })
+        .collect()
 }
 
 pub fn run(args: SysinfoArgs) -> anyhow::Result<()> {
@@ -56,6 +85,7 @@ pub fn run(args: SysinfoArgs) -> anyhow::Result<()> {
     let info = Sysinfo {
         hardware,
         build: BuildFacts::current(),
+        devices: devices(),
     };
     if args.output == "json" {
         outln!("{}", serde_json::to_string_pretty(&info)?);
@@ -91,6 +121,9 @@ pub fn run(args: SysinfoArgs) -> anyhow::Result<()> {
         "gpu              : {}",
         h.gpu.clone().unwrap_or_else(|| "none".into())
     );
+    for line in super::placement_args::device_lines() {
+        outln!("device           : {line}");
+    }
     let b = &info.build;
     outln!(
         "rbench           : {} (commit {}, ggml {}, {}, {})",

@@ -1,9 +1,13 @@
 //! The decode loop: a batch is cut into ubatches; each one is placed in the
 //! KV cell table, turned into a ggml graph by the model's builder, computed
-//! on the CPU backend, and its wanted logits copied out.
+//! (on the CPU backend, or split over the model's devices and the CPU by
+//! ggml's scheduler when layers were offloaded), and its wanted logits
+//! copied out.
 
 use super::batch::{Batch, Logits};
-use crate::ggml::{self, BufferType, Context, CpuBackend, Gallocr, Graph, Tensor};
+use crate::ggml::{
+    self, BufferType, Context, CpuBackend, Device, Gallocr, Graph, Scheduler, Tensor,
+};
 use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, TokenPlace};
 use crate::model::blocks::{per_token_attention, Builder, ForwardInputs, ForwardShape, KvLayer};
@@ -35,6 +39,9 @@ pub struct EngineConfig {
     /// `LoadOptions::for_kernels`). Off, ggml's tiled and KV-split attention
     /// kernels and its repacked weights are used where they are faster.
     pub batch_invariant: bool,
+    /// Keep each offloaded layer's KV cells on its device (`-nkvo 0`); off,
+    /// the whole cache stays in host memory.
+    pub offload_kv: bool,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +55,7 @@ impl Default for EngineConfig {
             type_v: GgmlType::F16,
             kernels: Kernels::default(),
             batch_invariant: false,
+            offload_kv: true,
         }
     }
 }
@@ -84,11 +92,21 @@ pub enum EngineError {
     Config(String),
 }
 
+/// What computes the graphs.
+enum Runner {
+    /// Everything on the CPU: one backend, one compute buffer.
+    Cpu {
+        backend: CpuBackend,
+        galloc: Gallocr,
+    },
+    /// Layers on devices: ggml's scheduler over them and the CPU.
+    Devices(Scheduler),
+}
+
 pub struct Engine<'m> {
     model: &'m Model,
     pub kv: KvCache,
-    backend: CpuBackend,
-    galloc: Gallocr,
+    runner: Runner,
     cfg: EngineConfig,
 }
 
@@ -116,21 +134,64 @@ impl<'m> Engine<'m> {
         let hp = &model.hparams;
         let shape = crate::kv::sizing::kv_shape(hp, cfg.n_ctx, cfg.type_k, cfg.type_v)
             .map_err(|e| EngineError::Config(e.to_string()))?;
+        let placement = &model.weights.placement;
+        // Each layer's cells where the layer runs (unless -nkvo).
+        let layer_device: Vec<Option<Device>> = (0..shape.n_layer)
+            .map(|il| placement.layer_device(il).filter(|_| cfg.offload_kv))
+            .collect();
         let n_tokens = cfg.n_ubatch.min(cfg.n_ctx) as u64;
+        let per_layer = shape.bytes() / shape.n_layer.max(1) as u64;
+        let host_layers = layer_device.iter().filter(|d| d.is_none()).count() as u64;
         let need = ContextNeed {
-            kv_cache: shape.bytes(),
+            kv_cache: per_layer * host_layers,
             compute: compute_estimate(hp, n_tokens, cfg.n_ctx as u64, cfg.flash_attn),
         };
         check_context(need, &MemoryInfo::detect())?;
-        let kv = KvCache::new(shape)?;
-        let mut backend = CpuBackend::new()?;
-        backend.set_n_threads(cfg.n_threads)?;
-        let galloc = Gallocr::new(BufferType::cpu())?;
+        for device in placement.used_devices() {
+            let layers = layer_device.iter().filter(|d| **d == Some(device)).count() as u64;
+            let want = per_layer * layers;
+            let (free, _) = device.memory();
+            if want > free as u64 {
+                return Err(MemoryError::DeviceInsufficient {
+                    device: device.name(),
+                    what: format!("the KV cache of {layers} layers"),
+                    need: want,
+                    free: free as u64,
+                }
+                .into());
+            }
+        }
+        let layer_buft: Vec<BufferType> = layer_device
+            .iter()
+            .map(|d| {
+                d.and_then(Device::buffer_type)
+                    .unwrap_or_else(BufferType::cpu)
+            })
+            .collect();
+        let kv = KvCache::placed(shape, &layer_buft)?;
+        let runner = if placement.uses_devices() {
+            let mut backends = Vec::new();
+            for d in placement.used_devices() {
+                backends.push(d.init_backend()?);
+            }
+            let cpu = Device::cpu()
+                .ok_or_else(|| EngineError::Config("ggml has no CPU device".into()))?;
+            backends.push(cpu.init_backend()?);
+            let mut sched = Scheduler::new(backends, graph_size(model), true)?;
+            sched.set_cpu_threads(cfg.n_threads)?;
+            Runner::Devices(sched)
+        } else {
+            let mut backend = CpuBackend::new()?;
+            backend.set_n_threads(cfg.n_threads)?;
+            Runner::Cpu {
+                backend,
+                galloc: Gallocr::new(BufferType::cpu())?,
+            }
+        };
         let mut engine = Engine {
             model,
             kv,
-            backend,
-            galloc,
+            runner,
             cfg,
         };
         engine.reserve()?;
@@ -145,13 +206,30 @@ impl<'m> Engine<'m> {
         &self.cfg
     }
 
-    /// Bytes of the compute buffer ggml's allocator measured for the largest ubatch.
+    /// Bytes of the compute buffers ggml's allocator measured for the
+    /// largest ubatch (over every backend).
     pub fn compute_buffer_bytes(&self) -> usize {
-        self.galloc.buffer_size()
+        match &self.runner {
+            Runner::Cpu { galloc, .. } => galloc.buffer_size(),
+            Runner::Devices(sched) => (0..sched.backends().len())
+                .map(|i| sched.buffer_size(i))
+                .sum(),
+        }
+    }
+
+    /// The backends computing graphs, devices first ("Vulkan0, CPU").
+    pub fn backend_names(&self) -> Vec<String> {
+        match &self.runner {
+            Runner::Cpu { backend, .. } => vec![backend.backend().name()],
+            Runner::Devices(sched) => sched.backends().iter().map(|b| b.name()).collect(),
+        }
     }
 
     pub fn set_threads(&mut self, n: usize) -> Result<(), EngineError> {
-        self.backend.set_n_threads(n)?;
+        match &mut self.runner {
+            Runner::Cpu { backend, .. } => backend.set_n_threads(n)?,
+            Runner::Devices(sched) => sched.set_cpu_threads(n)?,
+        }
         self.cfg.n_threads = n;
         Ok(())
     }
@@ -166,7 +244,7 @@ impl<'m> Engine<'m> {
     fn reserve(&mut self) -> Result<(), EngineError> {
         let n_tokens = self.cfg.n_ubatch.min(self.cfg.n_ctx);
         let shape = self.forward_shape(n_tokens, self.cfg.n_ctx);
-        let graph_size = self.graph_size();
+        let graph_size = graph_size(self.model);
         let gctx = Context::for_graph(graph_size)?;
         let (graph, _, _) = build_graph(
             self.model,
@@ -177,7 +255,10 @@ impl<'m> Engine<'m> {
             n_tokens,
             self.cfg.kernels,
         )?;
-        self.galloc.reserve(&graph)?;
+        match &mut self.runner {
+            Runner::Cpu { galloc, .. } => galloc.reserve(&graph)?,
+            Runner::Devices(sched) => sched.reserve(&graph)?,
+        }
         Ok(())
     }
 
@@ -191,11 +272,6 @@ impl<'m> Engine<'m> {
             batch_invariant: self.cfg.batch_invariant,
             per_token_attention: per_token_attention(&self.model.hparams, kv.type_k, kv.type_v),
         }
-    }
-
-    fn graph_size(&self) -> usize {
-        // Generous: about 40 nodes per layer plus inputs and the head.
-        (self.model.hparams.n_layer as usize * 64 + 256).max(2048)
     }
 
     /// Runs a batch; returns the logits of the entries that asked for them.
@@ -269,7 +345,7 @@ impl<'m> Engine<'m> {
         }
         let n_kv = self.kv.cells.n_kv(N_KV_PAD);
         let shape = self.forward_shape(n_tokens, n_kv);
-        let graph_size = self.graph_size();
+        let graph_size = graph_size(self.model);
         let gctx = Context::for_graph(graph_size)?;
         let (graph, inputs, logits) = build_graph(
             self.model,
@@ -280,7 +356,10 @@ impl<'m> Engine<'m> {
             out_ids.len(),
             self.cfg.kernels,
         )?;
-        self.galloc.alloc_graph(&graph)?;
+        match &mut self.runner {
+            Runner::Cpu { galloc, .. } => galloc.alloc_graph(&graph)?,
+            Runner::Devices(sched) => sched.alloc_graph(&graph)?,
+        }
 
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
         ggml::tensor_set_i32(inputs.tokens, &ids)?;
@@ -301,13 +380,21 @@ impl<'m> Engine<'m> {
         if let Some(t) = inputs.out_ids {
             ggml::tensor_set_i32(t, &out_ids)?;
         }
-        self.backend.compute(&graph)?;
+        match &mut self.runner {
+            Runner::Cpu { backend, .. } => backend.compute(&graph)?,
+            Runner::Devices(sched) => sched.compute(&graph)?,
+        }
         // Without a destination no row was wanted: the one computed is dropped.
         if let Some(dest) = dest {
             ggml::tensor_get_f32_into(logits, dest)?;
         }
         Ok(())
     }
+}
+
+fn graph_size(model: &Model) -> usize {
+    // Generous: about 40 nodes per layer plus inputs and the head.
+    (model.hparams.n_layer as usize * 64 + 256).max(2048)
 }
 
 fn f16_bytes(v: &[half::f16]) -> Vec<u8> {

@@ -76,6 +76,41 @@ impl Device {
         }
     }
 
+    /// The devices layers can be offloaded to: GPUs, or where there are none,
+    /// integrated GPUs (as llama.cpp picks them), in registry order.
+    pub fn offload_targets() -> Vec<Device> {
+        let all = Device::all();
+        let gpus: Vec<Device> = all
+            .iter()
+            .copied()
+            .filter(|d| d.kind() == DeviceKind::Gpu)
+            .collect();
+        if !gpus.is_empty() {
+            return gpus;
+        }
+        all.into_iter()
+            .filter(|d| d.kind() == DeviceKind::IntegratedGpu)
+            .collect()
+    }
+
+    /// The registered device called `name` (case-insensitive), if any.
+    pub fn by_name(name: &str) -> Option<Device> {
+        Device::all()
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The backend family's name ("CPU", "Vulkan", "CUDA", "Metal", "RPC"…).
+    pub fn backend_name(self) -> String {
+        // SAFETY: the device is alive; its registry lives for the process.
+        let reg = unsafe { sys::ggml_backend_dev_backend_reg(self.as_ptr()) };
+        if reg.is_null() {
+            return self.name();
+        }
+        // SAFETY: `reg` is a live registry; ggml returns a name it owns.
+        c_string(unsafe { sys::ggml_backend_reg_name(reg) })
+    }
+
     /// Short name ("CPU", "CUDA0", ...).
     pub fn name(self) -> String {
         // SAFETY: the device is alive for the process.
@@ -257,7 +292,7 @@ impl fmt::Debug for Backend {
     }
 }
 
-fn is_view_op(op: sys::ggml_op) -> bool {
+pub(super) fn is_view_op(op: sys::ggml_op) -> bool {
     matches!(
         op,
         sys::GGML_OP_NONE

@@ -68,6 +68,7 @@ mod gallocr;
 mod graph;
 mod ops;
 mod runtime;
+mod sched;
 mod tensor;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,7 @@ pub use gallocr::Gallocr;
 pub use graph::Graph;
 pub use ops::RopeMode;
 pub use runtime::{commit, cpu_features, set_log_verbose, time_us, version};
+pub use sched::Scheduler;
 pub use tensor::Tensor;
 
 pub mod sys;

@@ -237,6 +237,14 @@ impl<'ctx> Tensor<'ctx> {
         unsafe { (*view_src).buffer }
     }
 
+    /// Whether the tensor's data is in host memory the CPU reads directly
+    /// (false for device memory, CPU repacking buffers, and no memory yet).
+    pub fn in_host_memory(self) -> bool {
+        let buffer = self.data_buffer();
+        // SAFETY: a non-null buffer holding a live tensor's data is alive.
+        !buffer.is_null() && unsafe { sys::ggml_backend_buffer_is_host(buffer) }
+    }
+
     /// The `i`-th source tensor (`i < 10`), with this handle's lifetime.
     pub(crate) fn src(self, i: usize) -> Option<Tensor<'ctx>> {
         let src = self.read().src;

@@ -1151,6 +1151,73 @@ fn gallocr_sizes_the_buffer_and_thread_counts_agree() {
 }
 
 #[test]
+fn scheduler_on_the_cpu_computes_what_the_cpu_backend_computes() {
+    let (k, n, m) = (256usize, 64usize, 8usize);
+    let (wv, xv, bv) = (values(40, k * n), values(41, k * m), values(42, n));
+    let weights = Context::for_tensors(2).unwrap();
+    let w = weights
+        .new_tensor_2d(GgmlType::F32, k as i64, n as i64)
+        .unwrap();
+    let bias = weights.new_tensor_1d(GgmlType::F32, n as i64).unwrap();
+    let _wbuf = alloc_ctx_tensors(&weights, BufferType::cpu()).unwrap();
+    tensor_set_f32(w, &wv).unwrap();
+    tensor_set_f32(bias, &bv).unwrap();
+
+    let expected = {
+        let ctx = Context::for_graph(16).unwrap();
+        let (x, out) = build_mlp(&ctx, w, bias, k, m);
+        let mut graph = Graph::new(&ctx, 16).unwrap();
+        graph.build_forward_expand(out).unwrap();
+        let mut galloc = Gallocr::new(BufferType::cpu()).unwrap();
+        galloc.alloc_graph(&graph).unwrap();
+        tensor_set_f32(x, &xv).unwrap();
+        cpu(1).compute(&graph).unwrap();
+        tensor_get_f32(out).unwrap()
+    };
+
+    let cpu_device = Device::cpu().expect("ggml registers a CPU device");
+    // Only the CPU may be the last (fallback) backend.
+    assert!(matches!(
+        Scheduler::new(Vec::new(), 16, false),
+        Err(GgmlError::InvalidArgument(_))
+    ));
+    let mut sched = Scheduler::new(vec![cpu_device.init_backend().unwrap()], 16, true).unwrap();
+    sched.set_cpu_threads(2).unwrap();
+    assert!(sched.set_cpu_threads(0).is_err());
+    let ctx = Context::for_graph(16).unwrap();
+    let (x, out) = build_mlp(&ctx, w, bias, k, m);
+    let mut graph = Graph::new(&ctx, 16).unwrap();
+    graph.build_forward_expand(out).unwrap();
+    sched.reserve(&graph).unwrap();
+    assert!(sched.buffer_size(0) >= 4 * (k * m + n * m));
+    assert_eq!(sched.buffer_size(1), 0, "there is no second backend");
+    sched.alloc_graph(&graph).unwrap();
+    assert_eq!(sched.n_splits(), 1, "one backend, one split");
+    tensor_set_f32(x, &xv).unwrap();
+    sched.compute(&graph).unwrap();
+    assert_eq!(
+        tensor_get_f32(out)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // The graph's context pins the scheduler's buffers.
+    assert!(matches!(
+        sched.alloc_graph(&graph),
+        Err(GgmlError::GallocrInUse)
+    ));
+    assert!(matches!(
+        sched.set_cpu_threads(1),
+        Err(GgmlError::GallocrInUse)
+    ));
+    drop(graph);
+    drop(ctx);
+    sched.set_cpu_threads(1).unwrap();
+}
+
+#[test]
 fn gallocr_refuses_unallocated_tensors_of_other_contexts() {
     let other = Context::for_tensors(1).unwrap();
     let foreign = other.new_tensor_1d(GgmlType::F32, 4).unwrap();

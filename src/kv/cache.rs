@@ -1,5 +1,6 @@
-//! KV storage: one K and one V tensor per layer, `[row width, n_ctx]`, in a
-//! CPU backend buffer, plus the cell table that says what each row holds.
+//! KV storage: one K and one V tensor per layer, `[row width, n_ctx]`, each
+//! layer's in the memory of the device computing that layer (host memory
+//! for CPU layers), plus the cell table that says what each row holds.
 
 use super::{CellTable, KvError};
 use crate::ggml::{self, BufferType, Context, Tensor, TensorId};
@@ -38,9 +39,12 @@ impl KvShape {
 pub struct KvCache {
     pub cells: CellTable,
     shape: KvShape,
-    ctx: Context,
-    k: Vec<TensorId>,
-    v: Vec<TensorId>,
+    /// One context (and buffer) per memory kind the layers use.
+    ctxs: Vec<Context>,
+    /// Per layer: its context, K and V.
+    layers: Vec<(usize, TensorId, TensorId)>,
+    /// Bytes per buffer type name, in first-use order.
+    pub bytes_by_buffer: Vec<(String, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,11 @@ impl KvCache {
     /// types against the model's heads; rows are checked again here since
     /// any shape can be passed).
     pub fn new(shape: KvShape) -> Result<KvCache, KvCacheError> {
+        KvCache::placed(shape, &vec![BufferType::cpu(); shape.n_layer])
+    }
+
+    /// A cache whose layer `il` lives in memory of type `layer_buft[il]`.
+    pub fn placed(shape: KvShape, layer_buft: &[BufferType]) -> Result<KvCache, KvCacheError> {
         for (width, ty) in [(shape.k_width, shape.type_k), (shape.v_width, shape.type_v)] {
             if width % ty.block_size() != 0 {
                 return Err(KvCacheError::BadType {
@@ -73,25 +82,45 @@ impl KvCache {
                 });
             }
         }
-        let ctx = Context::for_tensors(2 * shape.n_layer + 1)?;
-        let mut k = Vec::with_capacity(shape.n_layer);
-        let mut v = Vec::with_capacity(shape.n_layer);
-        for il in 0..shape.n_layer {
+        if layer_buft.len() != shape.n_layer {
+            return Err(KvCacheError::NoLayer {
+                layer: layer_buft.len(),
+                n_layer: shape.n_layer,
+            });
+        }
+        let mut kinds: Vec<BufferType> = Vec::new();
+        for b in layer_buft {
+            if !kinds.contains(b) {
+                kinds.push(*b);
+            }
+        }
+        let ctxs = kinds
+            .iter()
+            .map(|_| Context::for_tensors(2 * shape.n_layer + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut layers = Vec::with_capacity(shape.n_layer);
+        for (il, buft) in layer_buft.iter().enumerate() {
+            let c = kinds.iter().position(|b| b == buft).unwrap_or(0);
+            let ctx = &ctxs[c];
             let kt = ctx.new_tensor_2d(shape.type_k, shape.k_width as i64, shape.n_ctx as i64)?;
             kt.set_name(&format!("cache_k_l{il}"));
             let vt = ctx.new_tensor_2d(shape.type_v, shape.v_width as i64, shape.n_ctx as i64)?;
             vt.set_name(&format!("cache_v_l{il}"));
-            k.push(ctx.tensor_id(kt)?);
-            v.push(ctx.tensor_id(vt)?);
+            layers.push((c, ctx.tensor_id(kt)?, ctx.tensor_id(vt)?));
         }
-        // Masked cells still enter attention as 0 * value: keep them finite.
-        ggml::alloc_ctx_tensors(&ctx, BufferType::cpu())?.clear(0)?;
+        let mut bytes_by_buffer = Vec::with_capacity(kinds.len());
+        for (ctx, buft) in ctxs.iter().zip(&kinds) {
+            // Masked cells still enter attention as 0 * value: keep them finite.
+            let buffer = ggml::alloc_ctx_tensors(ctx, *buft)?;
+            buffer.clear(0)?;
+            bytes_by_buffer.push((buft.name(), buffer.size() as u64));
+        }
         Ok(KvCache {
             cells: CellTable::new(shape.n_ctx),
             shape,
-            ctx,
-            k,
-            v,
+            ctxs,
+            layers,
+            bytes_by_buffer,
         })
     }
 
@@ -100,15 +129,11 @@ impl KvCache {
     }
 
     pub fn layer(&self, il: usize) -> Result<(Tensor<'_>, Tensor<'_>), KvCacheError> {
-        let (k, v) = match (self.k.get(il), self.v.get(il)) {
-            (Some(k), Some(v)) => (*k, *v),
-            _ => {
-                return Err(KvCacheError::NoLayer {
-                    layer: il,
-                    n_layer: self.k.len(),
-                })
-            }
-        };
-        Ok((self.ctx.tensor(k)?, self.ctx.tensor(v)?))
+        let &(c, k, v) = self.layers.get(il).ok_or(KvCacheError::NoLayer {
+            layer: il,
+            n_layer: self.layers.len(),
+        })?;
+        let ctx = &self.ctxs[c];
+        Ok((ctx.tensor(k)?, ctx.tensor(v)?))
     }
 }

@@ -239,16 +239,20 @@ impl<'g> Builder<'g> {
         } else {
             self.inputs.mask
         };
+        // rbench's attention kernels read the cache directly: only where it
+        // is in host memory. A layer offloaded to a device uses ggml's ops.
+        let on_host = cache.k.in_host_memory() && cache.v.in_host_memory();
         let out = if self.shape.flash_attn
             && self.shape.batch_invariant
             && self.shape.per_token_attention
+            && on_host
         {
             // Each token over only its own sequence's cells, in a fixed
             // order whatever the batch holds: batch-invariant, and the
             // work follows each sequence's length, not the cache's.
             let o = ctx.custom_sequence_attention(q, kview, vview, mask, kq_scale)?;
             ctx.reshape_2d(o, hd_v * n_head, t)?
-        } else if self.shape.flash_attn && self.shape.batch_invariant {
+        } else if self.shape.flash_attn && self.shape.batch_invariant && on_host {
             // Fallback (quantized cache): one query row per dim-3 slice: ggml then runs every row through
             // the same row-by-row kernel whatever the batch holds (its tiled
             // and KV-split kernels, picked by row count and context length,
@@ -276,6 +280,7 @@ impl<'g> Builder<'g> {
             }
         } else if self.shape.flash_attn
             && self.kernels == Kernels::Rbench
+            && on_host
             && self.shape.n_tokens >= kernels::attention::MIN_TOKENS
             && ggml::attention_problem(q, kview, vview, mask).is_none()
         {

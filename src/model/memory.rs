@@ -56,6 +56,13 @@ pub enum MemoryError {
         measured_by: &'static str,
         suggestion: &'static str,
     },
+    #[error("not enough memory on device {device} for {what}: it needs {} ({need} bytes) but {} are free; lower -ngl, keep the KV cache in host memory (-nkvo 1) or use a smaller context (-c)", bytes(*.need), bytes(*.free))]
+    DeviceInsufficient {
+        device: String,
+        what: String,
+        need: u64,
+        free: u64,
+    },
     #[error("the model's tensor data ({}) is larger than this machine's RAM ({}): every token would read it from disk again; use a smaller or more quantized model", bytes(*.model), bytes(*.ram))]
     ModelLargerThanRam { model: u64, ram: u64 },
 }

@@ -8,6 +8,7 @@ pub mod hparams;
 pub mod info;
 pub mod layout;
 pub mod memory;
+pub mod placement;
 pub mod synth;
 pub mod weights;
 
@@ -33,6 +34,15 @@ pub enum ModelError {
     Memory(#[from] memory::MemoryError),
     #[error("ggml: {0}")]
     Ggml(#[from] crate::ggml::GgmlError),
+    #[error(transparent)]
+    Placement(#[from] placement::PlacementError),
+    #[error("device {device} is out of memory: the weights placed on it need {wanted} bytes, it has {free} of {total} free (lower -ngl or use -ts to move layers elsewhere)")]
+    DeviceMemory {
+        device: String,
+        wanted: u64,
+        free: u64,
+        total: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -1,12 +1,15 @@
-//! A model's weights as ggml tensors. Matmul weights that the CPU backend can
-//! repack go into its repacking buffer type (copied once at load, as
-//! llama.cpp does); everything else points straight into the mapped file.
+//! A model's weights as ggml tensors. Layers placed on a device (GPU) have
+//! their weights copied into that device's memory; on the CPU, matmul
+//! weights that the CPU backend can repack go into its repacking buffer type
+//! (copied once at load, as llama.cpp does), and everything else points
+//! straight into the mapped file (or, with `use_mmap` off, into a copy).
 
 use super::check::{resolve_tensors, Resolved};
 use super::hparams::Hparams;
 use super::layout::Role;
+use super::placement::{Placement, PlacementSpec};
 use super::ModelError;
-use crate::ggml::{self, BackendBuffer, BufferType, Context, Tensor, TensorId, WeightOp};
+use crate::ggml::{self, BackendBuffer, BufferType, Context, Device, Tensor, TensorId, WeightOp};
 use crate::gguf::{GgufFile, TensorInfo};
 
 /// Which context (and so which buffer) a weight lives in.
@@ -14,6 +17,10 @@ use crate::gguf::{GgufFile, TensorInfo};
 enum Home {
     Mapped,
     Repacked,
+    /// Host memory of its own (`-mmp 0`).
+    Copied,
+    /// Device memory: index into `Weights::on_devices`.
+    Device(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,11 +56,20 @@ pub struct LayerWeights {
 pub struct LoadOptions {
     /// Use the CPU backend's repacking buffer types for matmul weights.
     pub repack: bool,
+    /// Which layers go to which device (`-ngl`, `-sm`, `-mg`, `-ts`, `-dev`).
+    pub placement: PlacementSpec,
+    /// Use CPU weights in place in the mapped file (`-mmp 1`); off, they
+    /// are copied into memory of their own.
+    pub use_mmap: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: true }
+        LoadOptions {
+            repack: true,
+            placement: PlacementSpec::default(),
+            use_mmap: true,
+        }
     }
 }
 
@@ -72,13 +88,43 @@ impl LoadOptions {
             && crate::kernels::KERNEL_TYPES
                 .iter()
                 .all(|&ty| best.supports(ty));
-        LoadOptions { repack: !ours }
+        LoadOptions {
+            repack: !ours,
+            ..LoadOptions::default()
+        }
     }
+
+    /// The same options with weights placed by `placement`.
+    pub fn placed(self, placement: PlacementSpec, use_mmap: bool) -> LoadOptions {
+        LoadOptions {
+            placement,
+            use_mmap,
+            ..self
+        }
+    }
+}
+
+/// Weights in one device's memory.
+struct OnDevice {
+    device: Device,
+    ctx: Context,
 }
 
 pub struct Weights {
     mapped: Context,
     repacked: Context,
+    copied: Context,
+    on_devices: Vec<OnDevice>,
+    /// Where each layer lives.
+    pub placement: Placement,
+    /// Whether CPU weights are used in place in the mapped file.
+    pub use_mmap: bool,
+    /// Bytes copied into each device's memory (in `placement.devices` order).
+    pub device_bytes: Vec<(String, u64)>,
+    /// Weights of offloaded layers that their device cannot multiply (a
+    /// type it lacks, or larger than its buffers allow): kept on the CPU,
+    /// where the scheduler runs their matmuls.
+    pub kept_on_cpu: Vec<String>,
     /// Tensors outside the layers (embedding, output norm and projection, RoPE factors).
     globals: ByRole,
     pub layers: Vec<LayerWeights>,
@@ -113,15 +159,73 @@ fn new_like<'c>(ctx: &'c Context, info: &TensorInfo, name: &str) -> Result<Tenso
     Ok(t)
 }
 
+/// File bytes of the weights placed in `home`.
+fn bytes_in(placed: &[(Resolved<'_>, WeightRef, String)], home: Home) -> u64 {
+    placed
+        .iter()
+        .filter(|(_, w, _)| w.home == home)
+        .map(|(r, _, _)| r.info.n_bytes)
+        .sum()
+}
+
+/// A failed allocation on a device names the device and the bytes wanted
+/// (what was allocated before is freed with the contexts).
+fn device_error(
+    device: Device,
+    placed: &[(Resolved<'_>, WeightRef, String)],
+    i: usize,
+    e: ModelError,
+) -> ModelError {
+    match e {
+        ModelError::Ggml(ggml::GgmlError::AllocationFailed { .. }) => {
+            let wanted = bytes_in(placed, Home::Device(i));
+            let (free, total) = device.memory();
+            ModelError::DeviceMemory {
+                device: device.name(),
+                wanted,
+                free: free as u64,
+                total: total as u64,
+            }
+        }
+        e => e,
+    }
+}
+
 impl Weights {
+    /// Where the layers went, and what stayed behind, in one line.
+    pub fn placement_summary(&self) -> String {
+        let mut line = self.placement.summary();
+        if !self.kept_on_cpu.is_empty() {
+            line.push_str("; kept on the CPU: ");
+            line.push_str(&self.kept_on_cpu.join(", "));
+        }
+        line
+    }
+
+    /// "placement: ..." when any layer went to a device (nothing for a CPU run).
+    pub fn placement_note(&self) -> Option<String> {
+        self.placement
+            .uses_devices()
+            .then(|| format!("placement: {}", self.placement_summary()))
+    }
+
     pub fn load(file: &GgufFile, hp: &Hparams, opts: &LoadOptions) -> Result<Weights, ModelError> {
         let start = std::time::Instant::now();
+        let placement = Placement::resolve(&opts.placement, hp.n_layer as usize)?;
         let resolved = resolve_tensors(file, hp)?;
         let tied = !super::check::has_output_tensor(file);
         let n = resolved.len() + 2;
         let mapped = Context::for_tensors(n)?;
         let repacked = Context::for_tensors(n)?;
+        let copied = Context::for_tensors(n)?;
         let probes = Context::for_tensors(n)?;
+        let mut on_devices = Vec::with_capacity(placement.devices.len());
+        for &device in &placement.devices {
+            on_devices.push(OnDevice {
+                device,
+                ctx: Context::for_tensors(n)?,
+            });
+        }
 
         let extra: Option<BufferType> = if opts.repack {
             ggml::cpu_extra_buffer_types().into_iter().next()
@@ -144,55 +248,97 @@ impl Weights {
                 plan.push((out, "output.weight (tied to token_embd)".to_string(), true));
             }
         }
+        let device_index = |d: Device| placement.devices.iter().position(|&x| x == d);
+        let mut kept_on_cpu = Vec::new();
         for (r, name, wants_repack) in plan {
-            let mut home = Home::Mapped;
-            if wants_repack {
-                if let Some(buft) = extra {
-                    let probe = new_like(&probes, r.info, &name)?;
-                    if ggml::weight_supported(buft, probe, WeightOp::MulMat) {
-                        home = Home::Repacked;
-                        let t = new_like(&repacked, r.info, &name)?;
-                        placed.push((
-                            r,
-                            WeightRef {
-                                home,
-                                id: repacked.tensor_id(t)?,
-                            },
-                            name,
-                        ));
-                        continue;
-                    }
-                }
+            // The token embedding (and RoPE factors) stay on the CPU, as in llama.cpp.
+            let device = match (r.spec.layer, r.spec.role) {
+                (Some(il), _) => placement.layer_device(il as usize),
+                (None, Role::Output | Role::OutputNorm) => placement.output_device(),
+                (None, _) => None,
+            };
+            // A matrix the device cannot multiply (type, or a size beyond its
+            // buffer limits) stays on the CPU, as llama.cpp falls back.
+            let wanted_device = device;
+            let device = device.filter(|d| {
+                r.spec.role.is_vector()
+                    || d.buffer_type().is_some_and(|buft| {
+                        new_like(&probes, r.info, &name).is_ok_and(|probe| {
+                            ggml::weight_supported(buft, probe, WeightOp::MulMat)
+                        })
+                    })
+            });
+            if let (Some(d), None) = (wanted_device, device) {
+                kept_on_cpu.push(format!("{name} (not on {})", d.name()));
             }
-            let t = new_like(&mapped, r.info, &name)?;
-            placed.push((
-                r,
-                WeightRef {
-                    home,
-                    id: mapped.tensor_id(t)?,
-                },
-                name,
-            ));
+            let (home, ctx) = if let Some(i) = device.and_then(device_index) {
+                (Home::Device(i), &on_devices[i].ctx)
+            } else if wants_repack
+                && extra.is_some_and(|buft| {
+                    new_like(&probes, r.info, &name)
+                        .is_ok_and(|probe| ggml::weight_supported(buft, probe, WeightOp::MulMat))
+                })
+            {
+                (Home::Repacked, &repacked)
+            } else if opts.use_mmap {
+                (Home::Mapped, &mapped)
+            } else {
+                (Home::Copied, &copied)
+            };
+            let t = new_like(ctx, r.info, &name)?;
+            let id = ctx.tensor_id(t)?;
+            placed.push((r, WeightRef { home, id }, name));
         }
 
-        // Mapped tensors point into the file; repacked ones are copied (and repacked) once.
+        // Refused before anything is copied when a device reports too little
+        // free memory (an allocation failing later is caught too).
+        for (i, d) in on_devices.iter().enumerate() {
+            let wanted = bytes_in(&placed, Home::Device(i));
+            let (free, total) = d.device.memory();
+            if wanted > free as u64 {
+                return Err(ModelError::DeviceMemory {
+                    device: d.device.name(),
+                    wanted,
+                    free: free as u64,
+                    total: total as u64,
+                });
+            }
+        }
+        // Mapped tensors point into the file; the others are copied (and repacked) once.
         let file_buffer = BackendBuffer::from_host_bytes(file.bytes().clone())?;
         for (r, w, _) in placed.iter().filter(|(_, w, _)| w.home == Home::Mapped) {
             let t = mapped.tensor(w.id)?;
             mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(r.info) as usize)?;
         }
+        let copy_into = |ctx: &Context, home: Home, buft: BufferType| -> Result<u64, ModelError> {
+            if !placed.iter().any(|(_, w, _)| w.home == home) {
+                return Ok(0);
+            }
+            ggml::alloc_ctx_tensors(ctx, buft)?.set_usage_weights();
+            let mut bytes = 0;
+            for (r, w, _) in placed.iter().filter(|(_, w, _)| w.home == home) {
+                ggml::tensor_set(ctx.tensor(w.id)?, file.tensor_data(r.info), 0)?;
+                bytes += r.info.n_bytes;
+            }
+            Ok(bytes)
+        };
         let mut repacked_bytes = 0u64;
         let mut repack_buffer = None;
         if let Some(buft) = extra {
-            if placed.iter().any(|(_, w, _)| w.home == Home::Repacked) {
-                ggml::alloc_ctx_tensors(&repacked, buft)?.set_usage_weights();
+            repacked_bytes = copy_into(&repacked, Home::Repacked, buft)?;
+            if repacked_bytes > 0 {
                 repack_buffer = Some(buft.name());
-                for (r, w, _) in placed.iter().filter(|(_, w, _)| w.home == Home::Repacked) {
-                    let t = repacked.tensor(w.id)?;
-                    ggml::tensor_set(t, file.tensor_data(r.info), 0)?;
-                    repacked_bytes += r.info.n_bytes;
-                }
             }
+        }
+        copy_into(&copied, Home::Copied, BufferType::cpu())?;
+        let mut device_bytes = Vec::with_capacity(on_devices.len());
+        for (i, d) in on_devices.iter().enumerate() {
+            let buft = d.device.buffer_type().ok_or_else(|| {
+                ModelError::Internal(format!("device {} has no buffer type", d.device.name()))
+            })?;
+            let bytes = copy_into(&d.ctx, Home::Device(i), buft)
+                .map_err(|e| device_error(d.device, &placed, i, e))?;
+            device_bytes.push((d.device.name(), bytes));
         }
 
         let mut globals = ByRole::default();
@@ -215,6 +361,12 @@ impl Weights {
         Ok(Weights {
             mapped,
             repacked,
+            copied,
+            on_devices,
+            placement,
+            use_mmap: opts.use_mmap,
+            device_bytes,
+            kept_on_cpu,
             globals,
             layers,
             repacked_bytes,
@@ -228,6 +380,8 @@ impl Weights {
         let ctx = match w.home {
             Home::Mapped => &self.mapped,
             Home::Repacked => &self.repacked,
+            Home::Copied => &self.copied,
+            Home::Device(i) => &self.on_devices[i].ctx,
         };
         Ok(ctx.tensor(w.id)?)
     }

@@ -142,6 +142,9 @@ impl RunningServer {
                             return;
                         }
                     };
+                    if let Some(note) = model.weights.placement_note() {
+                        eprintln!("{note}");
+                    }
                     if let Err(e) = shared.loaded(&model) {
                         shared.load_failed(e);
                         return;
