@@ -269,7 +269,7 @@ impl Weights {
                     })
             });
             if let (Some(d), None) = (wanted_device, device) {
-                kept_on_cpu.push(format!("{name} (not on {})", d.name()));
+                kept_on_cpu.push(format!("{name}, which {} cannot multiply", d.name()));
             }
             let (home, ctx) = if let Some(i) = device.and_then(device_index) {
                 (Home::Device(i), &on_devices[i].ctx)

@@ -40,6 +40,12 @@ pub struct BenchEntry {
     pub flash_attn: bool,
     /// `rbench` or `ggml`; empty in files saved before the flag existed.
     pub kernels: String,
+    /// What computed the row: "CPU", "Vulkan", "CUDA", ... (empty in files
+    /// saved before GPU offload: CPU).
+    pub backends: String,
+    pub n_gpu_layers: Option<u64>,
+    pub no_kv_offload: bool,
+    pub use_mmap: bool,
     pub n_prompt: u64,
     pub n_gen: u64,
     pub n_depth: u64,
@@ -63,6 +69,10 @@ impl Default for BenchEntry {
             type_v: "f16".into(),
             flash_attn: true,
             kernels: String::new(),
+            backends: String::new(),
+            n_gpu_layers: None,
+            no_kv_offload: false,
+            use_mmap: true,
             n_prompt: 0,
             n_gen: 0,
             n_depth: 0,
@@ -99,6 +109,18 @@ impl BenchEntry {
         }
         if !self.kernels.is_empty() && self.kernels != crate::kernels::Kernels::default().name() {
             out.push(format!("kernels {}", self.kernels));
+        }
+        if !self.backends.is_empty() && self.backends != "CPU" {
+            match self.n_gpu_layers {
+                Some(n) => out.push(format!("{} ngl {n}", self.backends)),
+                None => out.push(self.backends.clone()),
+            }
+        }
+        if self.no_kv_offload {
+            out.push("nkvo".into());
+        }
+        if !self.use_mmap {
+            out.push("mmap off".into());
         }
         out.join(", ")
     }
@@ -409,6 +431,17 @@ mod tests {
         // Separate groups may differ; one group with two counts may not.
         assert!(one_thread_count_each([&rows[..1], &[one.clone()][..]]));
         assert!(!one_thread_count_each([&[rows[0].clone(), one][..]]));
+        // Offloaded rows are told apart from CPU rows of the same test.
+        let offloaded: BenchEntry = serde_json::from_value(json!(
+            {"n_prompt": 512, "backends": "Vulkan", "n_gpu_layers": 99, "no_kv_offload": true}
+        ))
+        .unwrap();
+        assert_eq!(offloaded.test_key(false), "pp512 · Vulkan ngl 99, nkvo");
+        let on_cpu: BenchEntry = serde_json::from_value(json!(
+            {"n_prompt": 512, "backends": "CPU", "n_gpu_layers": 0, "use_mmap": false}
+        ))
+        .unwrap();
+        assert_eq!(on_cpu.test_key(false), "pp512 · mmap off");
     }
 
     #[test]
