@@ -227,3 +227,77 @@ fn an_offloaded_parallel_plan_lists_the_device() {
     assert!(devices[0]["kv_cache_bytes"].as_u64().unwrap() > 0);
     assert_eq!(plan["host_kv_cache_bytes"], 0, "{plan}");
 }
+
+#[test]
+fn a_plan_that_overfills_the_device_is_refused_naming_it() {
+    let test = "a_plan_that_overfills_the_device_is_refused_naming_it";
+    let Some(device) = vulkan_device(test) else {
+        return;
+    };
+    // Qwen2-1.5B in F16: about 2.4 GiB of layer weights, more than the
+    // software device's 2 GiB. The plan reads the preset; nothing is written.
+    let model = "synth:qwen2-1.5b:f16";
+    let args = [
+        "parallel",
+        "-m",
+        model,
+        "--workers",
+        "1",
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-dev",
+        &device,
+        "-ngl",
+        "99",
+    ];
+    let out = rbench(&[&args[..], &["--dry-run", "-o", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(plan["fits"], false, "{plan}");
+    assert_eq!(plan["devices"][0]["fits"], false, "{plan}");
+    let out = rbench(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("not enough memory on device {device}")) && err.contains("-ngl"),
+        "{err}"
+    );
+    // With the layers on the CPU the same plan fits the device.
+    let out = rbench(&[&args[..11], &["-ngl", "0", "--dry-run", "-o", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(plan["devices"].as_array().unwrap().is_empty(), "{plan}");
+}
+
+#[test]
+fn weights_too_large_for_the_device_are_refused_naming_it() {
+    let test = "weights_too_large_for_the_device_are_refused_naming_it";
+    let Some(device) = vulkan_device(test) else {
+        return;
+    };
+    // 2.4 GiB of layer weights (Qwen2-1.5B in F16, written once into the
+    // tests' cache) against the software device's 2 GiB.
+    let out = rbench(&[
+        "bench",
+        "-m",
+        "synth:qwen2-1.5b:f16",
+        "-dev",
+        &device,
+        "-ngl",
+        "99",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("device {device} is out of memory"))
+            && err.contains("GiB")
+            && err.contains("bytes"),
+        "{err}"
+    );
+}

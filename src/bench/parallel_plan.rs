@@ -380,16 +380,23 @@ impl Plan {
             return None;
         }
         if let Some(d) = self.devices.iter().find(|d| !d.fits) {
+            let advice = if d.weights_bytes + d.compute_buffer_bytes_estimate > d.free_bytes {
+                "its weights alone do not fit: lower -ngl or spread layers with -ts".to_string()
+            } else {
+                format!(
+                    "at most {} workers fit (use fewer workers, keep the cache on the host with -nkvo, lower -ngl or spread layers with -ts)",
+                    self.max_workers_that_fit.unwrap_or(0)
+                )
+            };
             return Some(format!(
-                "not enough memory on device {}: its {} layers need {} (weights {}, KV cache {}) but it has {} free; \
-                 at most {} workers fit (lower -ngl, spread layers with -ts, keep the cache on the host with -nkvo, or use fewer workers)",
+                "not enough memory on device {}: its {} layers need {} (weights {}, KV cache {}, compute ≈ {}) but it has {} free; {advice}",
                 d.device,
                 d.layers,
                 bytes(d.total_bytes),
                 bytes(d.weights_bytes),
                 bytes(d.kv_cache_bytes),
+                bytes(d.compute_buffer_bytes_estimate),
                 bytes(d.free_bytes),
-                self.max_workers_that_fit.unwrap_or(0),
             ));
         }
         Some(format!(

@@ -36,7 +36,12 @@ pub enum ModelError {
     Ggml(#[from] crate::ggml::GgmlError),
     #[error(transparent)]
     Placement(#[from] placement::PlacementError),
-    #[error("device {device} is out of memory: the weights placed on it need {wanted} bytes, it has {free} of {total} free (lower -ngl or use -ts to move layers elsewhere)")]
+    #[error(
+        "device {device} is out of memory: the weights placed on it need {} ({wanted} bytes), it has {} of {} free (lower -ngl or use -ts to move layers elsewhere)",
+        crate::format::bytes(*wanted),
+        crate::format::bytes(*free),
+        crate::format::bytes(*total)
+    )]
     DeviceMemory {
         device: String,
         wanted: u64,
