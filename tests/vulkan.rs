@@ -39,6 +39,12 @@ fn vulkan_device(test: &str) -> Option<String> {
     found
 }
 
+/// The test model and the Vulkan device, or why the test is skipped.
+fn model_and_device(test: &str) -> Option<(PathBuf, String)> {
+    let model = test_model(test)?;
+    Some((model, vulkan_device(test)?))
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -83,10 +89,7 @@ fn perplexity(model: &Path, placement: &[&str], chunks: usize) -> (f64, String) 
 
 #[test]
 fn perplexity_on_the_device_matches_the_cpu() {
-    let Some(model) = test_model("perplexity_on_the_device_matches_the_cpu") else {
-        return;
-    };
-    let Some(device) = vulkan_device("perplexity_on_the_device_matches_the_cpu") else {
+    let Some((model, device)) = model_and_device("perplexity_on_the_device_matches_the_cpu") else {
         return;
     };
     // The software device computes a few tokens a second: 4 chunks (1024
@@ -130,10 +133,7 @@ fn complete(model: &Path, prompt: &str, n: usize, placement: &[&str]) -> String 
 #[test]
 fn greedy_completions_on_the_device_equal_the_cpus() {
     let test = "greedy_completions_on_the_device_equal_the_cpus";
-    let Some(model) = test_model(test) else {
-        return;
-    };
-    let Some(device) = vulkan_device(test) else {
+    let Some((model, device)) = model_and_device(test) else {
         return;
     };
     // Two of the greedy reference prompts (tests/data/greedy-gemma3-270m.jsonl),
@@ -152,10 +152,7 @@ fn greedy_completions_on_the_device_equal_the_cpus() {
 #[test]
 fn bench_rows_name_the_vulkan_backend_where_offloaded() {
     let test = "bench_rows_name_the_vulkan_backend_where_offloaded";
-    let Some(model) = test_model(test) else {
-        return;
-    };
-    let Some(device) = vulkan_device(test) else {
+    let Some((model, device)) = model_and_device(test) else {
         return;
     };
     let stdout = ok(&rbench(&[
@@ -192,10 +189,7 @@ fn bench_rows_name_the_vulkan_backend_where_offloaded() {
 #[test]
 fn an_offloaded_parallel_plan_lists_the_device() {
     let test = "an_offloaded_parallel_plan_lists_the_device";
-    let Some(model) = test_model(test) else {
-        return;
-    };
-    let Some(device) = vulkan_device(test) else {
+    let Some((model, device)) = model_and_device(test) else {
         return;
     };
     let stdout = ok(&rbench(&[

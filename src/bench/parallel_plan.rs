@@ -223,6 +223,13 @@ impl Plan {
         let n_layer = hp.n_layer as usize;
         let placement = Placement::resolve(req.placement, n_layer)?;
         let per_layer_kv = kv_bytes / n_layer.max(1) as u64;
+        // Workers whose cells fit in `budget` when it holds `layers` of the
+        // cache's layers (None: it holds none).
+        let workers_within = |budget: u64, layers: usize| {
+            sizing::max_workers_within(budget, &kv_shape, per_seq)
+                .saturating_mul(n_layer)
+                .checked_div(layers)
+        };
         let mut devices = Vec::new();
         // Workers that fit on each device, scaled from the share of the
         // cache it holds.
@@ -241,10 +248,8 @@ impl Plan {
             let kv = per_layer_kv * kv_layers as u64;
             let total = weights + kv + compute;
             let free = device.memory().0 as u64;
-            let budget = free.saturating_sub(weights + compute);
-            let whole = sizing::max_workers_within(budget, &kv_shape, per_seq);
-            if let Some(scaled) = whole.saturating_mul(n_layer).checked_div(kv_layers) {
-                device_max_fit = Some(device_max_fit.map_or(scaled, |m| m.min(scaled)));
+            if let Some(fit) = workers_within(free.saturating_sub(weights + compute), kv_layers) {
+                device_max_fit = Some(device_max_fit.map_or(fit, |m| m.min(fit)));
             }
             // A tied output projection is a copy: the embedding stays on the host.
             let copy = if output && shape.tied_output {
@@ -273,13 +278,7 @@ impl Plan {
         let available = MemoryInfo::detect().available;
         let max_fit = available.map(|a| {
             let budget = a.saturating_sub(host_weights + compute);
-            let host = match host_kv_layers {
-                0 => usize::MAX,
-                l => {
-                    sizing::max_workers_within(budget, &kv_shape, per_seq).saturating_mul(n_layer)
-                        / l
-                }
-            };
+            let host = workers_within(budget, host_kv_layers).unwrap_or(usize::MAX);
             device_max_fit.map_or(host, |d| d.min(host))
         });
         Ok(Plan {

@@ -264,18 +264,13 @@ impl Backend {
     /// into read-only host memory; the backend has a kernel for every node
     /// (types, and layouts such as repacked weights).
     pub fn compute(&mut self, graph: &Graph<'_>) -> Result<()> {
-        check_graph(self, graph)?;
+        check_graph(Some(self), graph)?;
         // SAFETY: the backend and the graph are alive; every tensor of the
         // graph (and so every pointer ggml follows) is alive for the graph's
         // lifetime, has memory in a buffer the backend supports, and passed
         // the backend's own support check.
         let status = unsafe { sys::ggml_backend_graph_compute(self.as_ptr(), graph.as_ptr()) };
-        if status == sys::GGML_STATUS_SUCCESS {
-            return Ok(());
-        }
-        // SAFETY: returns a static string for any status value.
-        let what = c_string(unsafe { sys::ggml_status_to_string(status) });
-        Err(GgmlError::Compute(format!("{what} (status {status})")))
+        status_result(status)
     }
 }
 
@@ -303,7 +298,21 @@ pub(super) fn is_view_op(op: sys::ggml_op) -> bool {
     )
 }
 
-fn check_graph(backend: &Backend, graph: &Graph<'_>) -> Result<()> {
+/// A compute status as a result.
+pub(super) fn status_result(status: std::ffi::c_int) -> Result<()> {
+    if status == sys::GGML_STATUS_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: returns a static string for any status value.
+    let what = c_string(unsafe { sys::ggml_status_to_string(status) });
+    Err(GgmlError::Compute(format!("{what} (status {status})")))
+}
+
+/// What would crash or abort inside ggml: a member without memory, a node
+/// (not a view) writing read-only host memory, and, given the one
+/// `backend` to run everything, a buffer or node it cannot handle (the
+/// scheduler makes those choices itself).
+pub(super) fn check_graph(backend: Option<&Backend>, graph: &Graph<'_>) -> Result<()> {
     // (buffer address, read-only) of the few distinct buffers seen.
     let mut buffers: Vec<(usize, bool)> = Vec::new();
     for t in graph.members() {
@@ -317,8 +326,11 @@ fn check_graph(backend: &Backend, graph: &Graph<'_>) -> Result<()> {
                 // SAFETY: the buffer holds data of a live tensor, so it is
                 // alive (contexts pin the buffers their tensors use).
                 let buft = unsafe { sys::ggml_backend_buffer_get_type(buffer) };
-                // SAFETY: backend and buffer type are alive.
-                if !unsafe { sys::ggml_backend_supports_buft(backend.as_ptr(), buft) } {
+                let cannot_use = |b: &&Backend| {
+                    // SAFETY: backend and buffer type are alive.
+                    !unsafe { sys::ggml_backend_supports_buft(b.as_ptr(), buft) }
+                };
+                if let Some(backend) = backend.filter(cannot_use) {
                     // SAFETY: the buffer is alive.
                     let buf_name = c_string(unsafe { sys::ggml_backend_buffer_name(buffer) });
                     return Err(GgmlError::Unsupported(format!(
@@ -338,8 +350,11 @@ fn check_graph(backend: &Backend, graph: &Graph<'_>) -> Result<()> {
         if read_only {
             return Err(GgmlError::ReadOnly { name: t.name() });
         }
-        // SAFETY: backend and tensor (and its sources) are alive.
-        if !unsafe { sys::ggml_backend_supports_op(backend.as_ptr(), t.as_ptr()) } {
+        let cannot_compute = |b: &&Backend| {
+            // SAFETY: backend and tensor (and its sources) are alive.
+            !unsafe { sys::ggml_backend_supports_op(b.as_ptr(), t.as_ptr()) }
+        };
+        if let Some(backend) = backend.filter(cannot_compute) {
             let srcs: Vec<String> = (0..4)
                 .filter_map(|i| t.src(i))
                 .map(|s| format!("{} {:?}", s.ty(), s.ne()))

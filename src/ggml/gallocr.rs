@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 use super::buffer::BufferType;
+use super::context::Context;
 use super::error::{GgmlError, Result};
 use super::graph::Graph;
 use super::runtime::ensure_init;
@@ -54,17 +55,10 @@ impl Gallocr {
         })
     }
 
-    fn ensure_unused(&self) -> Result<()> {
-        if Rc::strong_count(&self.inner) > 1 {
-            return Err(GgmlError::GallocrInUse);
-        }
-        Ok(())
-    }
-
     /// Sizes (and allocates) the buffer for `graph` without placing its
     /// tensors; later graphs no larger than this allocate without growing it.
     pub fn reserve(&mut self, graph: &Graph<'_>) -> Result<()> {
-        self.ensure_unused()?;
+        ensure_unpinned(&self.inner)?;
         // SAFETY: the allocator and the graph (with all its tensors) are
         // alive; no live tensor points into the buffer this may reallocate
         // (no context pins the allocator).
@@ -82,13 +76,8 @@ impl Gallocr {
     /// buffer (growing it if needed). Such tensors must belong to the graph's
     /// own context, which from now on keeps this allocator alive and in use.
     pub fn alloc_graph(&mut self, graph: &Graph<'_>) -> Result<()> {
-        self.ensure_unused()?;
-        let ctx = graph.context();
-        for t in graph.members() {
-            if !t.has_data() && !ctx.owns(t) {
-                return Err(GgmlError::ForeignTensor { name: t.name() });
-            }
-        }
+        ensure_unpinned(&self.inner)?;
+        let ctx = check_own_tensors(graph)?;
         // SAFETY: the allocator and the graph (with all its tensors) are
         // alive; no live tensor points into the buffer this may reallocate
         // (no context pins the allocator), and every tensor it will point
@@ -114,6 +103,27 @@ impl Gallocr {
     pub fn in_use(&self) -> bool {
         Rc::strong_count(&self.inner) > 1
     }
+}
+
+/// [`GgmlError::GallocrInUse`] while a graph context still pins `inner`
+/// (its tensors point into buffers a new allocation may move).
+pub(super) fn ensure_unpinned<T>(inner: &Rc<T>) -> Result<()> {
+    if Rc::strong_count(inner) > 1 {
+        return Err(GgmlError::GallocrInUse);
+    }
+    Ok(())
+}
+
+/// The graph's context, once every member still without memory is found
+/// to belong to it (that context then pins what allocates them).
+pub(super) fn check_own_tensors<'g>(graph: &'g Graph<'_>) -> Result<&'g Context> {
+    let ctx = graph.context();
+    for t in graph.members() {
+        if !t.has_data() && !ctx.owns(t) {
+            return Err(GgmlError::ForeignTensor { name: t.name() });
+        }
+    }
+    Ok(ctx)
 }
 
 impl fmt::Debug for Gallocr {

@@ -7,9 +7,9 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-use super::backend::{Backend, MAX_THREADS};
-use super::buffer::is_read_only_buft;
+use super::backend::{check_graph, status_result, Backend, MAX_THREADS};
 use super::error::{GgmlError, Result};
+use super::gallocr::{check_own_tensors, ensure_unpinned};
 use super::graph::Graph;
 use super::runtime::ensure_init;
 use super::sys;
@@ -80,13 +80,6 @@ impl Scheduler {
         })
     }
 
-    fn ensure_unused(&self) -> Result<()> {
-        if Rc::strong_count(&self.inner) > 1 {
-            return Err(GgmlError::GallocrInUse);
-        }
-        Ok(())
-    }
-
     /// The backends, in priority order (the CPU last).
     pub fn backends(&self) -> &[Backend] {
         &self.inner.backends
@@ -109,7 +102,7 @@ impl Scheduler {
     /// Sizes every backend's compute buffer for `graph` (the largest one a
     /// run will see).
     pub fn reserve(&mut self, graph: &Graph<'_>) -> Result<()> {
-        self.ensure_unused()?;
+        ensure_unpinned(&self.inner)?;
         // SAFETY: scheduler and graph are alive; no live tensor points into
         // the buffers this may reallocate (no context pins the scheduler).
         let ok =
@@ -129,13 +122,8 @@ impl Scheduler {
     /// tensors must belong to the graph's context, which then keeps the
     /// scheduler alive and in use.
     pub fn alloc_graph(&mut self, graph: &Graph<'_>) -> Result<()> {
-        self.ensure_unused()?;
-        let ctx = graph.context();
-        for t in graph.members() {
-            if !t.has_data() && !ctx.owns(t) {
-                return Err(GgmlError::ForeignTensor { name: t.name() });
-            }
-        }
+        ensure_unpinned(&self.inner)?;
+        let ctx = check_own_tensors(graph)?;
         // SAFETY: the scheduler is alive and no context pins it, so no live
         // tensor points into the buffers reset and reused here.
         unsafe { sys::ggml_backend_sched_reset(self.inner.raw.as_ptr()) };
@@ -156,21 +144,14 @@ impl Scheduler {
 
     /// Runs a graph made ready by [`alloc_graph`](Self::alloc_graph).
     pub fn compute(&mut self, graph: &Graph<'_>) -> Result<()> {
-        check_writes(graph)?;
+        check_graph(None, graph)?;
         // SAFETY: the graph was allocated by this scheduler (checked: every
         // member has memory) and its context pins the scheduler; no node
         // writes read-only memory.
         let status = unsafe {
             sys::ggml_backend_sched_graph_compute(self.inner.raw.as_ptr(), graph.as_ptr())
         };
-        if status == sys::GGML_STATUS_SUCCESS {
-            return Ok(());
-        }
-        // SAFETY: returns a static string for any status value.
-        let what = unsafe { std::ffi::CStr::from_ptr(sys::ggml_status_to_string(status)) }
-            .to_string_lossy()
-            .into_owned();
-        Err(GgmlError::Compute(format!("{what} (status {status})")))
+        status_result(status)
     }
 
     /// Bytes of the compute buffer of backend `i`.
@@ -195,26 +176,6 @@ impl Scheduler {
         let names: Vec<String> = self.inner.backends.iter().map(Backend::name).collect();
         names.join(", ")
     }
-}
-
-/// What would crash inside ggml: a member without memory, or a node
-/// (not a view) whose result lives in read-only host memory.
-fn check_writes(graph: &Graph<'_>) -> Result<()> {
-    for t in graph.members() {
-        let buffer = t.data_buffer();
-        if !t.has_data() || buffer.is_null() {
-            return Err(GgmlError::NotAllocated { name: t.name() });
-        }
-        if super::backend::is_view_op(t.op()) {
-            continue;
-        }
-        // SAFETY: the buffer holds data of a live tensor, so it is alive.
-        let buft = unsafe { sys::ggml_backend_buffer_get_type(buffer) };
-        if is_read_only_buft(buft) {
-            return Err(GgmlError::ReadOnly { name: t.name() });
-        }
-    }
-    Ok(())
 }
 
 impl fmt::Debug for Scheduler {

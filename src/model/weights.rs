@@ -259,26 +259,20 @@ impl Weights {
             };
             // A matrix the device cannot multiply (type, or a size beyond its
             // buffer limits) stays on the CPU, as llama.cpp falls back.
+            // Whether `buft` can hold this weight for a matmul (a probe tensor asks).
+            let can_multiply = |buft: BufferType| {
+                new_like(&probes, r.info, &name)
+                    .is_ok_and(|probe| ggml::weight_supported(buft, probe, WeightOp::MulMat))
+            };
             let wanted_device = device;
-            let device = device.filter(|d| {
-                r.spec.role.is_vector()
-                    || d.buffer_type().is_some_and(|buft| {
-                        new_like(&probes, r.info, &name).is_ok_and(|probe| {
-                            ggml::weight_supported(buft, probe, WeightOp::MulMat)
-                        })
-                    })
-            });
+            let device = device
+                .filter(|d| r.spec.role.is_vector() || d.buffer_type().is_some_and(can_multiply));
             if let (Some(d), None) = (wanted_device, device) {
                 kept_on_cpu.push(format!("{name}, which {} cannot multiply", d.name()));
             }
             let (home, ctx) = if let Some(i) = device.and_then(device_index) {
                 (Home::Device(i), &on_devices[i].ctx)
-            } else if wants_repack
-                && extra.is_some_and(|buft| {
-                    new_like(&probes, r.info, &name)
-                        .is_ok_and(|probe| ggml::weight_supported(buft, probe, WeightOp::MulMat))
-                })
-            {
+            } else if wants_repack && extra.is_some_and(can_multiply) {
                 (Home::Repacked, &repacked)
             } else if opts.use_mmap {
                 (Home::Mapped, &mapped)
