@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// List the devices ggml offers here and exit.
     #[arg(long = "list-devices")]
     pub list_devices: bool,
+    // Read ahead of clap (`rpc::connect_from_argv`); declared for help and checks.
+    #[allow(dead_code)]
+    #[command(flatten)]
+    pub rpc: super::rpc::RpcArgs,
     /// Output format on stdout: md, csv, json or jsonl.
     #[arg(
         short = 'o',
@@ -135,7 +139,7 @@ pub struct BenchArgs {
 }
 
 /// llama-bench's multi-letter single-dash flags and rbench's long names.
-const ALIASES: [(&str, &str); 13] = [
+const ALIASES: [(&str, &str); 14] = [
     ("-pg", "--pg"),
     ("-ub", "--ubatch-size"),
     ("-ctk", "--cache-type-k"),
@@ -149,12 +153,13 @@ const ALIASES: [(&str, &str); 13] = [
     ("-ts", "--tensor-split"),
     ("-nkvo", "--no-kv-offload"),
     ("-mmp", "--mmap"),
+    ("-rpc", "--rpc"),
 ];
 
 /// The engine flags among [`ALIASES`] (see `engine_args::EngineArgs`), which
 /// `run`, `perplexity` and `serve` take too.
-const ENGINE_ALIASES: [&str; 11] = [
-    "-ub", "-ctk", "-ctv", "-fa", "-ngl", "-sm", "-mg", "-dev", "-ts", "-nkvo", "-mmp",
+const ENGINE_ALIASES: [&str; 12] = [
+    "-ub", "-ctk", "-ctv", "-fa", "-ngl", "-sm", "-mg", "-dev", "-ts", "-nkvo", "-mmp", "-rpc",
 ];
 
 /// Rewrites llama-bench's `-pg`, `-ub`, `-ctk`, `-ctv`, `-fa` into long flags

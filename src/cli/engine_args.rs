@@ -92,6 +92,10 @@ pub struct EngineArgs {
     /// Weight matmul kernels.
     #[arg(long = "kernels", value_enum, default_value_t = KernelsArg::Rbench)]
     pub kernels: KernelsArg,
+    /// Keep CPU weights in their file layout: no repacking into the CPU
+    /// backend's faster layouts (AMX, interleaved rows) for ggml's kernels.
+    #[arg(long)]
+    pub no_repack: bool,
     #[command(flatten)]
     pub placement: PlacementArgs,
 }
@@ -145,7 +149,9 @@ impl EngineArgs {
         } else {
             LoadOptions::default()
         };
-        Ok(base.placed(self.placement.spec()?, self.placement.mmap))
+        let mut opts = base.placed(self.placement.spec()?, self.placement.mmap);
+        opts.repack &= !self.no_repack;
+        Ok(opts)
     }
 
     /// The engine configuration for a context of `n_ctx` cells (the

@@ -22,6 +22,7 @@ mod perplexity;
 mod placement_args;
 pub mod progress;
 mod report;
+mod rpc;
 mod run;
 mod serve;
 mod synth;
@@ -124,6 +125,12 @@ enum Command {
     Sysinfo(sysinfo::SysinfoArgs),
     /// Token statistics of a dataset and the -p / -n to benchmark with.
     Analyze(analyze::AnalyzeArgs),
+    /// Serve this machine's CPU (or a device) to other machines' `--rpc` (ggml's RPC protocol).
+    #[command(
+        name = "rpc-server",
+        after_help = "Example (trusted network only: the protocol has no authentication):\n  host-a$ rbench rpc-server --host 0.0.0.0 --port 50052\n  host-b$ rbench bench -m model.gguf --rpc host-a:50052 -ngl 99"
+    )]
+    RpcServer(rpc::RpcServerArgs),
 }
 
 /// `--list-devices` (before any `--`) on a command that places layers.
@@ -156,6 +163,15 @@ pub struct UsageError(pub String);
 
 pub fn main() -> i32 {
     let argv = bench::rewrite_argv(std::env::args_os().collect());
+    // Remote devices join the registry before anything lists or checks devices.
+    if let Err(err) = rpc::connect_from_argv(&argv) {
+        eprintln!("error: {}", one_line(&err));
+        return if err.downcast_ref::<UsageError>().is_some() {
+            EXIT_USAGE
+        } else {
+            EXIT_RUNTIME
+        };
+    }
     // `--list-devices` needs no model or other flag, as in llama.cpp.
     if wants_device_list(&argv) {
         return match placement_args::print_devices() {
@@ -200,6 +216,7 @@ pub fn main() -> i32 {
         Command::Compare(args) => compare::run(args),
         Command::Sysinfo(args) => sysinfo::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::RpcServer(args) => rpc::run_server(args),
     };
     match result {
         Ok(()) => 0,

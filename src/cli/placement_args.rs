@@ -54,6 +54,10 @@ pub struct PlacementArgs {
     /// List the devices ggml offers here and exit.
     #[arg(long = "list-devices")]
     pub list_devices: bool,
+    // Read ahead of clap (`rpc::connect_from_argv`); declared for help and checks.
+    #[allow(dead_code)]
+    #[command(flatten)]
+    pub rpc: super::rpc::RpcArgs,
 }
 
 /// `0|1` (also `true|false`, `on|off`).

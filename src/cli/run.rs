@@ -51,9 +51,6 @@ pub struct RunArgs {
     pub seed: u64,
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Do not use the CPU backend's repacked weight layouts.
-    #[arg(long)]
-    pub no_repack: bool,
     /// Run a single prompt on ggml's fastest kernel per batch shape instead of
     /// the batch-invariant engine. By default `run -p`, `run --prompts-file`
     /// (any --parallel), `parallel` and `serve` all use the batch-invariant
@@ -112,8 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let t_load = Instant::now();
     // Batch-invariant unless asked otherwise: see `LoadOptions::for_kernels`.
     let batch_invariant = !args.no_batch_invariant;
-    let mut load = args.engine.load_options(batch_invariant)?;
-    load.repack &= !args.no_repack;
+    let load = args.engine.load_options(batch_invariant)?;
     let model = Model::load(&path, &load).with_context(|| format!("loading {}", path.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
     if let Some(note) = model.weights.placement_note() {

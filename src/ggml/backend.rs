@@ -126,6 +126,7 @@ impl Device {
     /// `(free, total)` memory in bytes, as the device reports it.
     pub fn memory(self) -> (usize, usize) {
         let (mut free, mut total) = (0usize, 0usize);
+        let _rpc = super::rpc::call_guard();
         // SAFETY: the device is alive; ggml writes the two out-parameters.
         unsafe { sys::ggml_backend_dev_memory(self.as_ptr(), &mut free, &mut total) };
         (free, total)
@@ -146,12 +147,14 @@ impl Device {
 
     /// Its default buffer type (device memory).
     pub fn buffer_type(self) -> Option<BufferType> {
+        let _rpc = super::rpc::call_guard();
         // SAFETY: the device is alive; its buffer types live for the process.
         unsafe { BufferType::from_raw(sys::ggml_backend_dev_buffer_type(self.as_ptr())) }
     }
 
     /// Starts a backend (a stream) on this device.
     pub fn init_backend(self) -> Result<Backend> {
+        let _rpc = super::rpc::call_guard();
         // SAFETY: the device is alive; null parameters mean defaults.
         let raw = unsafe { sys::ggml_backend_dev_init(self.as_ptr(), std::ptr::null()) };
         let raw = NonNull::new(raw).ok_or_else(|| {

@@ -515,6 +515,7 @@ pub fn alloc_ctx_tensors(ctx: &Context, buft: BufferType) -> Result<BackendBuffe
     // SAFETY: the context is alive and no_alloc; ggml sums the sizes.
     let size =
         unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft_size(ctx.as_ptr(), buft.as_ptr()) };
+    let _rpc = super::rpc::call_guard();
     // SAFETY: the context is alive and no_alloc (ggml asserts that), and
     // every view in it views a tensor of the same context (checked above).
     let raw = unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft(ctx.as_ptr(), buft.as_ptr()) };

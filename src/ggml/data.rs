@@ -69,6 +69,7 @@ fn check_access(t: Tensor<'_>, offset: usize, len: usize, write: bool) -> Result
 fn set_plain<T: Plain>(t: Tensor<'_>, data: &[T], offset: usize) -> Result<()> {
     let len = std::mem::size_of_val(data);
     check_access(t, offset, len, true)?;
+    let _rpc = super::rpc::call_guard();
     // SAFETY: the tensor has memory and `offset..offset+len` lies inside its
     // bytes (checked); `data` is `len` readable bytes of plain scalars; the
     // tensor's buffer accepts this write (checked); nothing else uses the
@@ -80,6 +81,7 @@ fn set_plain<T: Plain>(t: Tensor<'_>, data: &[T], offset: usize) -> Result<()> {
 fn get_plain<T: Plain>(t: Tensor<'_>, out: &mut [T], offset: usize) -> Result<()> {
     let len = std::mem::size_of_val(out);
     check_access(t, offset, len, false)?;
+    let _rpc = super::rpc::call_guard();
     // SAFETY: as in `set_plain`, for a read into `out`'s `len` writable bytes,
     // any bit pattern of which is a valid `T`.
     unsafe { sys::ggml_backend_tensor_get(t.as_ptr(), out.as_mut_ptr().cast(), offset, len) };

@@ -67,6 +67,7 @@ mod error;
 mod gallocr;
 mod graph;
 mod ops;
+pub mod rpc;
 mod runtime;
 mod sched;
 mod tensor;

@@ -103,6 +103,7 @@ impl Scheduler {
     /// run will see).
     pub fn reserve(&mut self, graph: &Graph<'_>) -> Result<()> {
         ensure_unpinned(&self.inner)?;
+        let _rpc = super::rpc::call_guard();
         // SAFETY: scheduler and graph are alive; no live tensor points into
         // the buffers this may reallocate (no context pins the scheduler).
         let ok =
@@ -124,6 +125,7 @@ impl Scheduler {
     pub fn alloc_graph(&mut self, graph: &Graph<'_>) -> Result<()> {
         ensure_unpinned(&self.inner)?;
         let ctx = check_own_tensors(graph)?;
+        let _rpc = super::rpc::call_guard();
         // SAFETY: the scheduler is alive and no context pins it, so no live
         // tensor points into the buffers reset and reused here.
         unsafe { sys::ggml_backend_sched_reset(self.inner.raw.as_ptr()) };
@@ -145,6 +147,7 @@ impl Scheduler {
     /// Runs a graph made ready by [`alloc_graph`](Self::alloc_graph).
     pub fn compute(&mut self, graph: &Graph<'_>) -> Result<()> {
         check_graph(None, graph)?;
+        let _rpc = super::rpc::call_guard();
         // SAFETY: the graph was allocated by this scheduler (checked: every
         // member has memory) and its context pins the scheduler; no node
         // writes read-only memory.
