@@ -410,3 +410,47 @@ fn rpc_server_refuses_a_taken_port_and_warns_off_loopback() {
         "{stderr}"
     );
 }
+
+/// A stand-in for a server of another protocol version: answers every
+/// HELLO with version 2.0.0.
+fn old_version_server() -> String {
+    use std::io::Write as _;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            // | cmd (1 byte) | request size (u64) | request (connection caps) |
+            let mut head = [0u8; 9];
+            if conn.read_exact(&mut head).is_err() {
+                continue; // the client's reachability probe
+            }
+            let n = u64::from_le_bytes(head[1..9].try_into().unwrap()) as usize;
+            let mut caps = vec![0u8; n];
+            if conn.read_exact(&mut caps).is_err() {
+                continue;
+            }
+            // | response size (u64) | major, minor, patch, padding, caps |
+            let mut reply = ((4 + n) as u64).to_le_bytes().to_vec();
+            reply.extend([2, 0, 0, 0]);
+            reply.extend(std::iter::repeat_n(0u8, n));
+            let _ = conn.write_all(&reply);
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn a_server_of_another_protocol_version_is_named() {
+    let endpoint = old_version_server();
+    let out = rbench(&["bench", "-m", "synth:llama-15m", "--rpc", &endpoint]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains(&endpoint) && error.contains("another version"),
+        "{stderr}"
+    );
+}

@@ -172,7 +172,7 @@ pub fn run_server(args: RpcServerArgs) -> anyhow::Result<()> {
         }
     });
     let kind = if device.kind() == DeviceKind::Cpu {
-        format!("{threads} threads")
+        format!("{threads} thread{}", if threads == 1 { "" } else { "s" })
     } else {
         device.description()
     };

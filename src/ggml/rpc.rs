@@ -25,6 +25,8 @@ use super::sys;
 pub const DEFAULT_PORT: u16 = 50052;
 /// How long one call may wait on a server before the run ends.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The protocol version the bundled ggml speaks (ggml-rpc.h: RPC_PROTO_*).
+pub const PROTOCOL: &str = "7.0.0";
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -200,11 +202,18 @@ fn fail(what: &str) -> ! {
             Err(e) => gone.push(format!("{endpoint} ({e})")),
         }
     }
+    let named = servers.iter().find(|(e, _)| what.contains(&e.to_string()));
     let line = if !gone.is_empty() {
         format!(
             "RPC server {} went away; the run cannot go on without it",
             gone.join(", ")
         )
+    } else if let Some((e, _)) = named.filter(|_| what.contains("handshake")) {
+        format!(
+            "RPC server {e}: {what}: it speaks another version of ggml's RPC protocol (this rbench's is {PROTOCOL})"
+        )
+    } else if let Some((e, _)) = named {
+        format!("RPC server {e}: {what}")
     } else if let Some(e) = waiting_on(&servers) {
         format!("RPC server {e} stopped answering: {what}")
     } else if !busy.is_empty() {
