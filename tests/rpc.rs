@@ -3,11 +3,11 @@
 //! server goes away or stops answering.
 
 mod common;
-use common::{cache_dir, rbench, test_model};
+use common::{cache_dir, gpl3_perplexity, rbench, success_stdout as ok, test_model};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,16 +55,6 @@ impl Drop for Server {
     }
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 fn two_servers() -> (Server, Server, String) {
     let (a, b) = (Server::start(), Server::start());
     let list = format!("{},{}", a.endpoint, b.endpoint);
@@ -77,29 +67,9 @@ fn two_servers() -> (Server, Server, String) {
 const SAME_MATH: [&str; 5] = ["--kernels", "ggml", "-fa", "off", "--no-repack"];
 
 fn perplexity(model: &Path, extra: &[&str]) -> (f64, String) {
-    let text = Path::new("/usr/share/common-licenses/GPL-3");
-    assert!(text.is_file(), "{} is part of every Debian", text.display());
-    let mut args = vec![
-        "perplexity",
-        "-m",
-        model.to_str().unwrap(),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "256",
-        "--chunks",
-        "8",
-        "-t",
-        "2",
-        "--json",
-    ];
+    let mut args = vec!["-t", "2"];
     args.extend_from_slice(extra);
-    let out = rbench(&args);
-    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    (
-        v["ppl"].as_f64().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    gpl3_perplexity(model, 8, &args)
 }
 
 #[test]

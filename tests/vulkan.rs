@@ -7,9 +7,8 @@
 #![cfg(feature = "vulkan")]
 
 mod common;
-use common::{rbench, test_model};
+use common::{gpl3_perplexity, rbench, success_stdout as ok, test_model};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 /// The first Vulkan device's name ("Vulkan0"), when there is one.
 fn vulkan_device(test: &str) -> Option<String> {
@@ -45,46 +44,9 @@ fn model_and_device(test: &str) -> Option<(PathBuf, String)> {
     Some((model, vulkan_device(test)?))
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn gpl3() -> PathBuf {
-    let text = Path::new("/usr/share/common-licenses/GPL-3");
-    assert!(text.is_file(), "{} is part of every Debian", text.display());
-    text.to_path_buf()
-}
-
 /// PPL over the first `chunks` chunks of GPL-3 at `-c 256`.
 fn perplexity(model: &Path, placement: &[&str], chunks: usize) -> (f64, String) {
-    let text = gpl3();
-    let chunks = chunks.to_string();
-    let mut args = vec![
-        "perplexity",
-        "-m",
-        model.to_str().unwrap(),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "256",
-        "--chunks",
-        &chunks,
-        "--json",
-    ];
-    args.extend_from_slice(placement);
-    let out = rbench(&args);
-    let stdout = ok(&out);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    (
-        v["ppl"].as_f64().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    gpl3_perplexity(model, chunks, placement)
 }
 
 #[test]

@@ -133,23 +133,25 @@ enum Command {
     RpcServer(rpc::RpcServerArgs),
 }
 
-/// `--list-devices` (before any `--`) on a command that places layers.
+/// The commands that place layers on devices (they take the placement
+/// flags, `--list-devices` and `--rpc`).
+const PLACING: [&str; 7] = [
+    "bench",
+    "pp",
+    "tg",
+    "run",
+    "perplexity",
+    "parallel",
+    "serve",
+];
+
+/// `--list-devices` (before any `--`) on a command that places layers, or `sysinfo`.
 fn wants_device_list(argv: &[std::ffi::OsString]) -> bool {
-    const PLACING: [&str; 8] = [
-        "bench",
-        "pp",
-        "tg",
-        "run",
-        "perplexity",
-        "parallel",
-        "serve",
-        "sysinfo",
-    ];
     let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
     let Some(sub) = words.iter().position(|w| !w.starts_with('-')) else {
         return false;
     };
-    PLACING.contains(&words[sub])
+    (PLACING.contains(&words[sub]) || words[sub] == "sysinfo")
         && words[sub..]
             .iter()
             .take_while(|w| **w != "--")

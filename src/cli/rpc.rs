@@ -13,17 +13,6 @@ use super::UsageError;
 use crate::ggml::rpc::{self, Endpoint, RpcError};
 use crate::ggml::{Device, DeviceKind};
 
-/// The commands that take `--rpc` (they place layers on devices).
-const RPC_COMMANDS: [&str; 7] = [
-    "bench",
-    "pp",
-    "tg",
-    "run",
-    "perplexity",
-    "parallel",
-    "serve",
-];
-
 /// `--rpc` and `--rpc-timeout` as clap declares them on those commands.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RpcArgs {
@@ -79,7 +68,7 @@ pub fn connect_from_argv(argv: &[std::ffi::OsString]) -> anyhow::Result<()> {
     let Some(sub) = words.iter().position(|w| !w.starts_with('-')) else {
         return Ok(());
     };
-    if !RPC_COMMANDS.contains(&words[sub]) {
+    if !super::PLACING.contains(&words[sub]) {
         return Ok(());
     }
     let args = &words[sub + 1..];

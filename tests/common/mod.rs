@@ -50,3 +50,47 @@ pub fn cache_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("cache dir");
     dir
 }
+
+/// The stdout of a run that must have succeeded (its stderr in the panic).
+pub fn success_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// llama.cpp's perplexity test text, part of every Debian.
+pub fn gpl3() -> PathBuf {
+    let text = PathBuf::from("/usr/share/common-licenses/GPL-3");
+    assert!(text.is_file(), "{} is part of every Debian", text.display());
+    text
+}
+
+/// PPL over the first `chunks` chunks of GPL-3 at `-c 256` with `extra`
+/// flags, and the run's stderr.
+pub fn gpl3_perplexity(model: &std::path::Path, chunks: usize, extra: &[&str]) -> (f64, String) {
+    let text = gpl3();
+    let chunks = chunks.to_string();
+    let mut args = vec![
+        "perplexity",
+        "-m",
+        model.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "256",
+        "--chunks",
+        &chunks,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = rbench(&args);
+    let v: serde_json::Value = serde_json::from_str(&success_stdout(&out)).unwrap();
+    (
+        v["ppl"].as_f64().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
