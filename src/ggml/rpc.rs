@@ -170,6 +170,7 @@ fn start_watchdog() {
             .name("rpc-watchdog".into())
             .spawn(|| loop {
                 std::thread::sleep(Duration::from_millis(100));
+                remember_sockets();
                 let timeout = CLIENT.lock().map(|c| c.timeout).unwrap_or(None);
                 let Some(timeout) = timeout else { continue };
                 if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
@@ -193,40 +194,49 @@ fn start_watchdog() {
 /// Runs on whichever thread noticed (ggml's dispatcher, or the watchdog).
 fn fail(what: &str) -> ! {
     let servers = CLIENT.lock().map(|c| c.servers.clone()).unwrap_or_default();
-    let mut gone = Vec::new();
-    let mut busy = Vec::new();
-    for (endpoint, addr) in &servers {
-        match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => busy.push(endpoint.to_string()),
-            Err(e) => gone.push(format!("{endpoint} ({e})")),
-        }
-    }
     let named = servers.iter().find(|(e, _)| what.contains(&e.to_string()));
-    let line = if !gone.is_empty() {
-        format!(
-            "RPC server {} went away; the run cannot go on without it",
-            gone.join(", ")
-        )
-    } else if let Some((e, _)) = named.filter(|_| what.contains("handshake")) {
+    let line = if let Some((e, _)) = named.filter(|_| what.contains("handshake")) {
         format!(
             "RPC server {e}: {what}: it speaks another version of ggml's RPC protocol (this rbench's is {PROTOCOL})"
+        )
+    } else if let Some(e) = closed_by_peer(&servers) {
+        format!(
+            "RPC server {e} went away (it closed the connection); the run cannot go on without it"
         )
     } else if let Some((e, _)) = named {
         format!("RPC server {e}: {what}")
     } else if let Some(e) = waiting_on(&servers) {
         format!("RPC server {e} stopped answering: {what}")
-    } else if !busy.is_empty() {
-        format!(
-            "RPC server {} does not take connections: {what}",
-            busy.join(", ")
-        )
     } else {
+        // Without the kernel's view of our sockets: try a new connection.
+        let mut gone = Vec::new();
+        let mut busy = Vec::new();
+        for (endpoint, addr) in &servers {
+            match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    busy.push(endpoint.to_string())
+                }
+                Err(e) => gone.push(format!("{endpoint} ({e})")),
+            }
+        }
         let all: Vec<String> = servers.iter().map(|(e, _)| e.to_string()).collect();
-        format!(
-            "an RPC server ({}) stopped answering: {what}",
-            all.join(", ")
-        )
+        if !gone.is_empty() {
+            format!(
+                "RPC server {} went away; the run cannot go on without it",
+                gone.join(", ")
+            )
+        } else if !busy.is_empty() {
+            format!(
+                "RPC server {} does not take connections: {what}",
+                busy.join(", ")
+            )
+        } else {
+            format!(
+                "an RPC server ({}) stopped answering: {what}",
+                all.join(", ")
+            )
+        }
     };
     eprintln!("error: {line}");
     // SAFETY: `_exit` ends the process without running atexit handlers or
@@ -234,35 +244,81 @@ fn fail(what: &str) -> ! {
     unsafe { libc::_exit(1) }
 }
 
+/// This process's sockets to the servers (descriptor, server), as last
+/// seen connected: once a peer resets a socket the kernel no longer says
+/// who the peer was.
+#[cfg(target_os = "linux")]
+static SOCKETS: Mutex<Vec<(i32, Endpoint)>> = Mutex::new(Vec::new());
+
+/// Linux TCP states (include/net/tcp_states.h) after the peer closed.
+#[cfg(target_os = "linux")]
+const PEER_CLOSED_STATES: [u8; 3] = [
+    7, /* CLOSE */
+    8, /* CLOSE_WAIT */
+    9, /* LAST_ACK */
+];
+
+/// Every open socket of this process to one of `servers`, with the
+/// kernel's `tcp_info` for it.
+#[cfg(target_os = "linux")]
+fn server_sockets(servers: &[(Endpoint, SocketAddr)]) -> Vec<(i32, Endpoint, libc::tcp_info)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|fd| {
+            let peer = tcp_peer(fd)?;
+            let (endpoint, _) = servers.iter().find(|(_, a)| *a == peer)?;
+            Some((fd, endpoint.clone(), tcp_info(fd)?))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+fn remember_sockets() {
+    let servers = CLIENT.lock().map(|c| c.servers.clone()).unwrap_or_default();
+    let seen = server_sockets(&servers);
+    if let Ok(mut known) = SOCKETS.lock() {
+        for (fd, endpoint, _) in seen {
+            known.retain(|(f, _)| *f != fd);
+            known.push((fd, endpoint));
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn remember_sockets() {}
+
+/// A server whose end of our connection is closed (it exited or was killed).
+#[cfg(target_os = "linux")]
+fn closed_by_peer(servers: &[(Endpoint, SocketAddr)]) -> Option<Endpoint> {
+    remember_sockets();
+    let known = SOCKETS.lock().map(|k| k.clone()).unwrap_or_default();
+    known.into_iter().find_map(|(fd, endpoint)| {
+        let info = tcp_info(fd)?;
+        // The descriptor may since have been reused for another peer.
+        let still_ours =
+            tcp_peer(fd).is_none_or(|p| servers.iter().any(|(e, a)| *e == endpoint && *a == p));
+        (still_ours && PEER_CLOSED_STATES.contains(&info.tcpi_state)).then_some(endpoint)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn closed_by_peer(_servers: &[(Endpoint, SocketAddr)]) -> Option<Endpoint> {
+    None
+}
+
 /// The server this process sent a request to and has not heard from since,
 /// longest first (Linux: the kernel's per-socket last send/receive times).
 #[cfg(target_os = "linux")]
 fn waiting_on(servers: &[(Endpoint, SocketAddr)]) -> Option<Endpoint> {
-    let mut best: Option<(u32, Endpoint)> = None;
-    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Some((peer, info)) = tcp_peer_info(fd) else {
-            continue;
-        };
-        let Some((endpoint, _)) = servers.iter().find(|(_, a)| *a == peer) else {
-            continue;
-        };
+    server_sockets(servers)
+        .into_iter()
         // Sent more recently than anything came back: a request is open.
-        if info.tcpi_last_data_sent < info.tcpi_last_data_recv
-            && best
-                .as_ref()
-                .is_none_or(|(silent, _)| info.tcpi_last_data_recv > *silent)
-        {
-            best = Some((info.tcpi_last_data_recv, endpoint.clone()));
-        }
-    }
-    best.map(|(_, e)| e)
+        .filter(|(_, _, info)| info.tcpi_last_data_sent < info.tcpi_last_data_recv)
+        .max_by_key(|(_, _, info)| info.tcpi_last_data_recv)
+        .map(|(_, endpoint, _)| endpoint)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -270,27 +326,33 @@ fn waiting_on(_servers: &[(Endpoint, SocketAddr)]) -> Option<Endpoint> {
     None
 }
 
-/// The IPv4 peer of a TCP socket and the kernel's `tcp_info` for it.
+/// The IPv4 peer of a connected socket (`None` for anything else).
 #[cfg(target_os = "linux")]
-fn tcp_peer_info(fd: i32) -> Option<(SocketAddr, libc::tcp_info)> {
-    // SAFETY: all-zero bytes are a valid sockaddr_in and tcp_info.
+fn tcp_peer(fd: i32) -> Option<SocketAddr> {
+    // SAFETY: all-zero bytes are a valid sockaddr_in.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: `addr` has room for `len` bytes; getpeername on a descriptor
-    // that is not a socket just fails.
+    // that is not a connected socket just fails.
     let rc =
         unsafe { libc::getpeername(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) };
     if rc != 0 || addr.sin_family != libc::AF_INET as libc::sa_family_t {
         return None;
     }
-    let peer = SocketAddr::from((
+    Some(SocketAddr::from((
         std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
         u16::from_be(addr.sin_port),
-    ));
-    // SAFETY: as above.
+    )))
+}
+
+/// The kernel's `tcp_info` of a TCP socket (`None` for anything else).
+#[cfg(target_os = "linux")]
+fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
+    // SAFETY: all-zero bytes are a valid tcp_info.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` has room for `len` bytes; the kernel writes at most that.
+    // SAFETY: `info` has room for `len` bytes; the kernel writes at most
+    // that, and fails on a descriptor that is not a TCP socket.
     let rc = unsafe {
         libc::getsockopt(
             fd,
@@ -300,7 +362,7 @@ fn tcp_peer_info(fd: i32) -> Option<(SocketAddr, libc::tcp_info)> {
             &mut len,
         )
     };
-    (rc == 0).then_some((peer, info))
+    (rc == 0).then_some(info)
 }
 
 /// ggml's abort hook: an RPC failure becomes [`fail`]; anything else is
