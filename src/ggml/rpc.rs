@@ -152,9 +152,12 @@ pub(crate) fn call_guard() -> Option<CallGuard> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return None;
     }
-    if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) == 0 {
+    // The start time is stored before the count rises, so the watchdog never
+    // sees a call in flight with the previous call's start time.
+    if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
         SINCE_MS.store(now_ms(), Ordering::SeqCst);
     }
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     Some(CallGuard(()))
 }
 
