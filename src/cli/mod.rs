@@ -147,15 +147,22 @@ const PLACING: [&str; 7] = [
 
 /// `--list-devices` (before any `--`) on a command that places layers, or `sysinfo`.
 fn wants_device_list(argv: &[std::ffi::OsString]) -> bool {
-    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
-    let Some(sub) = words.iter().position(|w| !w.starts_with('-')) else {
+    let Some((command, args)) = command_words(argv) else {
         return false;
     };
-    (PLACING.contains(&words[sub]) || words[sub] == "sysinfo")
-        && words[sub..]
+    (PLACING.contains(&command) || command == "sysinfo")
+        && args
             .iter()
             .take_while(|w| **w != "--")
             .any(|w| *w == "--list-devices")
+}
+
+/// The subcommand (the first word not starting with `-`) and the words
+/// after it, for the few flags read ahead of clap.
+fn command_words(argv: &[std::ffi::OsString]) -> Option<(&str, Vec<&str>)> {
+    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let sub = words.iter().position(|w| !w.starts_with('-'))?;
+    Some((words[sub], words[sub + 1..].to_vec()))
 }
 
 /// A failure the user caused with flags (exit code 2) rather than at run time.

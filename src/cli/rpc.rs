@@ -64,18 +64,16 @@ fn flag_value<'a>(words: &[&'a str], flag: &str) -> Option<&'a str> {
 /// Adds the servers named by `--rpc` (if the command takes it) to ggml's
 /// registry. Bad values are usage errors; unreachable servers, runtime ones.
 pub fn connect_from_argv(argv: &[std::ffi::OsString]) -> anyhow::Result<()> {
-    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
-    let Some(sub) = words.iter().position(|w| !w.starts_with('-')) else {
+    let Some((command, args)) = super::command_words(argv) else {
         return Ok(());
     };
-    if !super::PLACING.contains(&words[sub]) {
+    if !super::PLACING.contains(&command) {
         return Ok(());
     }
-    let args = &words[sub + 1..];
-    let Some(list) = flag_value(args, "--rpc") else {
+    let Some(list) = flag_value(&args, "--rpc") else {
         return Ok(());
     };
-    let timeout = match flag_value(args, "--rpc-timeout") {
+    let timeout = match flag_value(&args, "--rpc-timeout") {
         Some(s) => parse_timeout(s)?,
         None => Some(rpc::DEFAULT_TIMEOUT),
     };
