@@ -318,6 +318,10 @@ fn bad_endpoints_and_unreachable_servers_are_clear_errors() {
     let bad = rbench(&["bench", "-m", "synth:llama-15m", "--rpc", "no-port-here"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
+    // A bad time-out is refused even without --rpc.
+    let bad = rbench(&["pp", "-m", "synth:llama-15m", "--rpc-timeout=-1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0 (no limit) or more seconds"));
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

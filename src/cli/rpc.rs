@@ -23,21 +23,25 @@ pub struct RpcArgs {
     pub rpc: Option<String>,
     /// Seconds one call may wait on an RPC server before the run ends with
     /// an error naming it; 0 waits for ever.
-    #[arg(long = "rpc-timeout", value_name = "SECONDS", default_value_t = rpc::DEFAULT_TIMEOUT.as_secs_f64())]
+    #[arg(long = "rpc-timeout", value_name = "SECONDS", value_parser = timeout_secs, default_value_t = rpc::DEFAULT_TIMEOUT.as_secs_f64())]
     pub rpc_timeout: f64,
+}
+
+/// `--rpc-timeout`'s seconds, checked (clap's parser for the flag too).
+fn timeout_secs(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("expected 0 (no limit) or more seconds, got {s}"));
+    }
+    Ok(secs)
 }
 
 /// `--rpc-timeout`'s value: `None` for no limit.
 fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| UsageError(format!("--rpc-timeout: '{s}' is not a number of seconds")))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(UsageError(format!(
-            "--rpc-timeout: expected 0 (no limit) or more seconds, got {s}"
-        )));
-    }
+    let secs = timeout_secs(s).map_err(|e| UsageError(format!("--rpc-timeout: {e}")))?;
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
