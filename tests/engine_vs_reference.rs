@@ -13,10 +13,15 @@ use reference::RefModel;
 
 /// Small but real-shaped: rows of 256 so Q4_K_M files use K-quants.
 fn small(arch: Arch) -> Preset {
+    dense_or_moe(arch, (0, 0, 0))
+}
+
+/// `small` with `experts` = (count, used per token, width).
+fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
     let (n_head, n_head_kv, tied, n_swa, n_layer) = match arch {
         Arch::Llama => (4, 2, false, 0, 3),
         Arch::Qwen2 => (4, 2, true, 0, 3),
-        Arch::Qwen3 => (4, 1, true, 0, 3),
+        Arch::Qwen3 | Arch::Qwen3Moe => (4, 1, true, 0, 3),
         // Six layers: five windowed ones and a global one; a window of 4 cells.
         Arch::Gemma3 => (4, 1, true, 4, 6),
     };
@@ -34,6 +39,9 @@ fn small(arch: Arch) -> Preset {
         rope_freq_base: 10_000.0,
         n_swa,
         tied_output: tied,
+        n_expert: experts.0,
+        n_expert_used: experts.1,
+        n_ff_exp: experts.2,
     }
 }
 
@@ -43,10 +51,12 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-fn compare(arch: Arch, ftype: SynthFtype, flash_attn: bool) -> f32 {
+/// Each logits row's error, in batch order.
+fn compare(preset: &Preset, ftype: SynthFtype, flash_attn: bool) -> Vec<f32> {
+    let arch = preset.arch;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.gguf");
-    synth::write_synthetic(&small(arch), ftype, 11, &path).unwrap();
+    synth::write_synthetic(preset, ftype, 11, &path).unwrap();
     let reference = RefModel::load(&GgufFile::open(&path).unwrap());
     let model = Model::load(&path, &LoadOptions::default()).unwrap();
     let cfg = EngineConfig {
@@ -71,11 +81,11 @@ fn compare(arch: Arch, ftype: SynthFtype, flash_attn: bool) -> f32 {
             }
         }
     }
-    let mut worst = 0f32;
+    let mut errors = Vec::new();
     let got = engine.decode(&batch).unwrap();
     let want = reference.forward(&mut state, &ref_batch);
     for (i, w) in want.iter().enumerate() {
-        worst = worst.max(rel_err(got.get(i).unwrap(), w));
+        errors.push(rel_err(got.get(i).unwrap(), w));
     }
     // Decode steps: one token per sequence per step.
     let mut pos = [a.len() as i32, b.len() as i32];
@@ -91,14 +101,18 @@ fn compare(arch: Arch, ftype: SynthFtype, flash_attn: bool) -> f32 {
         let got = engine.decode(&batch).unwrap();
         let want = reference.forward(&mut state, &ref_batch);
         for (i, w) in want.iter().enumerate() {
-            worst = worst.max(rel_err(got.get(i).unwrap(), w));
+            errors.push(rel_err(got.get(i).unwrap(), w));
         }
     }
+    let mut sorted = errors.clone();
+    sorted.sort_by(f32::total_cmp);
     eprintln!(
-        "{arch} {} flash-attn {flash_attn}: max relative logit error {worst:.2e}",
-        ftype.name()
+        "{arch} {} flash-attn {flash_attn}: relative logit error median {:.2e}, max {:.2e}",
+        ftype.name(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
     );
-    worst
+    errors
 }
 
 /// F16 weights: ggml computes what the reference computes, up to f16
@@ -106,14 +120,31 @@ fn compare(arch: Arch, ftype: SynthFtype, flash_attn: bool) -> f32 {
 /// also quantizes the activations to 8 bits (Q8_0 / Q8_K) before the dot
 /// products, which the f32 reference does not (Q8_0: 1.5e-2 to 3e-2,
 /// Q4_K_M: 2.6e-2 to 6.5e-2 measured; gemma3, with four norms per layer, is highest).
+///
+/// With experts, quantized activations also move near-tied router scores
+/// across each other, and a token then goes through another expert: its
+/// logits (and through attention, later tokens') differ by far more than
+/// rounding (0.16-0.34 measured). There the bound holds for F16 weights on
+/// every row and, for quantized ones, on the median row.
 fn check(arch: Arch) {
+    check_preset(&small(arch));
+}
+
+fn check_preset(preset: &Preset) {
+    let arch = preset.arch;
     for (ftype, bound) in [
         (SynthFtype::F16, 1e-2),
         (SynthFtype::Q8_0, 5e-2),
         (SynthFtype::Q4KM, 1e-1),
     ] {
         for fa in [true, false] {
-            let err = compare(arch, ftype, fa);
+            let mut errors = compare(preset, ftype, fa);
+            errors.sort_by(f32::total_cmp);
+            let err = if preset.n_expert > 0 && ftype != SynthFtype::F16 {
+                errors[errors.len() / 2]
+            } else {
+                errors[errors.len() - 1]
+            };
             assert!(
                 err < bound,
                 "{arch} {} fa {fa}: relative logit error {err:e} (bound {bound:e})",
@@ -141,6 +172,18 @@ fn qwen3_matches_reference() {
 #[test]
 fn gemma3_matches_reference() {
     check(Arch::Gemma3);
+}
+
+/// Mixtral: llama with 8 experts, 2 per token, as wide as the dense FFN.
+#[test]
+fn mixtral_matches_reference() {
+    check_preset(&dense_or_moe(Arch::Llama, (8, 2, 512)));
+}
+
+/// Qwen3-MoE: 16 experts, 4 per token, narrower than the dense FFN width.
+#[test]
+fn qwen3moe_matches_reference() {
+    check_preset(&dense_or_moe(Arch::Qwen3Moe, (16, 4, 256)));
 }
 
 #[test]

@@ -126,6 +126,7 @@ fn synthetic_bases(dir: &Path) -> Vec<Base> {
         ("qwen3-0.6b", SynthFtype::Q8_0),
         ("gemma3-270m", SynthFtype::F16),
         ("qwen2-1.5b", SynthFtype::Q4KM),
+        ("mixtral-tiny", SynthFtype::Q4KM),
     ]
     .into_iter()
     .map(|(name, ftype)| {

@@ -351,8 +351,19 @@ fn run_p_and_batch_mode_give_one_answer_per_prompt() {
 /// super-block kernels' per-column sums do not depend on the batch either.
 #[test]
 fn k_quant_models_batch_exactly() {
-    let preset = synth::preset("llama-125m").unwrap();
-    for ftype in [SynthFtype::Q4KM, SynthFtype::Q5KM] {
+    batch_exactly("llama-125m", &[SynthFtype::Q4KM, SynthFtype::Q5KM]);
+}
+
+/// Mixtures of experts too: ggml's `mul_mat_id` computes each token's
+/// expert products on their own, whatever else the batch routes there.
+#[test]
+fn expert_models_batch_exactly() {
+    batch_exactly("mixtral-tiny", &[SynthFtype::Q4KM]);
+}
+
+fn batch_exactly(preset: &str, ftypes: &[SynthFtype]) {
+    let preset = synth::preset(preset).unwrap();
+    for &ftype in ftypes {
         let path = synth::ensure_cached(preset, ftype).unwrap();
         let model = Model::load(&path, &LoadOptions::for_kernels(Kernels::default())).unwrap();
         let mut engine = engine(&model, 4 * 256);

@@ -58,6 +58,9 @@ fn tiny(arch: Arch, n_swa: u32) -> Preset {
         },
         n_swa,
         tied_output,
+        n_expert: 0,
+        n_expert_used: 0,
+        n_ff_exp: 0,
     }
 }
 

@@ -165,12 +165,11 @@ fn model_shape(spec: &str) -> Result<ModelShape, ModelError> {
     if let Some(parsed) = synth::parse_spec(spec) {
         let (preset, ftype) = parsed?;
         let hparams = preset.hparams();
-        let n_layer = hparams.n_layer;
         let sizes: Vec<(String, u64)> = preset
             .tensors()
             .iter()
             .map(|t| {
-                let ty = synth::tensor_type(t, ftype, n_layer, preset.tied_output);
+                let ty = synth::tensor_type(t, ftype, preset);
                 (
                     t.name.clone(),
                     ty.bytes_for(t.dims.iter().product()).unwrap_or(0),

@@ -90,6 +90,18 @@ fn print_human(
     if let Some(w) = info.sliding_window {
         facts.push(("sliding window", w.to_string()));
     }
+    if let Some(e) = &info.experts {
+        facts.push((
+            "experts",
+            format!(
+                "{} ({} per token, {} wide; {} parameters active per token)",
+                e.count,
+                e.used,
+                e.width,
+                format::params(e.active_params)
+            ),
+        ));
+    }
     facts.push((
         "tokenizer",
         match (&info.tokenizer_model, info.n_tokens) {

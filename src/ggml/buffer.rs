@@ -195,6 +195,8 @@ pub enum WeightOp {
     MulMat,
     /// As the table of `get_rows` (token embeddings).
     GetRows,
+    /// As the stacked experts of `mul_mat_id`, two experts per token.
+    MulMatId,
 }
 
 /// Whether `weight` (its type and shape) may be stored in `buft` when used
@@ -229,6 +231,15 @@ pub fn weight_supported(buft: BufferType, weight: Tensor<'_>, op: WeightOp) -> b
         WeightOp::GetRows => probe_ctx
             .new_tensor_1d(GgmlType::I32, 512)
             .and_then(|b| probe_ctx.get_rows(w, b)),
+        WeightOp::MulMatId => {
+            let used = ne[2].min(2);
+            probe_ctx
+                .new_tensor_3d(GgmlType::F32, ne[0], used, 512)
+                .and_then(|b| {
+                    let ids = probe_ctx.new_tensor_2d(GgmlType::I32, used, 512)?;
+                    probe_ctx.mul_mat_id(w, b, ids)
+                })
+        }
     };
     let Ok(probe) = probe else {
         return false;

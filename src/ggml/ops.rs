@@ -124,6 +124,7 @@ macro_rules! call_op {
     }};
 }
 
+mod experts;
 mod views;
 
 impl Context {

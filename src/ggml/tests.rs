@@ -722,6 +722,84 @@ fn unary_glu_concat_sqr_sum_rows_argmax_cast() {
     assert_eq!(tensor_get_f32(copy_dst).unwrap(), av);
 }
 
+#[test]
+fn expert_routing_ops_match_naive() {
+    // 4 experts [k, n], 3 tokens, 2 slots each.
+    let (k, n, n_expert, t, used) = (8usize, 5usize, 4usize, 3usize, 2usize);
+    let wv = values(21, k * n * n_expert);
+    let xv = values(22, k * t);
+    let scores = values(23, n_expert * t);
+    let ctx = Context::for_graph(32).unwrap();
+    let w = ctx
+        .new_tensor_3d(GgmlType::F32, k as i64, n as i64, n_expert as i64)
+        .unwrap();
+    let x = ctx
+        .new_tensor_3d(GgmlType::F32, k as i64, 1, t as i64)
+        .unwrap();
+    let s = ctx
+        .new_tensor_2d(GgmlType::F32, n_expert as i64, t as i64)
+        .unwrap();
+    for i in [w, x, s] {
+        i.set_input();
+    }
+    let top = ctx.argsort_top_k(s, used).unwrap();
+    let top_c = ctx.cont(top).unwrap();
+    let y = ctx.mul_mat_id(w, x, top).unwrap();
+    let sums = ctx.sum_rows(s).unwrap();
+    let ratio = ctx.div(s, sums).unwrap();
+    let clamped = ctx.clamp(s, -0.25, 0.25).unwrap();
+    let sig = ctx.sigmoid(s).unwrap();
+    let mut graph = Graph::new(&ctx, 32).unwrap();
+    for o in [top_c, y, ratio, clamped, sig] {
+        o.set_output();
+        graph.build_forward_expand(o).unwrap();
+    }
+    run_graph(&graph, || {
+        tensor_set_f32(w, &wv).unwrap();
+        tensor_set_f32(x, &xv).unwrap();
+        tensor_set_f32(s, &scores).unwrap();
+    });
+    assert_eq!(y.ne(), [n as i64, used as i64, t as i64, 1]);
+    let ids = tensor_get_i32(top_c).unwrap();
+    let got = tensor_get_f32(y).unwrap();
+    for tok in 0..t {
+        let row = &scores[tok * n_expert..(tok + 1) * n_expert];
+        let mut order: Vec<usize> = (0..n_expert).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let picked: Vec<usize> = ids[tok * used..(tok + 1) * used]
+            .iter()
+            .map(|&e| e as usize)
+            .collect();
+        assert_eq!(picked, order[..used], "token {tok}: largest first");
+        for (slot, &e) in picked.iter().enumerate() {
+            let expert = &wv[e * k * n..(e + 1) * k * n];
+            let want = naive_mul_mat(expert, &xv[tok * k..(tok + 1) * k], k, n, 1);
+            let at = (tok * used + slot) * n;
+            assert!(
+                max_abs_diff(&got[at..at + n], &want) < 1e-5,
+                "token {tok} slot {slot}"
+            );
+        }
+    }
+    let want_ratio: Vec<f32> = scores
+        .chunks(n_expert)
+        .flat_map(|r| {
+            let sum: f32 = r.iter().sum();
+            r.iter().map(move |v| v / sum)
+        })
+        .collect();
+    assert!(max_abs_diff(&tensor_get_f32(ratio).unwrap(), &want_ratio) < 1e-4);
+    let want_clamp: Vec<f32> = scores.iter().map(|v| v.clamp(-0.25, 0.25)).collect();
+    assert_eq!(tensor_get_f32(clamped).unwrap(), want_clamp);
+    let want_sig: Vec<f32> = scores.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+    assert!(max_abs_diff(&tensor_get_f32(sig).unwrap(), &want_sig) < 1e-5);
+    // What ggml would assert on is an error.
+    assert!(ctx.argsort_top_k(s, n_expert + 1).is_err());
+    assert!(ctx.mul_mat_id(w, x, s).is_err(), "F32 ids");
+    let too_many = ctx.new_tensor_2d(GgmlType::I32, 5, t as i64).unwrap();
+    assert!(ctx.mul_mat_id(w, x, too_many).is_err());
+}
+
 // ---------------------------------------------------------------- buffers
 
 /// Bytes whose start is 64-byte aligned, like an mmap'ed file.

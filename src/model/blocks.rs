@@ -325,6 +325,83 @@ impl<'g> Builder<'g> {
         self.matmul(down, h)
     }
 
+    /// The layer's FFN on `x`: its experts when the model has them, else the
+    /// dense gated FFN.
+    pub fn ffn_any(
+        &mut self,
+        x: Tensor<'g>,
+        w: &'g Weights,
+        lw: &LayerWeights,
+        gelu: bool,
+    ) -> R<Tensor<'g>> {
+        if self.hp.is_moe() {
+            self.moe_ffn(x, w, lw, gelu)
+        } else {
+            self.ffn(x, w, lw, gelu)
+        }
+    }
+
+    /// Mixture-of-experts FFN (Mixtral, Qwen3-MoE): the router scores every
+    /// expert, soft-max turns the scores into probabilities, each token goes
+    /// to its `n_expert_used` most probable experts, whose weights are
+    /// renormalised to sum to one; the result is the weighted sum of those
+    /// experts' gated FFNs. `x` `[n_embd, T]` → `[n_embd, T]`.
+    pub fn moe_ffn(
+        &mut self,
+        x: Tensor<'g>,
+        w: &'g Weights,
+        lw: &LayerWeights,
+        gelu: bool,
+    ) -> R<Tensor<'g>> {
+        let ctx = self.ctx;
+        let hp = self.hp;
+        let t = x.ne()[1];
+        let (n_expert, n_used) = (hp.n_expert as i64, hp.n_expert_used as i64);
+        let n_embd = x.ne()[0];
+        let logits = self.matmul(w.layer(lw, Role::FfnGateInp)?, x)?; // [n_expert, T]
+        let probs = ctx.soft_max_ext(logits, None, 1.0, 0.0)?;
+        let selected = ctx.argsort_top_k(probs, n_used as usize)?; // I32 [n_used, T]
+        let probs3 = ctx.reshape_3d(probs, 1, n_expert, t)?;
+        let weights = ctx.get_rows(probs3, selected)?; // [1, n_used, T]
+        let weights = ctx.reshape_2d(weights, n_used, t)?;
+        // The chosen probabilities sum to at least n_used / n_expert, so
+        // the division needs no guard against zero.
+        let weights = ctx.div(weights, ctx.sum_rows(weights)?)?;
+        let weights = ctx.reshape_3d(weights, 1, n_used, t)?;
+        // The routing is complete before the experts run.
+        self.graph.build_forward_expand(weights)?;
+
+        let x3 = ctx.reshape_3d(x, n_embd, 1, t)?;
+        let up = ctx.mul_mat_id(w.layer(lw, Role::FfnUpExps)?, x3, selected)?;
+        let gate = ctx.mul_mat_id(w.layer(lw, Role::FfnGateExps)?, x3, selected)?;
+        let h = if gelu {
+            ctx.geglu_split(gate, up)?
+        } else {
+            ctx.swiglu_split(gate, up)?
+        }; // [n_ff_exp, n_used, T]
+        let experts = ctx.mul_mat_id(w.layer(lw, Role::FfnDownExps)?, h, selected)?;
+        let experts = ctx.mul(experts, weights)?; // [n_embd, n_used, T]
+        self.graph.build_forward_expand(experts)?;
+        // Sum over the slots in slot order, as llama.cpp adds them.
+        let slot = |i: i64| {
+            ctx.view_2d(
+                experts,
+                n_embd,
+                t,
+                experts.nb()[2],
+                i as usize * experts.nb()[1],
+            )
+        };
+        let mut out = slot(0)?;
+        for i in 1..n_used {
+            out = ctx.add(out, slot(i)?)?;
+        }
+        if n_used == 1 {
+            out = ctx.cont(out)?;
+        }
+        Ok(out)
+    }
+
     /// Keeps only the rows whose logits are wanted (applied before the last
     /// layer's FFN, so unwanted rows skip it).
     pub fn select_outputs(&self, x: Tensor<'g>) -> R<Tensor<'g>> {

@@ -46,6 +46,12 @@ pub struct Hparams {
     /// Scale applied to queries before attention.
     pub attn_scale: f32,
     pub final_logit_softcap: Option<f32>,
+    /// Experts of each mixture-of-experts FFN; 0 = dense FFNs.
+    pub n_expert: u32,
+    /// Experts each token is routed to.
+    pub n_expert_used: u32,
+    /// Hidden width of one expert.
+    pub n_ff_exp: u32,
 }
 
 fn key(arch: Arch, suffix: &str) -> String {
@@ -98,7 +104,31 @@ fn positive(k: &str, v: u32, max: u32) -> Result<u32, HparamsError> {
     Ok(v)
 }
 
+/// Expert count, experts per token and expert width: `(0, 0, 0)` for a
+/// dense model. A file without `expert_feed_forward_length` (Mixtral) has
+/// experts as wide as `feed_forward_length`.
+fn read_experts(f: &GgufFile, arch: Arch, n_ff: u32) -> Result<(u32, u32, u32), HparamsError> {
+    let k = |s: &str| key(arch, s);
+    let n_expert = opt_u32(f, &k(keys::EXPERT_COUNT))?.unwrap_or(0);
+    if n_expert == 0 {
+        return Ok((0, 0, 0));
+    }
+    let n_expert = positive(&k(keys::EXPERT_COUNT), n_expert, 1 << 12)?;
+    let used_key = k(keys::EXPERT_USED_COUNT);
+    let n_used = positive(&used_key, req_u32(f, &used_key)?, n_expert)?;
+    let n_ff_exp = match opt_u32(f, &k(keys::EXPERT_FEED_FORWARD_LENGTH))? {
+        Some(v) => positive(&k(keys::EXPERT_FEED_FORWARD_LENGTH), v, 1 << 20)?,
+        None => n_ff,
+    };
+    Ok((n_expert, n_used, n_ff_exp))
+}
+
 impl Hparams {
+    /// Whether the FFNs are mixtures of experts.
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
+    }
+
     /// The architecture named by the file, refusing unsupported ones.
     pub fn arch_of(f: &GgufFile) -> Result<Arch, HparamsError> {
         let name = f
@@ -188,6 +218,7 @@ impl Hparams {
         };
         let final_logit_softcap =
             opt_f32(f, &k(keys::FINAL_LOGIT_SOFTCAPPING))?.filter(|v| *v > 0.0);
+        let (n_expert, n_expert_used, n_ff_exp) = read_experts(f, arch, n_ff)?;
         let mut hp = Hparams {
             arch,
             n_ctx_train,
@@ -210,6 +241,9 @@ impl Hparams {
             swa_period: 0,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             final_logit_softcap,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
         };
         def.read_hparams(f, &mut hp)?;
         Ok(hp)

@@ -60,6 +60,8 @@ pub struct ModelInfo {
     pub n_ff: u32,
     pub n_vocab: u32,
     pub sliding_window: Option<u32>,
+    /// Mixture of experts: how many, how many per token, how wide.
+    pub experts: Option<ExpertInfo>,
     pub rope_freq_base: f32,
     pub tokenizer_model: Option<String>,
     pub n_tokens: Option<usize>,
@@ -67,6 +69,15 @@ pub struct ModelInfo {
     pub size_label: Option<String>,
     pub types: Vec<TypeShare>,
     pub largest_tensors: Vec<TensorRow>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpertInfo {
+    pub count: u32,
+    pub used: u32,
+    pub width: u32,
+    /// Parameters one token computes with: all but the unchosen experts' share.
+    pub active_params: u64,
 }
 
 impl ModelInfo {
@@ -85,6 +96,22 @@ impl ModelInfo {
                 .unwrap_or_else(|| format!("unknown ({id})")),
             None => guess_file_type(f),
         };
+        let experts = hp.is_moe().then(|| {
+            let expert_params: u64 = f
+                .tensors()
+                .iter()
+                .filter(|t| t.name.ends_with("_exps.weight"))
+                .map(|t| t.n_elements)
+                .sum();
+            let unused =
+                expert_params / u64::from(hp.n_expert) * u64::from(hp.n_expert - hp.n_expert_used);
+            ExpertInfo {
+                count: hp.n_expert,
+                used: hp.n_expert_used,
+                width: hp.n_ff_exp,
+                active_params: n_params - unused,
+            }
+        });
         let mut largest = tensor_rows(f);
         largest.sort_by(|a, b| b.n_bytes.cmp(&a.n_bytes).then_with(|| a.name.cmp(&b.name)));
         largest.truncate(5);
@@ -107,6 +134,7 @@ impl ModelInfo {
             n_ff: hp.n_ff,
             n_vocab: hp.n_vocab,
             sliding_window: (hp.n_swa > 0).then_some(hp.n_swa),
+            experts,
             rope_freq_base: hp.rope_freq_base,
             tokenizer_model: f.get_str(keys::TOKENIZER_MODEL).map(str::to_string),
             n_tokens: f.get_array(keys::TOKENIZER_TOKENS).map(<[_]>::len),

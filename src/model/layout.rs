@@ -30,10 +30,16 @@ pub enum Role {
     FfnPostNorm,
     /// Llama 3's RoPE frequency factors (optional).
     RopeFreqs,
+    /// The router of a mixture-of-experts FFN: one score per expert.
+    FfnGateInp,
+    /// Every expert's gate, up and down projections, stacked `[.., .., n_expert]`.
+    FfnGateExps,
+    FfnUpExps,
+    FfnDownExps,
 }
 
 impl Role {
-    pub const ALL: [Role; 20] = [
+    pub const ALL: [Role; 24] = [
         Role::TokenEmbd,
         Role::OutputNorm,
         Role::Output,
@@ -54,6 +60,10 @@ impl Role {
         Role::FfnDown,
         Role::FfnPostNorm,
         Role::RopeFreqs,
+        Role::FfnGateInp,
+        Role::FfnGateExps,
+        Role::FfnUpExps,
+        Role::FfnDownExps,
     ];
     pub const COUNT: usize = Role::ALL.len();
 
@@ -77,6 +87,14 @@ impl Role {
                 | Role::FfnNorm
                 | Role::FfnPostNorm
                 | Role::RopeFreqs
+        )
+    }
+
+    /// Stacked expert matrices, multiplied through `mul_mat_id`.
+    pub fn is_experts(self) -> bool {
+        matches!(
+            self,
+            Role::FfnGateExps | Role::FfnUpExps | Role::FfnDownExps
         )
     }
 
@@ -225,6 +243,29 @@ pub fn ffn_norm_gated(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
     ]
 }
 
+/// The pre-FFN norm, the router and the stacked experts of a
+/// mixture-of-experts FFN, in the converters' order.
+pub fn ffn_norm_moe(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let (e, ff, n) = (hp.n_embd as u64, hp.n_ff_exp as u64, hp.n_expert as u64);
+    vec![
+        layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm),
+        layer_tensor(il, "ffn_gate_inp", vec![e, n], Role::FfnGateInp),
+        layer_tensor(il, "ffn_gate_exps", vec![e, ff, n], Role::FfnGateExps),
+        layer_tensor(il, "ffn_down_exps", vec![ff, e, n], Role::FfnDownExps),
+        layer_tensor(il, "ffn_up_exps", vec![e, ff, n], Role::FfnUpExps),
+    ]
+}
+
+/// The pre-FFN norm and the FFN: experts when the model has them, else
+/// the dense gated FFN.
+pub fn ffn_any(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    if hp.is_moe() {
+        ffn_norm_moe(hp, il)
+    } else {
+        ffn_norm_gated(hp, il)
+    }
+}
+
 /// Every tensor a model of this shape carries, as its architecture lists
 /// them. `tied_output`: the output projection reuses `token_embd.weight`
 /// (no `output.weight`).
@@ -246,7 +287,14 @@ mod tests {
 
     #[test]
     fn every_architecture_lists_each_tensor_once_with_the_shared_ends() {
-        for preset in ["llama-15m", "qwen2-1.5b", "qwen3-0.6b", "gemma3-270m"] {
+        for preset in [
+            "llama-15m",
+            "qwen2-1.5b",
+            "qwen3-0.6b",
+            "gemma3-270m",
+            "qwen3moe-1b",
+            "mixtral-tiny",
+        ] {
             let hp = synth::preset(preset).unwrap().hparams();
             let specs = expected_tensors(&hp, false);
             let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();

@@ -29,7 +29,14 @@ pub struct Preset {
     pub rope_freq_base: f32,
     pub n_swa: u32,
     pub tied_output: bool,
+    /// Mixture of experts: expert count (0 = dense), experts per token, expert width.
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+    pub n_ff_exp: u32,
 }
+
+/// A dense model's expert fields.
+const DENSE: (u32, u32, u32) = (0, 0, 0);
 
 pub const PRESETS: &[Preset] = &[
     // TinyStories-sized Llama (stories15M shape).
@@ -47,6 +54,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 10_000.0,
         n_swa: 0,
         tied_output: false,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     Preset {
         name: "llama-125m",
@@ -62,6 +72,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 10_000.0,
         n_swa: 0,
         tied_output: false,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     // Llama-3.2-1B.
     Preset {
@@ -78,6 +91,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 500_000.0,
         n_swa: 0,
         tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     // Qwen2-1.5B.
     Preset {
@@ -94,6 +110,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 1_000_000.0,
         n_swa: 0,
         tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     // Qwen3-0.6B.
     Preset {
@@ -110,6 +129,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 1_000_000.0,
         n_swa: 0,
         tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     // Gemma 3 270M.
     Preset {
@@ -126,6 +148,9 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 1_000_000.0,
         n_swa: 512,
         tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
     },
     // Devstral-Small / Mistral-Small 24B.
     Preset {
@@ -142,6 +167,49 @@ pub const PRESETS: &[Preset] = &[
         rope_freq_base: 1_000_000_000.0,
         n_swa: 0,
         tied_output: false,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+    },
+    // Qwen3-30B-A3B scaled down (128 experts, 8 per token, 768 wide, in 48
+    // layers of 2048): the same head layout and routing, 32 experts of 4
+    // per token, 512 wide, in 12 layers of 1024.
+    Preset {
+        name: "qwen3moe-1b",
+        arch: Arch::Qwen3Moe,
+        n_embd: 1024,
+        n_layer: 12,
+        n_head: 16,
+        n_head_kv: 2,
+        head_dim: 128,
+        n_ff: 3072,
+        n_vocab: 151936,
+        n_ctx_train: 40960,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: false,
+        n_expert: 32,
+        n_expert_used: 4,
+        n_ff_exp: 512,
+    },
+    // Mixtral 8x7B's routing (8 experts, 2 per token) in a small llama.
+    Preset {
+        name: "mixtral-tiny",
+        arch: Arch::Llama,
+        n_embd: 512,
+        n_layer: 4,
+        n_head: 8,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 1024,
+        n_vocab: 32000,
+        n_ctx_train: 32768,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: false,
+        n_expert: 8,
+        n_expert_used: 2,
+        n_ff_exp: 1024,
     },
 ];
 
@@ -260,6 +328,9 @@ impl Preset {
             swa_period: if self.n_swa > 0 { 6 } else { 0 },
             attn_scale: 1.0 / (self.head_dim as f32).sqrt(),
             final_logit_softcap: None,
+            n_expert: self.n_expert,
+            n_expert_used: self.n_expert_used,
+            n_ff_exp: self.n_ff_exp,
         }
     }
 
@@ -295,13 +366,10 @@ fn fallback_if_needed(ty: GgmlType, ne0: u64) -> GgmlType {
 /// `llama-quantize` chooses it: the output projection (or the embedding it
 /// is tied to) at Q6_K unless the file is Q8_0; in the K-quant mixes, the V
 /// projection and FFN down projection of some layers at Q6_K.
-pub fn tensor_type(
-    spec: &TensorSpec,
-    ftype: SynthFtype,
-    n_layer: u32,
-    tied_output: bool,
-) -> GgmlType {
-    if spec.role.is_vector() {
+pub fn tensor_type(spec: &TensorSpec, ftype: SynthFtype, preset: &Preset) -> GgmlType {
+    let (n_layer, tied_output, n_expert) = (preset.n_layer, preset.tied_output, preset.n_expert);
+    // llama-quantize keeps the expert router in F32.
+    if spec.role.is_vector() || spec.role == Role::FfnGateInp {
         return GgmlType::F32;
     }
     let ne0 = spec.dims[0];
@@ -317,7 +385,10 @@ pub fn tensor_type(
     let ty = match spec.role {
         Role::Output => GgmlType::Q6_K,
         Role::TokenEmbd if tied_output => GgmlType::Q6_K,
-        Role::AttnV | Role::FfnDown
+        // Eight experts (Mixtral): K and V at Q8_0, the output projection at Q5_K.
+        Role::AttnK | Role::AttnV if n_expert == 8 => GgmlType::Q8_0,
+        Role::AttnOut if n_expert == 8 && ftype == SynthFtype::Q4KM => GgmlType::Q5_K,
+        Role::AttnV | Role::FfnDown | Role::FfnDownExps
             if k_mix && spec.layer.is_some_and(|il| use_more_bits(il, n_layer)) =>
         {
             GgmlType::Q6_K
@@ -476,6 +547,20 @@ pub fn write_synthetic(
         Value::U32(hp.n_rot),
     );
     w.add_kv(keys::arch_key(a, keys::VOCAB_SIZE), Value::U32(hp.n_vocab));
+    if hp.is_moe() {
+        w.add_kv(
+            keys::arch_key(a, keys::EXPERT_COUNT),
+            Value::U32(hp.n_expert),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::EXPERT_USED_COUNT),
+            Value::U32(hp.n_expert_used),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::EXPERT_FEED_FORWARD_LENGTH),
+            Value::U32(hp.n_ff_exp),
+        );
+    }
     if hp.n_swa > 0 {
         w.add_kv(
             keys::arch_key(a, keys::SLIDING_WINDOW),
@@ -506,7 +591,7 @@ pub fn write_synthetic(
     w.add_kv(keys::TOKENIZER_ADD_SPACE_PREFIX, Value::Bool(false));
 
     for (index, spec) in preset.tensors().iter().enumerate() {
-        let ty = tensor_type(spec, ftype, hp.n_layer, preset.tied_output);
+        let ty = tensor_type(spec, ftype, preset);
         let seed = tensor_seed(seed, index);
         let source = if ty.is_quantized() {
             if !quant::RANDOM_BLOCK_TYPES.contains(&ty) {
@@ -598,7 +683,7 @@ mod tests {
         let specs = p.tensors();
         let ty_of = |name: &str| {
             let s = specs.iter().find(|s| s.name == name).unwrap();
-            tensor_type(s, SynthFtype::Q4KM, p.n_layer, p.tied_output)
+            tensor_type(s, SynthFtype::Q4KM, p)
         };
         assert_eq!(ty_of("blk.0.attn_v.weight"), GgmlType::Q6_K);
         assert_eq!(ty_of("blk.2.attn_v.weight"), GgmlType::Q4_K);
@@ -609,15 +694,9 @@ mod tests {
         let g = preset("gemma3-270m").unwrap();
         let gs = g.tensors();
         let q = gs.iter().find(|s| s.name == "blk.1.attn_q.weight").unwrap();
-        assert_eq!(
-            tensor_type(q, SynthFtype::Q4KM, g.n_layer, true),
-            GgmlType::Q5_0
-        );
+        assert_eq!(tensor_type(q, SynthFtype::Q4KM, g), GgmlType::Q5_0);
         let emb = gs.iter().find(|s| s.name == "token_embd.weight").unwrap();
-        assert_eq!(
-            tensor_type(emb, SynthFtype::Q4KM, g.n_layer, true),
-            GgmlType::Q8_0
-        );
+        assert_eq!(tensor_type(emb, SynthFtype::Q4KM, g), GgmlType::Q8_0);
     }
 
     #[test]
@@ -626,7 +705,7 @@ mod tests {
         let specs = p.tensors();
         let ty_of = |name: &str, ftype| {
             let s = specs.iter().find(|s| s.name == name).unwrap();
-            tensor_type(s, ftype, p.n_layer, p.tied_output)
+            tensor_type(s, ftype, p)
         };
         // Llama 3.2 1B ties its output to the embedding: Q6_K but in Q8_0 files.
         for (ftype, body) in [

@@ -260,9 +260,14 @@ impl Weights {
             // A matrix the device cannot multiply (type, or a size beyond its
             // buffer limits) stays on the CPU, as llama.cpp falls back.
             // Whether `buft` can hold this weight for a matmul (a probe tensor asks).
+            let op = if r.spec.role.is_experts() {
+                WeightOp::MulMatId
+            } else {
+                WeightOp::MulMat
+            };
             let can_multiply = |buft: BufferType| {
                 new_like(&probes, r.info, &name)
-                    .is_ok_and(|probe| ggml::weight_supported(buft, probe, WeightOp::MulMat))
+                    .is_ok_and(|probe| ggml::weight_supported(buft, probe, op))
             };
             let wanted_device = device;
             let device = device

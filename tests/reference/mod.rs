@@ -1,4 +1,5 @@
-//! A naive f32 forward pass for llama, qwen2, qwen3 and gemma3 GGUF models.
+//! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe
+//! and gemma3 GGUF models.
 //!
 //! Test support only: the engine's logits are checked against this. Every step
 //! is written out in plain Rust (weights dequantized to f32 once, activations
@@ -51,11 +52,26 @@ pub struct RefLayer {
     /// gemma3 only.
     pub post_attn_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
-    pub w_gate: Matrix,
-    pub w_up: Matrix,
-    pub w_down: Matrix,
+    pub ffn: RefFfn,
     /// gemma3 only.
     pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A gated FFN's three projections.
+pub struct Gated {
+    pub gate: Matrix,
+    pub up: Matrix,
+    pub down: Matrix,
+}
+
+/// A layer's feed-forward network.
+pub enum RefFfn {
+    Dense(Gated),
+    /// A router scoring each expert, and the experts.
+    Experts {
+        router: Matrix,
+        experts: Vec<Gated>,
+    },
 }
 
 /// Hyperparameters and every weight as f32.
@@ -136,6 +152,35 @@ fn load_vector(f: &GgufFile, name: &str, len: u32) -> Vec<f32> {
     load_f32(f, name, &[len as u64])
 }
 
+/// The router and each expert of layer `il`, split out of the stacked tensors.
+fn load_experts(f: &GgufFile, hp: &Hparams, il: u32) -> RefFfn {
+    let (e, ff, n) = (hp.n_embd, hp.n_ff_exp, hp.n_expert);
+    let name = |s: &str| format!("blk.{il}.{s}.weight");
+    let stacked = |s: &str, cols: u32, rows: u32| {
+        let all = load_f32(f, &name(s), &[cols as u64, rows as u64, n as u64]);
+        let per = (cols * rows) as usize;
+        all.chunks_exact(per)
+            .map(|c| Matrix {
+                rows: rows as usize,
+                cols: cols as usize,
+                data: c.to_vec(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let gates = stacked("ffn_gate_exps", e, ff);
+    let ups = stacked("ffn_up_exps", e, ff);
+    let downs = stacked("ffn_down_exps", ff, e);
+    RefFfn::Experts {
+        router: load_matrix(f, &name("ffn_gate_inp"), e, n),
+        experts: gates
+            .into_iter()
+            .zip(ups)
+            .zip(downs)
+            .map(|((gate, up), down)| Gated { gate, up, down })
+            .collect(),
+    }
+}
+
 impl RefModel {
     /// Reads the hyperparameters and dequantizes every weight.
     pub fn load(f: &GgufFile) -> RefModel {
@@ -157,7 +202,7 @@ impl RefModel {
         let k_width = hp.n_embd_k_gqa();
         let v_width = hp.n_embd_v_gqa();
         let has_bias = hp.arch == Arch::Qwen2;
-        let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Gemma3);
+        let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3);
         let has_post_norms = hp.arch == Arch::Gemma3;
         let layers = (0..hp.n_layer)
             .map(|il| {
@@ -179,9 +224,15 @@ impl RefModel {
                     wo: load_matrix(f, &w("attn_output"), hp.n_head * hp.head_dim_v, e),
                     post_attn_norm: opt_vec(has_post_norms, w("post_attention_norm"), e),
                     ffn_norm: load_vector(f, &w("ffn_norm"), e),
-                    w_gate: load_matrix(f, &w("ffn_gate"), e, hp.n_ff),
-                    w_up: load_matrix(f, &w("ffn_up"), e, hp.n_ff),
-                    w_down: load_matrix(f, &w("ffn_down"), hp.n_ff, e),
+                    ffn: if hp.n_expert > 0 {
+                        load_experts(f, &hp, il)
+                    } else {
+                        RefFfn::Dense(Gated {
+                            gate: load_matrix(f, &w("ffn_gate"), e, hp.n_ff),
+                            up: load_matrix(f, &w("ffn_up"), e, hp.n_ff),
+                            down: load_matrix(f, &w("ffn_down"), hp.n_ff, e),
+                        })
+                    },
                     post_ffn_norm: opt_vec(has_post_norms, w("post_ffw_norm"), e),
                 }
             })
@@ -371,19 +422,33 @@ impl RefModel {
             .iter()
             .map(|x| rms_norm_mul(x, &layer.ffn_norm, eps))
             .collect();
-        let gate = matmul(&layer.w_gate, &h);
-        let up = matmul(&layer.w_up, &h);
         let act: fn(f32) -> f32 = if hp.arch == Arch::Gemma3 {
             gelu_tanh
         } else {
             silu
         };
-        let inner: Vec<Vec<f32>> = gate
-            .iter()
-            .zip(&up)
-            .map(|(g, u)| g.iter().zip(u).map(|(&g, &u)| act(g) * u).collect())
-            .collect();
-        let mut ffn_out = matmul(&layer.w_down, &inner);
+        let mut ffn_out = match &layer.ffn {
+            RefFfn::Dense(g) => gated_ffn(g, &h, act),
+            RefFfn::Experts { router, experts } => h
+                .iter()
+                .map(|x| {
+                    // Soft-max over every expert's score, the top
+                    // n_expert_used experts, their probabilities renormalised.
+                    let probs = softmax(&matmul(router, std::slice::from_ref(x))[0]);
+                    let mut order: Vec<usize> = (0..probs.len()).collect();
+                    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+                    let chosen = &order[..hp.n_expert_used as usize];
+                    let total: f32 = chosen.iter().map(|&i| probs[i]).sum();
+                    let mut out = vec![0f32; x.len()];
+                    for &i in chosen {
+                        let y = gated_ffn(&experts[i], std::slice::from_ref(x), act);
+                        let w = probs[i] / total;
+                        out.iter_mut().zip(&y[0]).for_each(|(o, v)| *o += w * v);
+                    }
+                    out
+                })
+                .collect(),
+        };
         if let Some(norm) = &layer.post_ffn_norm {
             ffn_out = ffn_out.iter().map(|o| rms_norm_mul(o, norm, eps)).collect();
         }
@@ -392,6 +457,18 @@ impl RefModel {
             .for_each(|(x, o)| add_in_place(x, o));
         xs
     }
+}
+
+/// `down(act(gate h) * up h)` for each `h`.
+fn gated_ffn(g: &Gated, h: &[Vec<f32>], act: fn(f32) -> f32) -> Vec<Vec<f32>> {
+    let gate = matmul(&g.gate, h);
+    let up = matmul(&g.up, h);
+    let inner: Vec<Vec<f32>> = gate
+        .iter()
+        .zip(&up)
+        .map(|(g, u)| g.iter().zip(u).map(|(&g, &u)| act(g) * u).collect())
+        .collect();
+    matmul(&g.down, &inner)
 }
 
 /// Index of the largest value (the first one on ties).

@@ -1,11 +1,11 @@
-//! Llama 2/3 (and Mistral, which is llama-shaped in GGUF): pre-norm blocks,
-//! SwiGLU FFNs, adjacent-pair RoPE, optional Llama 3 frequency factors. The
+//! Llama 2/3 (and Mistral, which is llama-shaped in GGUF; Mixtral is llama
+//! with mixture-of-experts FFNs): pre-norm blocks, SwiGLU FFNs, adjacent-pair RoPE, optional Llama 3 frequency factors. The
 //! family's description ([`LlamaFamily`]) and graph ([`forward`]) also serve
 //! Qwen2 and Qwen3.
 
 use super::{Architecture, RopeStyle};
 use crate::ggml::Tensor;
-use crate::gguf::GgufFile;
+use crate::gguf::{keys, GgufFile};
 use crate::model::blocks::{Builder, KvLayer};
 use crate::model::hparams::{Hparams, HparamsError};
 use crate::model::layout::{self, Role, TensorSpec};
@@ -25,6 +25,10 @@ pub(super) struct LlamaFamily {
     pub after_qkv: fn(&Hparams, u32) -> Vec<TensorSpec>,
     /// Whether Llama 3's optional RoPE frequency factors are read.
     pub rope_freqs: bool,
+    /// Whether every file of this architecture has mixture-of-experts FFNs
+    /// (Qwen3-MoE). The others may have them too (Mixtral is `llama` with
+    /// experts): `expert_count` decides.
+    pub experts_required: bool,
 }
 
 pub(super) const LLAMA: LlamaFamily = LlamaFamily {
@@ -33,6 +37,7 @@ pub(super) const LLAMA: LlamaFamily = LlamaFamily {
     default_rope_base: 10_000.0,
     after_qkv: |_, _| Vec::new(),
     rope_freqs: true,
+    experts_required: false,
 };
 
 impl Architecture for LlamaFamily {
@@ -48,7 +53,13 @@ impl Architecture for LlamaFamily {
         self.default_rope_base
     }
 
-    fn read_hparams(&self, _f: &GgufFile, _hp: &mut Hparams) -> Result<(), HparamsError> {
+    fn read_hparams(&self, _f: &GgufFile, hp: &mut Hparams) -> Result<(), HparamsError> {
+        if self.experts_required && !hp.is_moe() {
+            return Err(HparamsError::MissingKey(keys::arch_key(
+                self.name,
+                keys::EXPERT_COUNT,
+            )));
+        }
         Ok(())
     }
 
@@ -58,7 +69,7 @@ impl Architecture for LlamaFamily {
             out.extend(layout::attn_norm_qkv(hp, il));
             out.extend((self.after_qkv)(hp, il));
             out.push(layout::attn_output(hp, il));
-            out.extend(layout::ffn_norm_gated(hp, il));
+            out.extend(layout::ffn_any(hp, il));
         }
         out.extend(layout::head(hp, tied_output));
         if self.rope_freqs {
@@ -109,7 +120,7 @@ pub(super) fn forward<'g>(
         }
         let x_attn = ctx.add(attn, x)?;
         let h = b.norm(x_attn, w.layer(lw, Role::FfnNorm)?)?;
-        let f = b.ffn(h, w, lw, false)?;
+        let f = b.ffn_any(h, w, lw, false)?;
         x = ctx.add(f, x_attn)?;
     }
     let x = b.norm(x, w.global(Role::OutputNorm)?)?;

@@ -13,6 +13,7 @@ mod gemma3;
 mod llama;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 
 use super::blocks::{Builder, KvLayer};
 use super::hparams::{Hparams, HparamsError};
@@ -31,11 +32,18 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+    pub const ALL: [Arch; 5] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Gemma3,
+    ];
 
     /// The registry: each architecture's definition.
     pub fn def(self) -> &'static dyn Architecture {
@@ -43,6 +51,7 @@ impl Arch {
             Arch::Llama => &llama::LLAMA,
             Arch::Qwen2 => &qwen2::QWEN2,
             Arch::Qwen3 => &qwen3::QWEN3,
+            Arch::Qwen3Moe => &qwen3moe::QWEN3MOE,
             Arch::Gemma3 => &gemma3::Gemma3,
         }
     }
@@ -122,7 +131,7 @@ mod tests {
         }
         assert_eq!(Arch::from_name("mamba"), None);
         assert_eq!(Arch::Llama.rope_style(), RopeStyle::Normal);
-        for arch in [Arch::Qwen2, Arch::Qwen3, Arch::Gemma3] {
+        for arch in [Arch::Qwen2, Arch::Qwen3, Arch::Qwen3Moe, Arch::Gemma3] {
             assert_eq!(arch.rope_style(), RopeStyle::Neox, "{arch}");
         }
     }

@@ -11,4 +11,5 @@ pub(super) const QWEN3: LlamaFamily = LlamaFamily {
     default_rope_base: 1_000_000.0,
     after_qkv: layout::qk_norms,
     rope_freqs: false,
+    experts_required: false,
 };
