@@ -42,6 +42,7 @@ fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
         n_expert: experts.0,
         n_expert_used: experts.1,
         n_ff_exp: experts.2,
+        rope_linear_factor: 1.0,
     }
 }
 

@@ -61,6 +61,7 @@ fn tiny(arch: Arch, n_swa: u32) -> Preset {
         n_expert: 0,
         n_expert_used: 0,
         n_ff_exp: 0,
+        rope_linear_factor: 1.0,
     }
 }
 

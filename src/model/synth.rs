@@ -33,6 +33,8 @@ pub struct Preset {
     pub n_expert: u32,
     pub n_expert_used: u32,
     pub n_ff_exp: u32,
+    /// Linear RoPE scaling factor of the global layers (Gemma 3 4B and up: 8); 1 = none.
+    pub rope_linear_factor: f32,
 }
 
 /// A dense model's expert fields.
@@ -57,6 +59,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     Preset {
         name: "llama-125m",
@@ -75,6 +78,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Llama-3.2-1B.
     Preset {
@@ -94,6 +98,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Qwen2-1.5B.
     Preset {
@@ -113,6 +118,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Qwen3-0.6B.
     Preset {
@@ -132,6 +138,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Gemma 3 270M.
     Preset {
@@ -151,6 +158,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Devstral-Small / Mistral-Small 24B.
     Preset {
@@ -170,6 +178,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: DENSE.0,
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
     },
     // Qwen3-30B-A3B scaled down (128 experts, 8 per token, 768 wide, in 48
     // layers of 2048): the same head layout and routing, 32 experts of 4
@@ -191,6 +200,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert: 32,
         n_expert_used: 4,
         n_ff_exp: 512,
+        rope_linear_factor: 1.0,
     },
     // Mixtral 8x7B's routing (8 experts, 2 per token) in a small llama.
     Preset {
@@ -210,6 +220,125 @@ pub const PRESETS: &[Preset] = &[
         n_expert: 8,
         n_expert_used: 2,
         n_ff_exp: 1024,
+        rope_linear_factor: 1.0,
+    },
+    // Small models of each architecture for checks against llama.cpp
+    // (`scripts/check-kld-archs.sh`): real layouts, seconds to run.
+    Preset {
+        name: "llama-tiny",
+        arch: Arch::Llama,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 500_000.0,
+        n_swa: 0,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+    },
+    Preset {
+        name: "qwen2-tiny",
+        arch: Arch::Qwen2,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+    },
+    Preset {
+        name: "qwen3-tiny",
+        arch: Arch::Qwen3,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+    },
+    Preset {
+        name: "qwen3moe-tiny",
+        arch: Arch::Qwen3Moe,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 0,
+        tied_output: false,
+        n_expert: 16,
+        n_expert_used: 4,
+        n_ff_exp: 256,
+        rope_linear_factor: 1.0,
+    },
+    // Six layers: five with a 64-token window, one global.
+    Preset {
+        name: "gemma3-tiny",
+        arch: Arch::Gemma3,
+        n_embd: 256,
+        n_layer: 6,
+        n_head: 4,
+        n_head_kv: 1,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 64,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+    },
+    // The same with Gemma 3 4B's linear RoPE scaling (factor 8, global layers only).
+    Preset {
+        name: "gemma3-tiny-scaled",
+        arch: Arch::Gemma3,
+        n_embd: 256,
+        n_layer: 6,
+        n_head: 4,
+        n_head_kv: 1,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 1_000_000.0,
+        n_swa: 64,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 8.0,
     },
 ];
 
@@ -318,7 +447,7 @@ impl Preset {
             rms_eps: 1e-6,
             n_rot: self.head_dim,
             rope_freq_base: self.rope_freq_base,
-            rope_freq_scale: 1.0,
+            rope_freq_scale: 1.0 / self.rope_linear_factor,
             rope_freq_base_swa: if self.n_swa > 0 {
                 10_000.0
             } else {
@@ -559,6 +688,16 @@ pub fn write_synthetic(
         w.add_kv(
             keys::arch_key(a, keys::EXPERT_FEED_FORWARD_LENGTH),
             Value::U32(hp.n_ff_exp),
+        );
+    }
+    if preset.rope_linear_factor != 1.0 {
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_TYPE),
+            Value::String("linear".into()),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_FACTOR),
+            Value::F32(preset.rope_linear_factor),
         );
     }
     if hp.n_swa > 0 {

@@ -16,7 +16,8 @@ use crate::gguf::{GgufFile, TensorInfo};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Home {
     Mapped,
-    Repacked,
+    /// One of the CPU's extra (repacking) buffer types: index into `Weights::repacked`.
+    Repacked(usize),
     /// Host memory of its own (`-mmp 0`).
     Copied,
     /// Device memory: index into `Weights::on_devices`.
@@ -112,7 +113,8 @@ struct OnDevice {
 
 pub struct Weights {
     mapped: Context,
-    repacked: Context,
+    /// One context per CPU extra buffer type, in ggml's preference order.
+    repacked: Vec<Context>,
     copied: Context,
     on_devices: Vec<OnDevice>,
     /// Where each layer lives.
@@ -216,7 +218,18 @@ impl Weights {
         let tied = !super::check::has_output_tensor(file);
         let n = resolved.len() + 2;
         let mapped = Context::for_tensors(n)?;
-        let repacked = Context::for_tensors(n)?;
+        // llama.cpp's order: a weight goes to the first extra buffer type
+        // that can run its op (AMX takes plain matmuls, the repacked
+        // layouts also experts' mul_mat_id).
+        let extras: Vec<BufferType> = if opts.repack {
+            ggml::cpu_extra_buffer_types()
+        } else {
+            Vec::new()
+        };
+        let repacked = extras
+            .iter()
+            .map(|_| Context::for_tensors(n))
+            .collect::<Result<Vec<_>, _>>()?;
         let copied = Context::for_tensors(n)?;
         let probes = Context::for_tensors(n)?;
         let mut on_devices = Vec::with_capacity(placement.devices.len());
@@ -226,12 +239,6 @@ impl Weights {
                 ctx: Context::for_tensors(n)?,
             });
         }
-
-        let extra: Option<BufferType> = if opts.repack {
-            ggml::cpu_extra_buffer_types().into_iter().next()
-        } else {
-            None
-        };
 
         // Decide each tensor's home, then create it in that context.
         let mut placed: Vec<(Resolved<'_>, WeightRef, String)> = Vec::with_capacity(n);
@@ -277,8 +284,8 @@ impl Weights {
             }
             let (home, ctx) = if let Some(i) = device.and_then(device_index) {
                 (Home::Device(i), &on_devices[i].ctx)
-            } else if wants_repack && extra.is_some_and(can_multiply) {
-                (Home::Repacked, &repacked)
+            } else if let Some(i) = extras.iter().position(|&b| wants_repack && can_multiply(b)) {
+                (Home::Repacked(i), &repacked[i])
             } else if opts.use_mmap {
                 (Home::Mapped, &mapped)
             } else {
@@ -322,13 +329,15 @@ impl Weights {
             Ok(bytes)
         };
         let mut repacked_bytes = 0u64;
-        let mut repack_buffer = None;
-        if let Some(buft) = extra {
-            repacked_bytes = copy_into(&repacked, Home::Repacked, buft)?;
-            if repacked_bytes > 0 {
-                repack_buffer = Some(buft.name());
+        let mut repack_names = Vec::new();
+        for (i, (&buft, ctx)) in extras.iter().zip(&repacked).enumerate() {
+            let bytes = copy_into(ctx, Home::Repacked(i), buft)?;
+            if bytes > 0 {
+                repacked_bytes += bytes;
+                repack_names.push(buft.name());
             }
         }
+        let repack_buffer = (!repack_names.is_empty()).then(|| repack_names.join(", "));
         copy_into(&copied, Home::Copied, BufferType::cpu())?;
         let mut device_bytes = Vec::with_capacity(on_devices.len());
         for (i, d) in on_devices.iter().enumerate() {
@@ -378,7 +387,7 @@ impl Weights {
     pub fn get(&self, w: WeightRef) -> Result<Tensor<'_>, ModelError> {
         let ctx = match w.home {
             Home::Mapped => &self.mapped,
-            Home::Repacked => &self.repacked,
+            Home::Repacked(i) => &self.repacked[i],
             Home::Copied => &self.copied,
             Home::Device(i) => &self.on_devices[i].ctx,
         };
