@@ -62,6 +62,7 @@ fn tiny(arch: Arch, n_swa: u32) -> Preset {
         n_expert_used: 0,
         n_ff_exp: 0,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub const ROPE_FREQ_BASE_SWA: &str = "rope.freq_base_swa";
 pub const ROPE_SCALING_TYPE: &str = "rope.scaling.type";
 pub const ROPE_SCALING_FACTOR: &str = "rope.scaling.factor";
 pub const FINAL_LOGIT_SOFTCAPPING: &str = "final_logit_softcapping";
+pub const ATTN_LOGIT_SOFTCAPPING: &str = "attn_logit_softcapping";
 
 /// `<arch>.<suffix>`, e.g. `llama.embedding_length`.
 pub fn arch_key(arch: &str, suffix: &str) -> String {

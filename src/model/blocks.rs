@@ -86,6 +86,7 @@ pub struct Builder<'g> {
 /// to ggml's row-by-row kernel over every cell.
 pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> bool {
     kernels::seq_attention::fast()
+        && hp.attn_logit_softcap.is_none()
         && type_k == GgmlType::F16
         && type_v == GgmlType::F16
         && hp.head_dim_k.is_multiple_of(16)
@@ -242,9 +243,12 @@ impl<'g> Builder<'g> {
         // rbench's attention kernels read the cache directly: only where it
         // is in host memory. A layer offloaded to a device uses ggml's ops.
         let on_host = cache.k.in_host_memory() && cache.v.in_host_memory();
+        // Soft-capped scores (Gemma 2): ggml's ops, which cap them.
+        let softcap = hp.attn_logit_softcap.unwrap_or(0.0);
         let out = if self.shape.flash_attn
             && self.shape.batch_invariant
             && self.shape.per_token_attention
+            && softcap == 0.0
             && on_host
         {
             // Each token over only its own sequence's cells, in a fixed
@@ -269,7 +273,7 @@ impl<'g> Builder<'g> {
             let v4 =
                 ctx.view_3d_repeated(cache.v, [hd_v, n_kv, n_head_kv], v_row, v_head, 0, rows)?;
             let mask4 = ctx.reshape_4d(mask, n_kv, 1, 1, rows)?;
-            let o = ctx.flash_attn_ext(q4, k4, v4, Some(mask4), kq_scale, 0.0, 0.0)?;
+            let o = ctx.flash_attn_ext(q4, k4, v4, Some(mask4), kq_scale, 0.0, softcap)?;
             ctx.flash_attn_ext_set_prec_f32(o)?;
             // [hd_v, n_head, 1, rows] → [hd_v * n_head, T]
             let o = ctx.reshape_2d(o, hd_v * n_head, rows)?;
@@ -281,6 +285,7 @@ impl<'g> Builder<'g> {
         } else if self.shape.flash_attn
             && self.kernels == Kernels::Rbench
             && on_host
+            && softcap == 0.0
             && self.shape.n_tokens >= kernels::attention::MIN_TOKENS
             && ggml::attention_problem(q, kview, vview, mask).is_none()
         {
@@ -289,13 +294,16 @@ impl<'g> Builder<'g> {
             ctx.reshape_2d(o, hd_v * n_head, t)?
         } else if self.shape.flash_attn {
             let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
-            let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, 0.0)?;
+            let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, softcap)?;
             ctx.flash_attn_ext_set_prec_f32(o)?;
             // [hd_v, n_head, T]
             ctx.reshape_2d(o, hd_v * n_head, t)?
         } else {
             let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
-            let kq = ctx.mul_mat(kview, q)?; // [n_kv, T, n_head]
+            let mut kq = ctx.mul_mat(kview, q)?; // [n_kv, T, n_head]
+            if softcap > 0.0 {
+                kq = ctx.scale(ctx.tanh(ctx.scale(kq, 1.0 / softcap)?)?, softcap)?;
+            }
             let kq = ctx.soft_max_ext(kq, Some(mask), kq_scale, 0.0)?;
             // V as [n_kv, hd_v, n_head_kv] so the weighted sum is a matmul.
             let vt = ctx.cont(ctx.permute(vview, 1, 0, 2, 3)?)?;

@@ -46,6 +46,8 @@ pub struct Hparams {
     /// Scale applied to queries before attention.
     pub attn_scale: f32,
     pub final_logit_softcap: Option<f32>,
+    /// Attention scores soft-capped as `cap * tanh(score / cap)` (Gemma 2).
+    pub attn_logit_softcap: Option<f32>,
     /// Experts of each mixture-of-experts FFN; 0 = dense FFNs.
     pub n_expert: u32,
     /// Experts each token is routed to.
@@ -241,6 +243,7 @@ impl Hparams {
             swa_period: 0,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             final_logit_softcap,
+            attn_logit_softcap: None,
             n_expert,
             n_expert_used,
             n_ff_exp,

@@ -294,6 +294,7 @@ mod tests {
             "gemma3-270m",
             "qwen3moe-1b",
             "mixtral-tiny",
+            "gemma2-tiny",
         ] {
             let hp = synth::preset(preset).unwrap().hparams();
             let specs = expected_tensors(&hp, false);

@@ -35,6 +35,8 @@ pub struct Preset {
     pub n_ff_exp: u32,
     /// Linear RoPE scaling factor of the global layers (Gemma 3 4B and up: 8); 1 = none.
     pub rope_linear_factor: f32,
+    /// Soft-caps of attention scores and final logits (Gemma 2: 50 and 30).
+    pub logit_softcaps: Option<(f32, f32)>,
 }
 
 /// A dense model's expert fields.
@@ -60,6 +62,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     Preset {
         name: "llama-125m",
@@ -79,6 +82,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Llama-3.2-1B.
     Preset {
@@ -99,6 +103,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Qwen2-1.5B.
     Preset {
@@ -119,6 +124,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Qwen3-0.6B.
     Preset {
@@ -139,6 +145,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Gemma 3 270M.
     Preset {
@@ -159,6 +166,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Devstral-Small / Mistral-Small 24B.
     Preset {
@@ -179,6 +187,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Qwen3-30B-A3B scaled down (128 experts, 8 per token, 768 wide, in 48
     // layers of 2048): the same head layout and routing, 32 experts of 4
@@ -201,6 +210,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: 4,
         n_ff_exp: 512,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Mixtral 8x7B's routing (8 experts, 2 per token) in a small llama.
     Preset {
@@ -221,6 +231,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: 2,
         n_ff_exp: 1024,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Small models of each architecture for checks against llama.cpp
     // (`scripts/check-kld-archs.sh`): real layouts, seconds to run.
@@ -242,6 +253,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     Preset {
         name: "qwen2-tiny",
@@ -261,6 +273,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     Preset {
         name: "qwen3-tiny",
@@ -280,6 +293,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     Preset {
         name: "qwen3moe-tiny",
@@ -299,6 +313,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: 4,
         n_ff_exp: 256,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
     },
     // Six layers: five with a 64-token window, one global.
     Preset {
@@ -319,6 +334,28 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 1.0,
+        logit_softcaps: None,
+    },
+    // Gemma 2's shape in small: a 64-token window on every other layer.
+    Preset {
+        name: "gemma2-tiny",
+        arch: Arch::Gemma2,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 8192,
+        rope_freq_base: 10_000.0,
+        n_swa: 64,
+        tied_output: true,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+        logit_softcaps: Some((50.0, 30.0)),
     },
     // The same with Gemma 3 4B's linear RoPE scaling (factor 8, global layers only).
     Preset {
@@ -339,6 +376,7 @@ pub const PRESETS: &[Preset] = &[
         n_expert_used: DENSE.1,
         n_ff_exp: DENSE.2,
         rope_linear_factor: 8.0,
+        logit_softcaps: None,
     },
 ];
 
@@ -433,6 +471,13 @@ pub enum SynthError {
 impl Preset {
     /// The hyperparameters a file of this preset carries.
     pub fn hparams(&self) -> Hparams {
+        let gemma2 = self.arch == Arch::Gemma2;
+        // Gemma 3's windowed layers have a RoPE base of their own, Gemma 2's share it.
+        let rope_freq_base_swa = if self.n_swa > 0 && self.arch == Arch::Gemma3 {
+            10_000.0
+        } else {
+            self.rope_freq_base
+        };
         Hparams {
             arch: self.arch,
             n_ctx_train: self.n_ctx_train,
@@ -448,15 +493,16 @@ impl Preset {
             n_rot: self.head_dim,
             rope_freq_base: self.rope_freq_base,
             rope_freq_scale: 1.0 / self.rope_linear_factor,
-            rope_freq_base_swa: if self.n_swa > 0 {
-                10_000.0
-            } else {
-                self.rope_freq_base
-            },
+            rope_freq_base_swa,
             n_swa: self.n_swa,
-            swa_period: if self.n_swa > 0 { 6 } else { 0 },
+            swa_period: match (self.n_swa, gemma2) {
+                (0, _) => 0,
+                (_, true) => 2,
+                (_, false) => 6,
+            },
             attn_scale: 1.0 / (self.head_dim as f32).sqrt(),
-            final_logit_softcap: None,
+            final_logit_softcap: self.logit_softcaps.map(|c| c.1),
+            attn_logit_softcap: self.logit_softcaps.map(|c| c.0),
             n_expert: self.n_expert,
             n_expert_used: self.n_expert_used,
             n_ff_exp: self.n_ff_exp,
@@ -689,6 +735,14 @@ pub fn write_synthetic(
             keys::arch_key(a, keys::EXPERT_FEED_FORWARD_LENGTH),
             Value::U32(hp.n_ff_exp),
         );
+    }
+    for (key, cap) in [
+        (keys::ATTN_LOGIT_SOFTCAPPING, hp.attn_logit_softcap),
+        (keys::FINAL_LOGIT_SOFTCAPPING, hp.final_logit_softcap),
+    ] {
+        if let Some(cap) = cap {
+            w.add_kv(keys::arch_key(a, key), Value::F32(cap));
+        }
     }
     if preset.rope_linear_factor != 1.0 {
         w.add_kv(

@@ -1,5 +1,5 @@
-//! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe
-//! and gemma3 GGUF models.
+//! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe,
+//! gemma2 and gemma3 GGUF models.
 //!
 //! Test support only: the engine's logits are checked against this. Every step
 //! is written out in plain Rust (weights dequantized to f32 once, activations
@@ -203,7 +203,8 @@ impl RefModel {
         let v_width = hp.n_embd_v_gqa();
         let has_bias = hp.arch == Arch::Qwen2;
         let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3);
-        let has_post_norms = hp.arch == Arch::Gemma3;
+        let gemma = matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3);
+        let has_post_norms = gemma;
         let layers = (0..hp.n_layer)
             .map(|il| {
                 let w = |s: &str| format!("blk.{il}.{s}.weight");
@@ -297,7 +298,7 @@ impl RefModel {
             .iter()
             .map(|&(token, _, _)| {
                 let mut x = self.token_embd.row(token as usize).to_vec();
-                if hp.arch == Arch::Gemma3 {
+                if matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3) {
                     let scale = (hp.n_embd as f32).sqrt();
                     x.iter_mut().for_each(|v| *v *= scale);
                 }
@@ -393,7 +394,13 @@ impl RefModel {
                     let q = &qs[i][hq * dk..(hq + 1) * dk];
                     let scores: Vec<f32> = visible
                         .iter()
-                        .map(|&c| dot(q, &s.k[il][c][hk * dk..(hk + 1) * dk]) * hp.attn_scale)
+                        .map(|&c| {
+                            let score = dot(q, &s.k[il][c][hk * dk..(hk + 1) * dk]) * hp.attn_scale;
+                            match hp.attn_logit_softcap {
+                                Some(cap) => cap * (score / cap).tanh(),
+                                None => score,
+                            }
+                        })
                         .collect();
                     let weights = softmax(&scores);
                     let o = &mut out[hq * dv..(hq + 1) * dv];
@@ -422,7 +429,7 @@ impl RefModel {
             .iter()
             .map(|x| rms_norm_mul(x, &layer.ffn_norm, eps))
             .collect();
-        let act: fn(f32) -> f32 = if hp.arch == Arch::Gemma3 {
+        let act: fn(f32) -> f32 = if matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3) {
             gelu_tanh
         } else {
             silu

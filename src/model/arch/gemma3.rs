@@ -1,7 +1,8 @@
 //! Gemma 3: embeddings scaled by sqrt(n_embd), per-head q/k norms, norms
 //! after attention and after the FFN, GELU-gated FFN, sliding-window layers
 //! (with their own RoPE base) and a global layer every sixth, NEOX RoPE,
-//! optional final logit soft-capping.
+//! optional final logit soft-capping. The family's description
+//! ([`GemmaFamily`]) and graph also serve Gemma 2.
 
 use super::{Architecture, RopeStyle};
 use crate::ggml::Tensor;
@@ -12,11 +13,41 @@ use crate::model::layout::{self, Role, TensorSpec};
 use crate::model::weights::Weights;
 use crate::model::ModelError;
 
-pub struct Gemma3;
+/// A member of the Gemma family: one graph, differing in what this describes.
+pub(super) struct GemmaFamily {
+    pub name: &'static str,
+    pub default_rope_base: f32,
+    /// Per-head RMS norms of queries and keys (Gemma 3).
+    pub qk_norms: bool,
+    /// Sliding window when the file names none; 0 = no window.
+    pub default_window: u32,
+    /// Every how many layers one is global, when the file does not say.
+    pub default_swa_period: u32,
+    /// RoPE base of the windowed layers when the file does not say; `None`:
+    /// the global layers' base.
+    pub default_rope_base_swa: Option<f32>,
+    /// Soft-caps of attention scores and final logits when the file does
+    /// not say (Gemma 2: 50 and 30).
+    pub default_softcaps: Option<(f32, f32)>,
+    /// Layer count of the size whose queries are scaled by
+    /// 1/sqrt(n_embd / n_head) instead of 1/sqrt(head dim) (the 27B).
+    pub layers_of_27b: u32,
+}
 
-impl Architecture for Gemma3 {
+pub(super) const GEMMA3: GemmaFamily = GemmaFamily {
+    name: "gemma3",
+    default_rope_base: 1_000_000.0,
+    qk_norms: true,
+    default_window: 0,
+    default_swa_period: 6,
+    default_rope_base_swa: Some(10_000.0),
+    default_softcaps: None,
+    layers_of_27b: 62,
+};
+
+impl Architecture for GemmaFamily {
     fn name(&self) -> &'static str {
-        "gemma3"
+        self.name
     }
 
     fn rope_style(&self) -> RopeStyle {
@@ -24,17 +55,25 @@ impl Architecture for Gemma3 {
     }
 
     fn default_rope_base(&self) -> f32 {
-        1_000_000.0
+        self.default_rope_base
     }
 
     fn read_hparams(&self, f: &GgufFile, hp: &mut Hparams) -> Result<(), HparamsError> {
         let k = |suffix: &str| keys::arch_key(self.name(), suffix);
-        hp.n_swa = opt_u32(f, &k(keys::SLIDING_WINDOW))?.unwrap_or(0);
-        hp.swa_period = opt_u32(f, &k(keys::SLIDING_WINDOW_PATTERN))?.unwrap_or(6);
-        hp.rope_freq_base_swa = opt_f32(f, &k(keys::ROPE_FREQ_BASE_SWA))?.unwrap_or(10_000.0);
-        // Queries are scaled by 1/sqrt(head dim), except Gemma 3 27B (62
-        // layers), whose scale comes from n_embd / n_head.
-        if hp.n_layer == 62 {
+        hp.n_swa = opt_u32(f, &k(keys::SLIDING_WINDOW))?.unwrap_or(self.default_window);
+        hp.swa_period =
+            opt_u32(f, &k(keys::SLIDING_WINDOW_PATTERN))?.unwrap_or(self.default_swa_period);
+        hp.rope_freq_base_swa = opt_f32(f, &k(keys::ROPE_FREQ_BASE_SWA))?
+            .or(self.default_rope_base_swa)
+            .unwrap_or(hp.rope_freq_base);
+        if let Some((attn, final_logits)) = self.default_softcaps {
+            let attn = opt_f32(f, &k(keys::ATTN_LOGIT_SOFTCAPPING))?.unwrap_or(attn);
+            hp.attn_logit_softcap = Some(attn).filter(|v| *v > 0.0);
+            if opt_f32(f, &k(keys::FINAL_LOGIT_SOFTCAPPING))?.is_none() {
+                hp.final_logit_softcap = Some(final_logits);
+            }
+        }
+        if hp.n_layer == self.layers_of_27b {
             hp.attn_scale = 1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt();
         }
         Ok(())
@@ -44,7 +83,9 @@ impl Architecture for Gemma3 {
         let mut out = vec![layout::token_embd(hp)];
         for il in 0..hp.n_layer {
             out.extend(layout::attn_norm_qkv(hp, il));
-            out.extend(layout::qk_norms(hp, il));
+            if self.qk_norms {
+                out.extend(layout::qk_norms(hp, il));
+            }
             out.push(layout::attn_output(hp, il));
             out.push(layout::layer_norm(
                 hp,
@@ -77,9 +118,11 @@ impl Architecture for Gemma3 {
         let n_layer = hp.n_layer as usize;
         for (il, lw) in w.layers.iter().enumerate() {
             let h = b.norm(x, w.layer(lw, Role::AttnNorm)?)?;
-            let (q, k, v) = b.qkv(h, w, lw)?;
-            let q = b.norm(q, w.layer(lw, Role::AttnQNorm)?)?;
-            let k = b.norm(k, w.layer(lw, Role::AttnKNorm)?)?;
+            let (mut q, mut k, v) = b.qkv(h, w, lw)?;
+            if self.qk_norms {
+                q = b.norm(q, w.layer(lw, Role::AttnQNorm)?)?;
+                k = b.norm(k, w.layer(lw, Role::AttnKNorm)?)?;
+            }
             let q = b.rope(q, il as u32, None)?;
             let k = b.rope(k, il as u32, None)?;
             // Gemma scales queries itself; attention then uses scale 1.

@@ -9,6 +9,7 @@
 //! has), a variant of [`Arch`] and its line in [`Arch::def`] (the match is
 //! exhaustive, so the compiler asks for it), and tests.
 
+mod gemma2;
 mod gemma3;
 mod llama;
 mod qwen2;
@@ -33,15 +34,17 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Qwen3Moe,
+    Gemma2,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 6] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
         Arch::Qwen3Moe,
+        Arch::Gemma2,
         Arch::Gemma3,
     ];
 
@@ -52,7 +55,8 @@ impl Arch {
             Arch::Qwen2 => &qwen2::QWEN2,
             Arch::Qwen3 => &qwen3::QWEN3,
             Arch::Qwen3Moe => &qwen3moe::QWEN3MOE,
-            Arch::Gemma3 => &gemma3::Gemma3,
+            Arch::Gemma2 => &gemma2::GEMMA2,
+            Arch::Gemma3 => &gemma3::GEMMA3,
         }
     }
 
@@ -131,7 +135,13 @@ mod tests {
         }
         assert_eq!(Arch::from_name("mamba"), None);
         assert_eq!(Arch::Llama.rope_style(), RopeStyle::Normal);
-        for arch in [Arch::Qwen2, Arch::Qwen3, Arch::Qwen3Moe, Arch::Gemma3] {
+        for arch in [
+            Arch::Qwen2,
+            Arch::Qwen3,
+            Arch::Qwen3Moe,
+            Arch::Gemma2,
+            Arch::Gemma3,
+        ] {
             assert_eq!(arch.rope_style(), RopeStyle::Neox, "{arch}");
         }
     }
