@@ -26,6 +26,7 @@ fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
         Arch::Gemma3 => (4, 1, true, 4, 6),
         // Every other layer windowed.
         Arch::Gemma2 => (4, 2, true, 4, 4),
+        Arch::Phi3 => (4, 4, false, 0, 3),
     };
     Preset {
         name: "small",
@@ -37,7 +38,8 @@ fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
         head_dim: 64,
         n_ff: 512,
         n_vocab: 1000,
-        n_ctx_train: 4096,
+        // Phi-3 128k: trained at 4096 (synth), so its LongRoPE divisors are in the file.
+        n_ctx_train: if arch == Arch::Phi3 { 131_072 } else { 4096 },
         rope_freq_base: 10_000.0,
         n_swa,
         tied_output: tied,
@@ -179,6 +181,11 @@ fn qwen3_matches_reference() {
 #[test]
 fn gemma2_matches_reference() {
     check(Arch::Gemma2);
+}
+
+#[test]
+fn phi3_matches_reference() {
+    check(Arch::Phi3);
 }
 
 #[test]

@@ -268,6 +268,7 @@ impl<'m> Engine<'m> {
         ForwardShape {
             n_tokens,
             n_kv,
+            n_ctx: self.cfg.n_ctx,
             flash_attn: self.cfg.flash_attn,
             batch_invariant: self.cfg.batch_invariant,
             per_token_attention: per_token_attention(&self.model.hparams, kv.type_k, kv.type_v),

@@ -54,6 +54,8 @@ pub const ROPE_FREQ_BASE: &str = "rope.freq_base";
 pub const ROPE_FREQ_BASE_SWA: &str = "rope.freq_base_swa";
 pub const ROPE_SCALING_TYPE: &str = "rope.scaling.type";
 pub const ROPE_SCALING_FACTOR: &str = "rope.scaling.factor";
+pub const ROPE_SCALING_ATTN_FACTOR: &str = "rope.scaling.attn_factor";
+pub const ROPE_SCALING_ORIG_CTX: &str = "rope.scaling.original_context_length";
 pub const FINAL_LOGIT_SOFTCAPPING: &str = "final_logit_softcapping";
 pub const ATTN_LOGIT_SOFTCAPPING: &str = "attn_logit_softcapping";
 

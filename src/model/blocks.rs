@@ -34,6 +34,8 @@ pub struct ForwardShape {
     pub n_tokens: usize,
     /// Leading cache cells attention looks at.
     pub n_kv: usize,
+    /// Cells of the cache: the context a sequence may grow to.
+    pub n_ctx: usize,
     pub flash_attn: bool,
     /// Batch-invariant mode: flash attention one query row at a time,
     /// whatever the batch holds (see `Builder::attention`), and the
@@ -193,7 +195,7 @@ impl<'g> Builder<'g> {
             hp.rope_base(il),
             hp.rope_scale(il),
             0.0,
-            1.0,
+            hp.rope_attn_factor,
             32.0,
             1.0,
         )?)

@@ -44,7 +44,10 @@ pub struct Resolved<'f> {
 /// vectors must be F32.
 fn usable(spec: &TensorSpec, ty: GgmlType) -> bool {
     use GgmlType::*;
-    if spec.role == Role::RopeFreqs {
+    if matches!(
+        spec.role,
+        Role::RopeFreqs | Role::RopeFactorsLong | Role::RopeFactorsShort
+    ) {
         // ggml's RoPE reads the factors as F32.
         return ty == F32;
     }

@@ -46,6 +46,12 @@ pub struct Hparams {
     /// Scale applied to queries before attention.
     pub attn_scale: f32,
     pub final_logit_softcap: Option<f32>,
+    /// RoPE's magnitude factor (`rope.scaling.attn_factor`; Phi-3 128k: 1.19):
+    /// rotated queries and keys are scaled by it.
+    pub rope_attn_factor: f32,
+    /// Context the model was trained for before RoPE scaling
+    /// (`rope.scaling.original_context_length`, else `context_length`).
+    pub n_ctx_orig: u32,
     /// Attention scores soft-capped as `cap * tanh(score / cap)` (Gemma 2).
     pub attn_logit_softcap: Option<f32>,
     /// Experts of each mixture-of-experts FFN; 0 = dense FFNs.
@@ -243,6 +249,12 @@ impl Hparams {
             swa_period: 0,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             final_logit_softcap,
+            rope_attn_factor: opt_f32(f, &k(keys::ROPE_SCALING_ATTN_FACTOR))?
+                .filter(|v| *v > 0.0)
+                .unwrap_or(1.0),
+            n_ctx_orig: opt_u32(f, &k(keys::ROPE_SCALING_ORIG_CTX))?
+                .filter(|v| *v > 0)
+                .unwrap_or(n_ctx_train),
             attn_logit_softcap: None,
             n_expert,
             n_expert_used,

@@ -30,6 +30,11 @@ pub enum Role {
     FfnPostNorm,
     /// Llama 3's RoPE frequency factors (optional).
     RopeFreqs,
+    /// Q, K and V projections in one matrix (Phi-3).
+    AttnQkv,
+    /// LongRoPE's wavelength divisors beyond and within the original context (Phi-3 128k).
+    RopeFactorsLong,
+    RopeFactorsShort,
     /// The router of a mixture-of-experts FFN: one score per expert.
     FfnGateInp,
     /// Every expert's gate, up and down projections, stacked `[.., .., n_expert]`.
@@ -39,7 +44,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 24] = [
+    pub const ALL: [Role; 27] = [
         Role::TokenEmbd,
         Role::OutputNorm,
         Role::Output,
@@ -60,6 +65,9 @@ impl Role {
         Role::FfnDown,
         Role::FfnPostNorm,
         Role::RopeFreqs,
+        Role::AttnQkv,
+        Role::RopeFactorsLong,
+        Role::RopeFactorsShort,
         Role::FfnGateInp,
         Role::FfnGateExps,
         Role::FfnUpExps,
@@ -87,6 +95,8 @@ impl Role {
                 | Role::FfnNorm
                 | Role::FfnPostNorm
                 | Role::RopeFreqs
+                | Role::RopeFactorsLong
+                | Role::RopeFactorsShort
         )
     }
 
@@ -102,7 +112,12 @@ impl Role {
         self.is_vector()
             && !matches!(
                 self,
-                Role::AttnQBias | Role::AttnKBias | Role::AttnVBias | Role::RopeFreqs
+                Role::AttnQBias
+                    | Role::AttnKBias
+                    | Role::AttnVBias
+                    | Role::RopeFreqs
+                    | Role::RopeFactorsLong
+                    | Role::RopeFactorsShort
             )
     }
 }
@@ -172,6 +187,44 @@ pub fn rope_freqs(hp: &Hparams) -> TensorSpec {
             Role::RopeFreqs,
         )
     }
+}
+
+/// LongRoPE's two sets of wavelength divisors (Phi-3 128k), required when
+/// the model's context goes beyond the one it was trained at.
+pub fn rope_factors_long_short(hp: &Hparams) -> Vec<TensorSpec> {
+    let optional = hp.n_ctx_orig >= hp.n_ctx_train;
+    let n = (hp.n_rot / 2) as u64;
+    [
+        ("rope_factors_long.weight", Role::RopeFactorsLong),
+        ("rope_factors_short.weight", Role::RopeFactorsShort),
+    ]
+    .into_iter()
+    .map(|(name, role)| TensorSpec {
+        optional,
+        ..global(name, vec![n], role)
+    })
+    .collect()
+}
+
+/// The pre-attention norm and the fused Q/K/V projection (Phi-3).
+pub fn attn_norm_qkv_fused(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let e = hp.n_embd as u64;
+    let width = q_width(hp) + (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) as u64;
+    vec![
+        layer_tensor(il, "attn_norm", vec![e], Role::AttnNorm),
+        layer_tensor(il, "attn_qkv", vec![e, width], Role::AttnQkv),
+    ]
+}
+
+/// The pre-FFN norm, the fused gate/up projection (gate rows first) and
+/// the down projection (Phi-3).
+pub fn ffn_norm_fused_up(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let (e, ff) = (hp.n_embd as u64, hp.n_ff as u64);
+    vec![
+        layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm),
+        layer_tensor(il, "ffn_down", vec![ff, e], Role::FfnDown),
+        layer_tensor(il, "ffn_up", vec![e, 2 * ff], Role::FfnUp),
+    ]
 }
 
 /// The pre-attention norm and the Q, K, V projections.
@@ -295,6 +348,7 @@ mod tests {
             "qwen3moe-1b",
             "mixtral-tiny",
             "gemma2-tiny",
+            "phi3-tiny",
         ] {
             let hp = synth::preset(preset).unwrap().hparams();
             let specs = expected_tensors(&hp, false);

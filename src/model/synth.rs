@@ -39,6 +39,11 @@ pub struct Preset {
     pub logit_softcaps: Option<(f32, f32)>,
 }
 
+/// Phi-3 128k's LongRoPE: trained at 4096 tokens, its RoPE magnitude
+/// factor sqrt(1 + ln(32) / ln(4096)).
+const PHI3_ORIG_CTX: u32 = 4096;
+const PHI3_ROPE_ATTN_FACTOR: f32 = 1.190_238_9;
+
 /// A dense model's expert fields.
 const DENSE: (u32, u32, u32) = (0, 0, 0);
 
@@ -357,6 +362,27 @@ pub const PRESETS: &[Preset] = &[
         rope_linear_factor: 1.0,
         logit_softcaps: Some((50.0, 30.0)),
     },
+    // Phi-3-mini-128k's layout in small: fused QKV and gate/up, LongRoPE factors.
+    Preset {
+        name: "phi3-tiny",
+        arch: Arch::Phi3,
+        n_embd: 256,
+        n_layer: 4,
+        n_head: 4,
+        n_head_kv: 4,
+        head_dim: 64,
+        n_ff: 768,
+        n_vocab: 32000,
+        n_ctx_train: 131072,
+        rope_freq_base: 10_000.0,
+        n_swa: 0,
+        tied_output: false,
+        n_expert: DENSE.0,
+        n_expert_used: DENSE.1,
+        n_ff_exp: DENSE.2,
+        rope_linear_factor: 1.0,
+        logit_softcaps: None,
+    },
     // The same with Gemma 3 4B's linear RoPE scaling (factor 8, global layers only).
     Preset {
         name: "gemma3-tiny-scaled",
@@ -472,6 +498,7 @@ impl Preset {
     /// The hyperparameters a file of this preset carries.
     pub fn hparams(&self) -> Hparams {
         let gemma2 = self.arch == Arch::Gemma2;
+        let phi3 = self.arch == Arch::Phi3;
         // Gemma 3's windowed layers have a RoPE base of their own, Gemma 2's share it.
         let rope_freq_base_swa = if self.n_swa > 0 && self.arch == Arch::Gemma3 {
             10_000.0
@@ -502,6 +529,12 @@ impl Preset {
             },
             attn_scale: 1.0 / (self.head_dim as f32).sqrt(),
             final_logit_softcap: self.logit_softcaps.map(|c| c.1),
+            rope_attn_factor: if phi3 { PHI3_ROPE_ATTN_FACTOR } else { 1.0 },
+            n_ctx_orig: if phi3 {
+                PHI3_ORIG_CTX
+            } else {
+                self.n_ctx_train
+            },
             attn_logit_softcap: self.logit_softcaps.map(|c| c.0),
             n_expert: self.n_expert,
             n_expert_used: self.n_expert_used,
@@ -634,6 +667,9 @@ fn fill_floats(ty: GgmlType, role: Role, seed: u64) -> TensorSource {
             if role.is_norm() {
                 // Norm weights near one keep activations in a realistic range.
                 1.0 + rng.gen_range(-0.05..0.05)
+            } else if matches!(role, Role::RopeFactorsLong | Role::RopeFactorsShort) {
+                // Wavelength divisors, as LongRoPE's lie (1 to tens).
+                rng.gen_range(1.0..4.0)
             } else {
                 rng.gen_range(-0.04..0.04)
             }
@@ -744,6 +780,16 @@ pub fn write_synthetic(
             w.add_kv(keys::arch_key(a, key), Value::F32(cap));
         }
     }
+    if preset.arch == Arch::Phi3 {
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_ORIG_CTX),
+            Value::U32(hp.n_ctx_orig),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_ATTN_FACTOR),
+            Value::F32(hp.rope_attn_factor),
+        );
+    }
     if preset.rope_linear_factor != 1.0 {
         w.add_kv(
             keys::arch_key(a, keys::ROPE_SCALING_TYPE),
@@ -760,7 +806,14 @@ pub fn write_synthetic(
             Value::U32(hp.n_swa),
         );
     }
-    let (tokens, scores, types) = synthetic_vocab(hp.n_vocab);
+    let (mut tokens, scores, mut types) = synthetic_vocab(hp.n_vocab);
+    if preset.arch == Arch::Phi3 {
+        // llama.cpp sets attributes of Phi-3's end-of-text token by name.
+        if let Some(i) = tokens.iter().position(|t| t.starts_with("<unused_")) {
+            tokens[i] = "<|endoftext|>".into();
+            types[i] = 3; // control
+        }
+    }
     w.add_kv(keys::TOKENIZER_MODEL, Value::String("llama".into()));
     w.add_kv(keys::TOKENIZER_TOKENS, str_array(tokens));
     w.add_kv(

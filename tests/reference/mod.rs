@@ -1,5 +1,5 @@
 //! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe,
-//! gemma2 and gemma3 GGUF models.
+//! gemma2, gemma3 and phi3 GGUF models.
 //!
 //! Test support only: the engine's logits are checked against this. Every step
 //! is written out in plain Rust (weights dequantized to f32 once, activations
@@ -82,6 +82,9 @@ pub struct RefModel {
     pub output_norm: Vec<f32>,
     /// `None`: the output projection is tied to `token_embd`.
     pub output: Option<Matrix>,
+    /// Phi-3 128k's short LongRoPE divisors: the tests' contexts stay
+    /// within the original one.
+    pub rope_factors: Option<Vec<f32>>,
 }
 
 /// What one sequence has cached.
@@ -205,18 +208,40 @@ impl RefModel {
         let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3);
         let gemma = matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3);
         let has_post_norms = gemma;
+        let phi3 = hp.arch == Arch::Phi3;
+        // Rows `from..from + n` of a matrix.
+        let rows = |m: &Matrix, from: u32, n: u32| Matrix {
+            rows: n as usize,
+            cols: m.cols,
+            data: m.data[from as usize * m.cols..(from + n) as usize * m.cols].to_vec(),
+        };
         let layers = (0..hp.n_layer)
             .map(|il| {
                 let w = |s: &str| format!("blk.{il}.{s}.weight");
+                // Phi-3 keeps Q, K, V in one matrix and gate, up in another.
+                let (wq, wk, wv) = if phi3 {
+                    let qkv = load_matrix(f, &w("attn_qkv"), e, q_width + k_width + v_width);
+                    (
+                        rows(&qkv, 0, q_width),
+                        rows(&qkv, q_width, k_width),
+                        rows(&qkv, q_width + k_width, v_width),
+                    )
+                } else {
+                    (
+                        load_matrix(f, &w("attn_q"), e, q_width),
+                        load_matrix(f, &w("attn_k"), e, k_width),
+                        load_matrix(f, &w("attn_v"), e, v_width),
+                    )
+                };
                 let b = |s: &str| format!("blk.{il}.{s}.bias");
                 let opt_vec = |present: bool, name: String, len: u32| {
                     present.then(|| load_vector(f, &name, len))
                 };
                 RefLayer {
                     attn_norm: load_vector(f, &w("attn_norm"), e),
-                    wq: load_matrix(f, &w("attn_q"), e, q_width),
-                    wk: load_matrix(f, &w("attn_k"), e, k_width),
-                    wv: load_matrix(f, &w("attn_v"), e, v_width),
+                    wq,
+                    wk,
+                    wv,
                     bq: opt_vec(has_bias, b("attn_q"), q_width),
                     bk: opt_vec(has_bias, b("attn_k"), k_width),
                     bv: opt_vec(has_bias, b("attn_v"), v_width),
@@ -227,6 +252,13 @@ impl RefModel {
                     ffn_norm: load_vector(f, &w("ffn_norm"), e),
                     ffn: if hp.n_expert > 0 {
                         load_experts(f, &hp, il)
+                    } else if phi3 {
+                        let up = load_matrix(f, &w("ffn_up"), e, 2 * hp.n_ff);
+                        RefFfn::Dense(Gated {
+                            gate: rows(&up, 0, hp.n_ff),
+                            up: rows(&up, hp.n_ff, hp.n_ff),
+                            down: load_matrix(f, &w("ffn_down"), hp.n_ff, e),
+                        })
                     } else {
                         RefFfn::Dense(Gated {
                             gate: load_matrix(f, &w("ffn_gate"), e, hp.n_ff),
@@ -242,6 +274,9 @@ impl RefModel {
             token_embd: load_matrix(f, "token_embd.weight", e, hp.n_vocab),
             output_norm: load_vector(f, "output_norm.weight", e),
             output: (!tied).then(|| load_matrix(f, "output.weight", e, hp.n_vocab)),
+            rope_factors: f
+                .tensor("rope_factors_short.weight")
+                .map(|_| load_vector(f, "rope_factors_short.weight", hp.n_rot / 2)),
             layers,
             hp,
         }
@@ -362,7 +397,16 @@ impl RefModel {
                         let normed = rms_norm_mul(head, norm, eps);
                         head.copy_from_slice(&normed);
                     }
-                    rope(head, pos, hp.n_rot as usize, base, hp.rope_freq_scale, neox);
+                    rope_scaled(
+                        head,
+                        pos,
+                        hp.n_rot as usize,
+                        base,
+                        hp.rope_scale(il as u32),
+                        neox,
+                        self.rope_factors.as_deref(),
+                        hp.rope_attn_factor,
+                    );
                 }
             }
         }
@@ -501,12 +545,34 @@ pub fn rms_norm_mul(v: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 /// turns by `pos * freq_scale * base^(-2i/n_rot)`. Normal mode pairs
 /// (2i, 2i+1); NeoX mode pairs (i, i + n_rot/2). Values past `n_rot` stay.
 pub fn rope(head: &mut [f32], pos: i32, n_rot: usize, base: f32, freq_scale: f32, neox: bool) {
+    rope_scaled(head, pos, n_rot, base, freq_scale, neox, None, 1.0);
+}
+
+/// [`rope`] with each pair's angle divided by its factor (Llama 3's and
+/// LongRoPE's wavelength divisors) and the result scaled by `magnitude`
+/// (LongRoPE's attention factor).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_scaled(
+    head: &mut [f32],
+    pos: i32,
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    neox: bool,
+    factors: Option<&[f32]>,
+    magnitude: f32,
+) {
     assert!(n_rot.is_multiple_of(2) && n_rot <= head.len());
     let half = n_rot / 2;
     for i in 0..half {
+        let divisor = factors.map_or(1.0, |f| f[i] as f64);
         let theta =
-            pos as f64 * freq_scale as f64 * (base as f64).powf(-2.0 * i as f64 / n_rot as f64);
-        let (sin, cos) = (theta.sin() as f32, theta.cos() as f32);
+            pos as f64 * freq_scale as f64 * (base as f64).powf(-2.0 * i as f64 / n_rot as f64)
+                / divisor;
+        let (sin, cos) = (
+            theta.sin() as f32 * magnitude,
+            theta.cos() as f32 * magnitude,
+        );
         let (a, b) = if neox {
             (i, i + half)
         } else {

@@ -12,6 +12,7 @@
 mod gemma2;
 mod gemma3;
 mod llama;
+mod phi3;
 mod qwen2;
 mod qwen3;
 mod qwen3moe;
@@ -36,16 +37,18 @@ pub enum Arch {
     Qwen3Moe,
     Gemma2,
     Gemma3,
+    Phi3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
         Arch::Qwen3Moe,
         Arch::Gemma2,
         Arch::Gemma3,
+        Arch::Phi3,
     ];
 
     /// The registry: each architecture's definition.
@@ -57,6 +60,7 @@ impl Arch {
             Arch::Qwen3Moe => &qwen3moe::QWEN3MOE,
             Arch::Gemma2 => &gemma2::GEMMA2,
             Arch::Gemma3 => &gemma3::GEMMA3,
+            Arch::Phi3 => &phi3::Phi3,
         }
     }
 
@@ -141,6 +145,7 @@ mod tests {
             Arch::Qwen3Moe,
             Arch::Gemma2,
             Arch::Gemma3,
+            Arch::Phi3,
         ] {
             assert_eq!(arch.rope_style(), RopeStyle::Neox, "{arch}");
         }
