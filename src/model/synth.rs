@@ -42,7 +42,7 @@ pub struct Preset {
 /// Phi-3 128k's LongRoPE: trained at 4096 tokens, its RoPE magnitude
 /// factor sqrt(1 + ln(32) / ln(4096)).
 const PHI3_ORIG_CTX: u32 = 4096;
-const PHI3_ROPE_ATTN_FACTOR: f32 = 1.190_238_9;
+const PHI3_ROPE_ATTN_FACTOR: f32 = 1.190_239;
 
 /// A dense model's expert fields.
 const DENSE: (u32, u32, u32) = (0, 0, 0);
