@@ -230,7 +230,7 @@ fn cache_types_are_checked_and_q8_0_runs() {
 fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
     let dir = tempfile::tempdir().unwrap();
     let src = synth_file(dir.path(), "llama-15m");
-    let dst = dir.path().join("tekken.gguf");
+    let dst = dir.path().join("kimi-k2.gguf");
     rewrite(
         &src,
         &dst,
@@ -249,7 +249,7 @@ fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
     for (k, v) in f.metadata() {
         w.add_kv(k.clone(), v.clone());
     }
-    w.add_kv("tokenizer.ggml.pre", Value::String("tekken".into()));
+    w.add_kv("tokenizer.ggml.pre", Value::String("kimi-k2".into()));
     w.add_kv(
         "tokenizer.ggml.merges",
         Value::Array {
@@ -266,7 +266,7 @@ fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
         )
         .unwrap();
     }
-    let model = dir.path().join("tekken-pre.gguf");
+    let model = dir.path().join("kimi-k2-pre.gguf");
     w.write_file(&model).unwrap();
     let m = model.to_str().unwrap();
 
@@ -274,7 +274,7 @@ fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
         "bench", "-m", m, "-p", "16", "-n", "4", "-r", "1", "-o", "json",
     ]);
     assert!(bench.status.success(), "{}", stderr(&bench));
-    assert!(stderr(&bench).contains("`tekken`"), "{}", stderr(&bench));
+    assert!(stderr(&bench).contains("`kimi-k2`"), "{}", stderr(&bench));
     let rows: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
     let parallel = rbench(&[
@@ -293,11 +293,11 @@ fn an_unknown_pre_tokenizer_stops_text_not_benchmarks() {
         "1",
     ]);
     assert!(parallel.status.success(), "{}", stderr(&parallel));
-    assert_refused(&model, "unsupported gpt2 pre-tokenizer `tekken`");
+    assert_refused(&model, "unsupported gpt2 pre-tokenizer `kimi-k2`");
     let tokenize = rbench(&["tokenize", "-m", m, "-p", "hi"]);
     assert_eq!(tokenize.status.code(), Some(1), "{}", stderr(&tokenize));
     assert!(
-        stderr(&tokenize).contains("`tekken`"),
+        stderr(&tokenize).contains("`kimi-k2`"),
         "{}",
         stderr(&tokenize)
     );

@@ -21,11 +21,51 @@ const LLAMA3_WORDS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 /// Qwen 2: as Llama 3 but every digit on its own.
 const QWEN2_WORDS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Qwen 3.5: as Qwen 2, with combining marks joining letter runs.
+const QWEN35_WORDS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Seed-Coder: as Qwen 2, but punctuation runs never take line breaks.
+const SEED_CODER_WORDS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Mistral's Tekken: an upper-case run followed by lower-case letters, or an
+/// upper-case run alone, each with one leading non-letter; digits one by
+/// one; punctuation runs with trailing line breaks or slashes. Written with
+/// llama.cpp's "letter that is not a-z / A-Z" lookaheads for \p{Lu}/\p{Ll}
+/// (it runs them on text whose non-ASCII letters all look alike), so every
+/// non-ASCII letter counts as both cases, as there.
+const TEKKEN_WORDS: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-4o (o200k; also Llama 4): Tekken's letter runs with optional
+/// contractions, digits in groups of up to three.
+const GPT4O_WORDS: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// DeepSeek V3: digit groups of up to three, CJK runs, then words.
+const DEEPSEEK3_SPLITS: &[&str] = &[
+    r"\p{N}{1,3}",
+    "[一-龥぀-ゟ゠-ヿ]+",
+    r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+];
+/// DeepSeek LLM: line breaks, Latin/Greek/Cyrillic/… letter runs with an
+/// optional leading space, ASCII and full-width punctuation runs, trailing
+/// whitespace, CJK runs, digit runs.
+const DEEPSEEK_LLM_SPLITS: &[&str] = &[
+    "[\r\n]",
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+    "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+    "\\s+$",
+    "[一-龥ࠀ-一가-퟿]+",
+    "\\p{N}+",
+];
+
 /// Pre-tokenizer names we accept, grouped by the splitting they share.
 const LLAMA3_NAMES: &[&str] = &["llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"];
 const QWEN2_NAMES: &[&str] = &["qwen2", "deepseek-r1-qwen", "megrez", "stablelm2"];
 const GPT2_NAMES: &[&str] = &["gpt-2", "phi-2", "mpt", "olmo"];
-const DIGIT_GPT2_NAMES: &[&str] = &["starcoder", "refact", "smollm", "codeshell"];
+const DIGIT_GPT2_NAMES: &[&str] = &[
+    "starcoder",
+    "refact",
+    "smollm",
+    "codeshell",
+    "command-r",
+    "exaone",
+];
+const GPT4O_NAMES: &[&str] = &["gpt-4o", "llama4"];
 
 /// Every accepted `tokenizer.ggml.pre` value (a missing one means "default").
 pub(crate) const SUPPORTED_PRE: &[&str] = &[
@@ -47,6 +87,16 @@ pub(crate) const SUPPORTED_PRE: &[&str] = &[
     "refact",
     "smollm",
     "codeshell",
+    "command-r",
+    "exaone",
+    "tekken",
+    "gpt-4o",
+    "llama4",
+    "deepseek-v3",
+    "deepseek-llm",
+    "glm4",
+    "qwen35",
+    "seed-coder",
 ];
 
 /// How a named pre-tokenizer splits text and treats whole-word tokens.
@@ -57,6 +107,8 @@ pub(crate) struct PreTokenizerChoice {
     ignore_merges: bool,
     /// llama.cpp adds BOS by default for this family even when the file does not say so.
     pub add_bos_default: bool,
+    /// llama.cpp drops the BOS token of this family altogether (GLM-4).
+    pub no_bos: bool,
 }
 
 /// Looks up the splitting for `tokenizer.ggml.pre`.
@@ -68,6 +120,7 @@ pub(crate) fn pre_tokenizer_choice(
         regexes,
         ignore_merges: llama3,
         add_bos_default: llama3,
+        no_bos: false,
     };
     if name == "default" {
         Ok(choice(
@@ -87,6 +140,26 @@ pub(crate) fn pre_tokenizer_choice(
         Ok(choice(vec![GPT2_WORDS], false))
     } else if DIGIT_GPT2_NAMES.contains(&name) {
         Ok(choice(vec![r"\p{N}", GPT2_WORDS], false))
+    } else if name == "tekken" {
+        // Tekken skips merges for whole-word tokens and wants BOS, as Llama 3.
+        Ok(choice(vec![TEKKEN_WORDS], true))
+    } else if GPT4O_NAMES.contains(&name) {
+        Ok(choice(vec![GPT4O_WORDS], false))
+    } else if name == "deepseek-v3" {
+        Ok(choice(DEEPSEEK3_SPLITS.to_vec(), false))
+    } else if name == "deepseek-llm" {
+        Ok(choice(DEEPSEEK_LLM_SPLITS.to_vec(), false))
+    } else if name == "glm4" {
+        Ok(PreTokenizerChoice {
+            ignore_merges: true,
+            add_bos_default: false,
+            no_bos: true,
+            ..choice(vec![LLAMA3_WORDS], false)
+        })
+    } else if name == "qwen35" {
+        Ok(choice(vec![QWEN35_WORDS], false))
+    } else if name == "seed-coder" {
+        Ok(choice(vec![SEED_CODER_WORDS], false))
     } else {
         Err(TokenizerError::UnsupportedPre(name.to_string()))
     }

@@ -86,9 +86,13 @@ impl VocabSpec {
         let eos_id = meta.uint(KEY_EOS).or_else(|| spm_default(2));
         let unk_id = meta.uint(KEY_UNK).or_else(|| spm_default(0));
 
-        let add_bos = meta
-            .flag(KEY_ADD_BOS)
-            .unwrap_or_else(|| Self::default_add_bos(&model, pre.as_deref()));
+        // GLM-4's vocabularies have no BOS for llama.cpp, whatever the file says.
+        let no_bos = model == "gpt2"
+            && super::bpe::pre_tokenizer_choice(pre.as_deref()).is_ok_and(|c| c.no_bos);
+        let add_bos = !no_bos
+            && meta
+                .flag(KEY_ADD_BOS)
+                .unwrap_or_else(|| Self::default_add_bos(&model, pre.as_deref()));
         let add_space_prefix = meta.flag(KEY_ADD_SPACE_PREFIX).unwrap_or(model == "llama");
         Ok(VocabSpec {
             pre,
