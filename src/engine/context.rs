@@ -381,6 +381,19 @@ impl<'m> Engine<'m> {
         if let Some(t) = inputs.out_ids {
             ggml::tensor_set_i32(t, &out_ids)?;
         }
+        if let Some(t) = inputs.attn_temp {
+            let hp = &self.model.hparams;
+            let floor = hp.n_ctx_orig.max(1) as f32;
+            let temps: Vec<f32> = pos
+                .iter()
+                .map(|&p| {
+                    // llama.cpp's arithmetic: the floor in f32, the logarithm in f64.
+                    let steps = (p as f32 / floor).floor() as f64;
+                    ((steps + 1.0).ln() * hp.attn_temp_scale as f64 + 1.0) as f32
+                })
+                .collect();
+            ggml::tensor_set_f32(t, &temps)?;
+        }
         match &mut self.runner {
             Runner::Cpu { backend, .. } => backend.compute(&graph)?,
             Runner::Devices(sched) => sched.compute(&graph)?,
@@ -428,6 +441,14 @@ fn build_graph<'g>(
     } else {
         None
     };
+    let attn_temp = if hp.attn_temp_scale != 0.0 {
+        Some(
+            gctx.new_tensor_3d(GgmlType::F32, 1, 1, t)?
+                .named("inp_attn_temp"),
+        )
+    } else {
+        None
+    };
     let out_ids = if n_outputs < shape.n_tokens {
         Some(
             gctx.new_tensor_1d(GgmlType::I32, n_outputs as i64)?
@@ -443,6 +464,7 @@ fn build_graph<'g>(
         Some(mask),
         mask_swa,
         out_ids,
+        attn_temp,
     ]
     .into_iter()
     .flatten()
@@ -456,6 +478,7 @@ fn build_graph<'g>(
         mask,
         mask_swa,
         out_ids,
+        attn_temp,
     };
     let mut cache = Vec::with_capacity(hp.n_layer as usize);
     for il in 0..hp.n_layer as usize {

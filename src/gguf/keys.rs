@@ -56,6 +56,10 @@ pub const ROPE_SCALING_TYPE: &str = "rope.scaling.type";
 pub const ROPE_SCALING_FACTOR: &str = "rope.scaling.factor";
 pub const ROPE_SCALING_ATTN_FACTOR: &str = "rope.scaling.attn_factor";
 pub const ROPE_SCALING_ORIG_CTX: &str = "rope.scaling.original_context_length";
+pub const ROPE_SCALING_YARN_LOG_MUL: &str = "rope.scaling.yarn_log_multiplier";
+pub const ROPE_SCALING_YARN_BETA_FAST: &str = "rope.scaling.yarn_beta_fast";
+pub const ROPE_SCALING_YARN_BETA_SLOW: &str = "rope.scaling.yarn_beta_slow";
+pub const ATTENTION_TEMPERATURE_SCALE: &str = "attention.temperature_scale";
 pub const FINAL_LOGIT_SOFTCAPPING: &str = "final_logit_softcapping";
 pub const ATTN_LOGIT_SOFTCAPPING: &str = "attn_logit_softcapping";
 

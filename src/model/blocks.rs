@@ -27,6 +27,8 @@ pub struct ForwardInputs<'g> {
     pub mask_swa: Option<Tensor<'g>>,
     /// I32 `[n_outputs]` rows whose logits are wanted; `None` = all rows.
     pub out_ids: Option<Tensor<'g>>,
+    /// F32 `[1, 1, n_tokens]` query temperatures by position (Mistral 3).
+    pub attn_temp: Option<Tensor<'g>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -191,13 +193,13 @@ impl<'g> Builder<'g> {
             freq_factors,
             hp.n_rot as usize,
             mode,
-            hp.n_ctx_train as usize,
+            hp.n_ctx_orig as usize,
             hp.rope_base(il),
             hp.rope_scale(il),
-            0.0,
+            hp.rope_ext_factor,
             hp.rope_attn_factor,
-            32.0,
-            1.0,
+            hp.yarn_beta_fast,
+            hp.yarn_beta_slow,
         )?)
     }
 

@@ -37,6 +37,14 @@ pub struct Hparams {
     pub n_rot: u32,
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
+    /// YaRN's extrapolation mix: 1 with `rope.scaling.type = yarn`, else 0.
+    pub rope_ext_factor: f32,
+    /// YaRN's correction range, in rotations.
+    pub yarn_beta_fast: f32,
+    pub yarn_beta_slow: f32,
+    /// Llama 4 style attention temperature (Mistral 3): queries at position
+    /// `p` are scaled by `1 + scale * ln(floor(p / n_ctx_orig) + 1)`; 0 = off.
+    pub attn_temp_scale: f32,
     /// RoPE base of sliding-window layers (Gemma 3's local layers).
     pub rope_freq_base_swa: f32,
     /// Sliding window size in tokens; 0 = none.
@@ -110,6 +118,60 @@ fn positive(k: &str, v: u32, max: u32) -> Result<u32, HparamsError> {
         });
     }
     Ok(v)
+}
+
+/// RoPE scaling as llama.cpp reads it.
+struct RopeScaling {
+    freq_scale: f32,
+    ext_factor: f32,
+    attn_factor: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+}
+
+/// `rope.scaling.factor` divides the frequencies unless the type is
+/// `none` (a missing type means linear); `yarn` also mixes in
+/// extrapolation and scales magnitudes by its attention factor
+/// (`0.1 ln(factor) + 1`, or the ratio with `yarn_log_multiplier`, divided
+/// by `1 + 0.1 ln(factor)` as ggml's kernel multiplies that back in),
+/// times `rope.scaling.attn_factor`.
+fn read_rope_scaling(
+    f: &GgufFile,
+    k: &dyn Fn(&str) -> String,
+) -> Result<RopeScaling, HparamsError> {
+    let kind = f.get_str(&k(keys::ROPE_SCALING_TYPE)).unwrap_or("linear");
+    let factor = opt_f32(f, &k(keys::ROPE_SCALING_FACTOR))?.filter(|v| *v > 0.0);
+    let freq_scale = match (kind, factor) {
+        ("none", _) | (_, None) => 1.0,
+        (_, Some(factor)) => 1.0 / factor,
+    };
+    let yarn = kind == "yarn";
+    let mut attn_factor = 1.0;
+    if yarn {
+        let factor = 1.0 / freq_scale;
+        let mscale = |scale: f32, m: f32| {
+            if scale <= 1.0 {
+                1.0
+            } else {
+                0.1 * m * scale.ln() + 1.0
+            }
+        };
+        attn_factor = match opt_f32(f, &k(keys::ROPE_SCALING_YARN_LOG_MUL))? {
+            Some(log_mul) if log_mul != 0.0 => mscale(factor, 1.0) / mscale(factor, log_mul),
+            _ => mscale(factor, 1.0),
+        };
+        attn_factor /= 1.0 + 0.1 * factor.ln();
+    }
+    attn_factor *= opt_f32(f, &k(keys::ROPE_SCALING_ATTN_FACTOR))?
+        .filter(|v| *v > 0.0)
+        .unwrap_or(1.0);
+    Ok(RopeScaling {
+        freq_scale,
+        ext_factor: if yarn { 1.0 } else { 0.0 },
+        attn_factor,
+        beta_fast: opt_f32(f, &k(keys::ROPE_SCALING_YARN_BETA_FAST))?.unwrap_or(32.0),
+        beta_slow: opt_f32(f, &k(keys::ROPE_SCALING_YARN_BETA_SLOW))?.unwrap_or(1.0),
+    })
 }
 
 /// Expert count, experts per token and expert width: `(0, 0, 0)` for a
@@ -216,14 +278,10 @@ impl Hparams {
         let def = arch.def();
         let rope_freq_base =
             opt_f32(f, &k(keys::ROPE_FREQ_BASE))?.unwrap_or(def.default_rope_base());
-        let rope_freq_scale = match opt_f32(f, &k(keys::ROPE_SCALING_FACTOR))? {
-            Some(factor)
-                if factor > 0.0 && f.get_str(&k(keys::ROPE_SCALING_TYPE)) == Some("linear") =>
-            {
-                1.0 / factor
-            }
-            _ => 1.0,
-        };
+        let n_ctx_orig = opt_u32(f, &k(keys::ROPE_SCALING_ORIG_CTX))?
+            .filter(|v| *v > 0)
+            .unwrap_or(n_ctx_train);
+        let rope = read_rope_scaling(f, &k)?;
         let final_logit_softcap =
             opt_f32(f, &k(keys::FINAL_LOGIT_SOFTCAPPING))?.filter(|v| *v > 0.0);
         let (n_expert, n_expert_used, n_ff_exp) = read_experts(f, arch, n_ff)?;
@@ -241,7 +299,11 @@ impl Hparams {
             rms_eps,
             n_rot,
             rope_freq_base,
-            rope_freq_scale,
+            rope_freq_scale: rope.freq_scale,
+            rope_ext_factor: rope.ext_factor,
+            yarn_beta_fast: rope.beta_fast,
+            yarn_beta_slow: rope.beta_slow,
+            attn_temp_scale: 0.0,
             // Sliding windows and the attention scale as most architectures
             // have them; those that differ say so in `read_hparams`.
             rope_freq_base_swa: rope_freq_base,
@@ -249,12 +311,8 @@ impl Hparams {
             swa_period: 0,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             final_logit_softcap,
-            rope_attn_factor: opt_f32(f, &k(keys::ROPE_SCALING_ATTN_FACTOR))?
-                .filter(|v| *v > 0.0)
-                .unwrap_or(1.0),
-            n_ctx_orig: opt_u32(f, &k(keys::ROPE_SCALING_ORIG_CTX))?
-                .filter(|v| *v > 0)
-                .unwrap_or(n_ctx_train),
+            rope_attn_factor: rope.attn_factor,
+            n_ctx_orig,
             attn_logit_softcap: None,
             n_expert,
             n_expert_used,

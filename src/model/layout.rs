@@ -349,6 +349,7 @@ mod tests {
             "mixtral-tiny",
             "gemma2-tiny",
             "phi3-tiny",
+            "mistral3-tiny",
         ] {
             let hp = synth::preset(preset).unwrap().hparams();
             let specs = expected_tensors(&hp, false);

@@ -7,7 +7,7 @@ use super::{Architecture, RopeStyle};
 use crate::ggml::Tensor;
 use crate::gguf::{keys, GgufFile};
 use crate::model::blocks::{Builder, KvLayer};
-use crate::model::hparams::{Hparams, HparamsError};
+use crate::model::hparams::{opt_f32, Hparams, HparamsError};
 use crate::model::layout::{self, Role, TensorSpec};
 use crate::model::weights::Weights;
 use crate::model::ModelError;
@@ -25,6 +25,9 @@ pub(super) struct LlamaFamily {
     pub after_qkv: fn(&Hparams, u32) -> Vec<TensorSpec>,
     /// Whether Llama 3's optional RoPE frequency factors are read.
     pub rope_freqs: bool,
+    /// Whether queries take a temperature by position
+    /// (`attention.temperature_scale`, Mistral 3).
+    pub attn_temperature: bool,
     /// Whether every file of this architecture has mixture-of-experts FFNs
     /// (Qwen3-MoE). The others may have them too (Mixtral is `llama` with
     /// experts): `expert_count` decides.
@@ -37,6 +40,7 @@ pub(super) const LLAMA: LlamaFamily = LlamaFamily {
     default_rope_base: 10_000.0,
     after_qkv: |_, _| Vec::new(),
     rope_freqs: true,
+    attn_temperature: false,
     experts_required: false,
 };
 
@@ -53,7 +57,14 @@ impl Architecture for LlamaFamily {
         self.default_rope_base
     }
 
-    fn read_hparams(&self, _f: &GgufFile, hp: &mut Hparams) -> Result<(), HparamsError> {
+    fn read_hparams(&self, f: &GgufFile, hp: &mut Hparams) -> Result<(), HparamsError> {
+        if self.attn_temperature {
+            hp.attn_temp_scale = opt_f32(
+                f,
+                &keys::arch_key(self.name, keys::ATTENTION_TEMPERATURE_SCALE),
+            )?
+            .unwrap_or(0.0);
+        }
         if self.experts_required && !hp.is_moe() {
             return Err(HparamsError::MissingKey(keys::arch_key(
                 self.name,
@@ -110,8 +121,11 @@ pub(super) fn forward<'g>(
             q = b.norm(q, qn)?;
             k = b.norm(k, kn)?;
         }
-        let q = b.rope(q, il as u32, freq_factors)?;
+        let mut q = b.rope(q, il as u32, freq_factors)?;
         let k = b.rope(k, il as u32, freq_factors)?;
+        if let Some(temp) = b.inputs.attn_temp {
+            q = ctx.mul(q, temp)?;
+        }
         let attn = b.attention(il as u32, q, k, v, cache[il], hp.attn_scale)?;
         let mut attn = b.matmul(w.layer(lw, Role::AttnOut)?, attn)?;
         if il + 1 == n_layer {

@@ -12,6 +12,7 @@
 mod gemma2;
 mod gemma3;
 mod llama;
+mod mistral3;
 mod phi3;
 mod qwen2;
 mod qwen3;
@@ -38,10 +39,11 @@ pub enum Arch {
     Gemma2,
     Gemma3,
     Phi3,
+    Mistral3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 7] = [
+    pub const ALL: [Arch; 8] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
@@ -49,6 +51,7 @@ impl Arch {
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Phi3,
+        Arch::Mistral3,
     ];
 
     /// The registry: each architecture's definition.
@@ -61,6 +64,7 @@ impl Arch {
             Arch::Gemma2 => &gemma2::GEMMA2,
             Arch::Gemma3 => &gemma3::GEMMA3,
             Arch::Phi3 => &phi3::Phi3,
+            Arch::Mistral3 => &mistral3::MISTRAL3,
         }
     }
 

@@ -11,5 +11,6 @@ pub(super) const QWEN2: LlamaFamily = LlamaFamily {
     default_rope_base: 1_000_000.0,
     after_qkv: layout::qkv_biases,
     rope_freqs: false,
+    attn_temperature: false,
     experts_required: false,
 };

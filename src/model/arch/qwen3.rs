@@ -11,5 +11,6 @@ pub(super) const QWEN3: LlamaFamily = LlamaFamily {
     default_rope_base: 1_000_000.0,
     after_qkv: layout::qk_norms,
     rope_freqs: false,
+    attn_temperature: false,
     experts_required: false,
 };
