@@ -27,6 +27,9 @@ fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
         // Every other layer windowed.
         Arch::Gemma2 => (4, 2, true, 4, 4),
         Arch::Phi3 => (4, 4, false, 0, 3),
+        // Checked against llama.cpp by scripts/check-kld-archs.sh instead:
+        // the reference has no YaRN or query temperatures.
+        Arch::Mistral3 => (4, 2, false, 0, 3),
     };
     Preset {
         name: "small",
