@@ -87,7 +87,8 @@ fn every_preset_has_a_consistent_layout() {
         let hp = p.hparams();
         let specs = p.tensors();
         let per_layer = specs.iter().filter(|s| s.layer == Some(0)).count();
-        assert!(per_layer >= 9, "{}: {per_layer} tensors per layer", p.name);
+        // Norms, attention and FFN: 6 with Phi-3's fused QKV and gate/up, 9 and more otherwise.
+        assert!(per_layer >= 6, "{}: {per_layer} tensors per layer", p.name);
         assert_eq!(
             specs.iter().filter(|s| s.layer.is_some()).count(),
             per_layer * hp.n_layer as usize
