@@ -21,7 +21,8 @@ if [[ -x "$BIN/llama-perplexity" && "$(cat "$SRC/build/.rbench-flags" 2>/dev/nul
 fi
 mkdir -p "$CACHE"
 if [[ ! -d "$SRC" ]]; then
-  python3 -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
+  # pip prepares the sdist's metadata, with its build backend fetched from PyPI.
+  python3 -m pip download -q --no-deps --no-binary :all: \
     -d "$CACHE/sdist" "llama-cpp-python==$VERSION" >&2
   tar xzf "$CACHE/sdist/llama_cpp_python-$VERSION.tar.gz" -C "$CACHE" \
     "llama_cpp_python-$VERSION/vendor/llama.cpp"
