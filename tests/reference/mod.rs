@@ -1,5 +1,5 @@
 //! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe,
-//! gemma2, gemma3 and phi3 GGUF models.
+//! gemma2, gemma3, phi3 and mistral3 GGUF models.
 //!
 //! Test support only: the engine's logits are checked against this. Every step
 //! is written out in plain Rust (weights dequantized to f32 once, activations
@@ -371,8 +371,8 @@ impl RefModel {
         let (n_head, n_head_kv) = (hp.n_head as usize, hp.n_head_kv as usize);
         let (dk, dv) = (hp.head_dim_k as usize, hp.head_dim_v as usize);
         let base = hp.rope_base(il as u32);
-        // The reference's own knowledge, not the library's: only Llama rotates adjacent pairs.
-        let neox = hp.arch != Arch::Llama;
+        // The reference's own knowledge, not the library's: only Llama and Mistral 3 rotate adjacent pairs.
+        let neox = !matches!(hp.arch, Arch::Llama | Arch::Mistral3);
 
         let h: Vec<Vec<f32>> = xs
             .iter()
@@ -390,6 +390,20 @@ impl RefModel {
                 rows.iter_mut().for_each(|r| add_in_place(r, bias));
             }
         }
+        let spec = RopeSpec {
+            n_rot: hp.n_rot as usize,
+            base,
+            freq_scale: hp.rope_scale(il as u32),
+            neox,
+            factors: self.rope_factors.as_deref(),
+            magnitude: hp.rope_attn_factor,
+            yarn: (hp.rope_ext_factor != 0.0).then_some((
+                hp.rope_ext_factor,
+                hp.n_ctx_orig,
+                hp.yarn_beta_fast,
+                hp.yarn_beta_slow,
+            )),
+        };
         for (i, &(_, pos, _)) in batch.iter().enumerate() {
             for (heads, norm) in [(&mut qs[i], &layer.q_norm), (&mut ks[i], &layer.k_norm)] {
                 for head in heads.chunks_exact_mut(dk) {
@@ -397,17 +411,14 @@ impl RefModel {
                         let normed = rms_norm_mul(head, norm, eps);
                         head.copy_from_slice(&normed);
                     }
-                    rope_scaled(
-                        head,
-                        pos,
-                        hp.n_rot as usize,
-                        base,
-                        hp.rope_scale(il as u32),
-                        neox,
-                        self.rope_factors.as_deref(),
-                        hp.rope_attn_factor,
-                    );
+                    rope_with(head, pos, &spec);
                 }
+            }
+            // Mistral 3's query temperature: one step up per original context.
+            if hp.attn_temp_scale != 0.0 {
+                let steps = (pos as f64 / hp.n_ctx_orig as f64).floor();
+                let temp = ((steps + 1.0).ln() * hp.attn_temp_scale as f64 + 1.0) as f32;
+                qs[i].iter_mut().for_each(|q| *q *= temp);
             }
         }
 
@@ -545,35 +556,74 @@ pub fn rms_norm_mul(v: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 /// turns by `pos * freq_scale * base^(-2i/n_rot)`. Normal mode pairs
 /// (2i, 2i+1); NeoX mode pairs (i, i + n_rot/2). Values past `n_rot` stay.
 pub fn rope(head: &mut [f32], pos: i32, n_rot: usize, base: f32, freq_scale: f32, neox: bool) {
-    rope_scaled(head, pos, n_rot, base, freq_scale, neox, None, 1.0);
+    let spec = RopeSpec {
+        n_rot,
+        base,
+        freq_scale,
+        neox,
+        factors: None,
+        magnitude: 1.0,
+        yarn: None,
+    };
+    rope_with(head, pos, &spec);
 }
 
-/// [`rope`] with each pair's angle divided by its factor (Llama 3's and
-/// LongRoPE's wavelength divisors) and the result scaled by `magnitude`
-/// (LongRoPE's attention factor).
-#[allow(clippy::too_many_arguments)]
-pub fn rope_scaled(
-    head: &mut [f32],
-    pos: i32,
-    n_rot: usize,
-    base: f32,
-    freq_scale: f32,
-    neox: bool,
-    factors: Option<&[f32]>,
-    magnitude: f32,
-) {
+/// How one layer rotates its heads.
+pub struct RopeSpec<'a> {
+    pub n_rot: usize,
+    pub base: f32,
+    /// Linear scaling of every angle (interpolation).
+    pub freq_scale: f32,
+    /// Pairs (i, i + n_rot/2) instead of (2i, 2i+1).
+    pub neox: bool,
+    /// Each pair's angle divided by its factor (Llama 3's and LongRoPE's
+    /// wavelength divisors).
+    pub factors: Option<&'a [f32]>,
+    /// The rotated values scaled by this (LongRoPE's and YaRN's attention factor).
+    pub magnitude: f32,
+    /// YaRN: (extrapolation mix, original context, beta_fast, beta_slow).
+    pub yarn: Option<(f32, u32, f32, f32)>,
+}
+
+/// Rotates the first `n_rot` values of one head by position `pos` as
+/// `spec` says. With YaRN, pairs rotating fewer than `beta_slow` times over
+/// the original context are interpolated (the angle times `freq_scale`),
+/// those rotating more than `beta_fast` times keep their angle, a linear
+/// ramp between, and magnitudes grow by `1 + 0.1 ln(1 / freq_scale)`.
+pub fn rope_with(head: &mut [f32], pos: i32, spec: &RopeSpec<'_>) {
+    let n_rot = spec.n_rot;
     assert!(n_rot.is_multiple_of(2) && n_rot <= head.len());
     let half = n_rot / 2;
+    let base = spec.base as f64;
+    let mut magnitude = spec.magnitude as f64;
+    // Pair index at which a wavelength fits `turns` times in the original context.
+    let pair_of = |turns: f32, n_ctx: u32| {
+        n_rot as f64 * (n_ctx as f64 / (turns as f64 * 2.0 * std::f64::consts::PI)).ln()
+            / (2.0 * base.ln())
+    };
+    let ramp = spec.yarn.map(|(mix, n_ctx, fast, slow)| {
+        let low = pair_of(fast, n_ctx).floor().max(0.0);
+        let high = pair_of(slow, n_ctx).ceil().min(n_rot as f64 - 1.0);
+        magnitude *= 1.0 + 0.1 * (1.0 / spec.freq_scale as f64).ln();
+        (mix as f64, low, high)
+    });
     for i in 0..half {
-        let divisor = factors.map_or(1.0, |f| f[i] as f64);
-        let theta =
-            pos as f64 * freq_scale as f64 * (base as f64).powf(-2.0 * i as f64 / n_rot as f64)
-                / divisor;
+        let divisor = spec.factors.map_or(1.0, |f| f[i] as f64);
+        let extrap = pos as f64 * base.powf(-2.0 * i as f64 / n_rot as f64) / divisor;
+        let interp = extrap * spec.freq_scale as f64;
+        let theta = match ramp {
+            Some((mix, low, high)) => {
+                let y = ((i as f64 - low) / (high - low).max(0.001)).clamp(0.0, 1.0);
+                let w = (1.0 - y) * mix;
+                interp * (1.0 - w) + extrap * w
+            }
+            None => interp,
+        };
         let (sin, cos) = (
-            theta.sin() as f32 * magnitude,
-            theta.cos() as f32 * magnitude,
+            (theta.sin() * magnitude) as f32,
+            (theta.cos() * magnitude) as f32,
         );
-        let (a, b) = if neox {
+        let (a, b) = if spec.neox {
             (i, i + half)
         } else {
             (2 * i, 2 * i + 1)
