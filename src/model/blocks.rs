@@ -329,12 +329,17 @@ impl<'g> Builder<'g> {
         let g = self.matmul(w.layer(lw, Role::FfnGate)?, x)?;
         let u = self.matmul(w.layer(lw, Role::FfnUp)?, x)?;
         let down = w.layer(lw, Role::FfnDown)?;
-        let h = if gelu {
-            self.ctx.geglu_split(g, u)?
-        } else {
-            self.ctx.swiglu_split(g, u)?
-        };
+        let h = self.gated(g, u, gelu)?;
         self.matmul(down, h)
+    }
+
+    /// `act(gate) * up` with GELU or SiLU.
+    fn gated(&self, gate: Tensor<'g>, up: Tensor<'g>, gelu: bool) -> R<Tensor<'g>> {
+        Ok(if gelu {
+            self.ctx.geglu_split(gate, up)?
+        } else {
+            self.ctx.swiglu_split(gate, up)?
+        })
     }
 
     /// The layer's FFN on `x`: its experts when the model has them, else the
@@ -386,11 +391,7 @@ impl<'g> Builder<'g> {
         let x3 = ctx.reshape_3d(x, n_embd, 1, t)?;
         let up = ctx.mul_mat_id(w.layer(lw, Role::FfnUpExps)?, x3, selected)?;
         let gate = ctx.mul_mat_id(w.layer(lw, Role::FfnGateExps)?, x3, selected)?;
-        let h = if gelu {
-            ctx.geglu_split(gate, up)?
-        } else {
-            ctx.swiglu_split(gate, up)?
-        }; // [n_ff_exp, n_used, T]
+        let h = self.gated(gate, up, gelu)?; // [n_ff_exp, n_used, T]
         let experts = ctx.mul_mat_id(w.layer(lw, Role::FfnDownExps)?, h, selected)?;
         let experts = ctx.mul(experts, weights)?; // [n_embd, n_used, T]
         self.graph.build_forward_expand(experts)?;
