@@ -35,7 +35,7 @@ if [[ -z "${LLAMA_BIN:-}" ]]; then
 fi
 presets=("$@")
 if ((${#presets[@]} == 0)); then
-  presets=(llama-tiny qwen2-tiny qwen3-tiny qwen3moe-tiny mixtral-tiny gemma2-tiny gemma3-tiny gemma3-tiny-scaled phi3-tiny mistral3-tiny)
+  presets=(llama-tiny qwen2-tiny qwen3-tiny qwen3moe-tiny mixtral-tiny gpt-oss-tiny gemma2-tiny gemma3-tiny gemma3-tiny-scaled phi3-tiny mistral3-tiny)
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -28,6 +28,8 @@ fn dense_or_moe(arch: Arch, experts: (u32, u32, u32)) -> Preset {
         Arch::Gemma2 => (4, 2, true, 4, 4),
         Arch::Phi3 => (4, 4, false, 0, 3),
         Arch::Mistral3 => (4, 2, false, 0, 3),
+        // Every other layer windowed, the first included.
+        Arch::GptOss => (4, 2, false, 4, 4),
     };
     Preset {
         name: "small",
@@ -142,11 +144,17 @@ fn check(arch: Arch) {
 
 fn check_preset(preset: &Preset) {
     let arch = preset.arch;
-    for (ftype, bound) in [
+    let mut ftypes = vec![
         (SynthFtype::F16, 1e-2),
         (SynthFtype::Q8_0, 5e-2),
         (SynthFtype::Q4KM, 1e-1),
-    ] {
+    ];
+    if arch == Arch::GptOss {
+        // Its release format: MXFP4 experts (4-bit codes, decoded exactly
+        // by the reference), Q8_0 elsewhere.
+        ftypes.push((SynthFtype::Mxfp4Moe, 5e-2));
+    }
+    for (ftype, bound) in ftypes {
         for fa in [true, false] {
             let mut errors = compare(preset, ftype, fa);
             errors.sort_by(f32::total_cmp);
@@ -211,6 +219,14 @@ fn mixtral_matches_reference() {
 #[test]
 fn qwen3moe_matches_reference() {
     check_preset(&dense_or_moe(Arch::Qwen3Moe, (16, 4, 256)));
+}
+
+/// gpt-oss: biased projections, attention sinks, a window on every other
+/// layer, YaRN, and 8 experts (2 per token) with biases, a soft-max over the
+/// chosen scores and the clamped SwiGLU.
+#[test]
+fn gpt_oss_matches_reference() {
+    check_preset(&dense_or_moe(Arch::GptOss, (8, 2, 256)));
 }
 
 #[test]

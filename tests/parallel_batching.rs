@@ -361,6 +361,14 @@ fn expert_models_batch_exactly() {
     batch_exactly("mixtral-tiny", &[SynthFtype::Q4KM]);
 }
 
+/// gpt-oss's sinks and windows leave rbench's per-token attention kernel
+/// for ggml's row-by-row one, which must be batch-invariant as well; its
+/// MXFP4 experts go through `mul_mat_id`.
+#[test]
+fn sink_models_batch_exactly() {
+    batch_exactly("gpt-oss-tiny", &[SynthFtype::Mxfp4Moe]);
+}
+
 fn batch_exactly(preset: &str, ftypes: &[SynthFtype]) {
     let preset = synth::preset(preset).unwrap();
     for &ftype in ftypes {

@@ -393,6 +393,35 @@ impl Context {
         )
     }
 
+    /// Adds per-head attention sinks to a `flash_attn_ext` result: one
+    /// learned logit per query head (F32 `[n_head]`) that joins every
+    /// row's soft-max without a value (gpt-oss).
+    pub fn flash_attn_ext_add_sinks(&self, t: Tensor<'_>, sinks: Tensor<'_>) -> Result<()> {
+        const OP: &str = "flash_attn_ext_add_sinks";
+        require(t.op() == sys::GGML_OP_FLASH_ATTN_EXT, OP, || {
+            format!("tensor is the result of {}", t.op_name())
+        })?;
+        // The result is [d_v, n_head, n_q, ne3]: one sink per head.
+        check_sinks(OP, sinks, t.ne()[1])?;
+        // SAFETY: both tensors are alive, `t` is a flash_attn_ext result and
+        // `sinks` an F32 vector of its head count; ggml stores it as a source.
+        unsafe { sys::ggml_flash_attn_ext_add_sinks(t.as_ptr(), sinks.as_ptr()) };
+        Ok(())
+    }
+
+    /// Adds per-head attention sinks to a `soft_max_ext` result over scores
+    /// `[n_kv, n_q, n_head, ne3]` (see [`Context::flash_attn_ext_add_sinks`]).
+    pub fn soft_max_add_sinks(&self, t: Tensor<'_>, sinks: Tensor<'_>) -> Result<()> {
+        const OP: &str = "soft_max_add_sinks";
+        require(t.op() == sys::GGML_OP_SOFT_MAX, OP, || {
+            format!("tensor is the result of {}", t.op_name())
+        })?;
+        check_sinks(OP, sinks, t.ne()[2])?;
+        // SAFETY: as in `flash_attn_ext_add_sinks`, for a soft_max result.
+        unsafe { sys::ggml_soft_max_add_sinks(t.as_ptr(), sinks.as_ptr()) };
+        Ok(())
+    }
+
     /// Asks for F32 accumulation in a `flash_attn_ext` result.
     pub fn flash_attn_ext_set_prec_f32(&self, t: Tensor<'_>) -> Result<()> {
         set_prec_f32(
@@ -580,6 +609,18 @@ impl Context {
         )?;
         call_op!(self, "argmax", ggml_argmax(a.as_ptr()))
     }
+}
+
+fn check_sinks(op: &'static str, sinks: Tensor<'_>, n_head: i64) -> Result<()> {
+    let ne = sinks.ne();
+    require(
+        sinks.ty() == GgmlType::F32
+            && sinks.is_contiguous()
+            && ne[0] == n_head
+            && ne[1..] == [1, 1, 1],
+        op,
+        || format!("sinks must be F32 [{n_head}], got {} {ne:?}", sinks.ty()),
+    )
 }
 
 fn set_prec_f32(op: &'static str, t: Tensor<'_>, expected: sys::ggml_op) -> Result<()> {

@@ -84,6 +84,53 @@ pub struct Builder<'g> {
     pub kernels: Kernels,
 }
 
+/// How a mixture-of-experts FFN weighs and computes its experts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeStyle {
+    pub weights: ExpertWeights,
+    pub act: ExpertAct,
+    /// The router and every expert projection carry biases (gpt-oss).
+    pub biases: bool,
+}
+
+impl MoeStyle {
+    /// Mixtral and Qwen3-MoE: soft-max over all experts, the chosen
+    /// probabilities renormalised, a SiLU (or GELU) gate, no biases.
+    pub fn renormalised(gelu: bool) -> MoeStyle {
+        MoeStyle {
+            weights: ExpertWeights::Renormalised,
+            act: if gelu {
+                ExpertAct::Gelu
+            } else {
+                ExpertAct::Silu
+            },
+            biases: false,
+        }
+    }
+}
+
+/// Where the chosen experts' weights come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertWeights {
+    /// Soft-max over every expert's score, top-k, renormalised to sum to one.
+    Renormalised,
+    /// Top-k of the raw scores, then a soft-max over those k (gpt-oss).
+    SoftMaxOfChosen,
+}
+
+/// The experts' gated activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExpertAct {
+    Silu,
+    Gelu,
+    /// gpt-oss's clamped SwiGLU: `g · sigmoid(alpha · g) · (u + 1)` with the
+    /// gate `g` capped at `limit` and the up value `u` clamped to ±`limit`.
+    SwigluOai {
+        alpha: f32,
+        limit: f32,
+    },
+}
+
 /// Whether batch-invariant flash attention runs on rbench's per-token
 /// kernel ([`kernels::seq_attention`]): its vectorized form on this CPU,
 /// F16 cache, head sizes in whole 16-lane vectors. Otherwise it falls back
@@ -91,6 +138,7 @@ pub struct Builder<'g> {
 pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> bool {
     kernels::seq_attention::fast()
         && hp.attn_logit_softcap.is_none()
+        && !hp.attn_sinks
         && type_k == GgmlType::F16
         && type_v == GgmlType::F16
         && hp.head_dim_k.is_multiple_of(16)
@@ -215,6 +263,23 @@ impl<'g> Builder<'g> {
         cache: KvLayer<'g>,
         kq_scale: f32,
     ) -> R<Tensor<'g>> {
+        self.attention_with_sinks(il, q, k, v, cache, kq_scale, None)
+    }
+
+    /// [`Builder::attention`] with per-head sinks (F32 `[n_head]`): logits
+    /// that join each row's soft-max without a value (gpt-oss). Sinks run
+    /// on ggml's attention ops, which take them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_with_sinks(
+        &mut self,
+        il: u32,
+        q: Tensor<'g>,
+        k: Tensor<'g>,
+        v: Tensor<'g>,
+        cache: KvLayer<'g>,
+        kq_scale: f32,
+        sinks: Option<Tensor<'g>>,
+    ) -> R<Tensor<'g>> {
         let ctx = self.ctx;
         let hp = self.hp;
         let t = self.shape.n_tokens as i64;
@@ -247,12 +312,14 @@ impl<'g> Builder<'g> {
         // rbench's attention kernels read the cache directly: only where it
         // is in host memory. A layer offloaded to a device uses ggml's ops.
         let on_host = cache.k.in_host_memory() && cache.v.in_host_memory();
-        // Soft-capped scores (Gemma 2): ggml's ops, which cap them.
+        // Soft-capped scores (Gemma 2) and sinks (gpt-oss): ggml's ops,
+        // which take them.
         let softcap = hp.attn_logit_softcap.unwrap_or(0.0);
         let out = if self.shape.flash_attn
             && self.shape.batch_invariant
             && self.shape.per_token_attention
             && softcap == 0.0
+            && sinks.is_none()
             && on_host
         {
             // Each token over only its own sequence's cells, in a fixed
@@ -278,6 +345,9 @@ impl<'g> Builder<'g> {
                 ctx.view_3d_repeated(cache.v, [hd_v, n_kv, n_head_kv], v_row, v_head, 0, rows)?;
             let mask4 = ctx.reshape_4d(mask, n_kv, 1, 1, rows)?;
             let o = ctx.flash_attn_ext(q4, k4, v4, Some(mask4), kq_scale, 0.0, softcap)?;
+            if let Some(sinks) = sinks {
+                ctx.flash_attn_ext_add_sinks(o, sinks)?;
+            }
             ctx.flash_attn_ext_set_prec_f32(o)?;
             // [hd_v, n_head, 1, rows] → [hd_v * n_head, T]
             let o = ctx.reshape_2d(o, hd_v * n_head, rows)?;
@@ -290,6 +360,7 @@ impl<'g> Builder<'g> {
             && self.kernels == Kernels::Rbench
             && on_host
             && softcap == 0.0
+            && sinks.is_none()
             && self.shape.n_tokens >= kernels::attention::MIN_TOKENS
             && ggml::attention_problem(q, kview, vview, mask).is_none()
         {
@@ -299,6 +370,9 @@ impl<'g> Builder<'g> {
         } else if self.shape.flash_attn {
             let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
             let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, softcap)?;
+            if let Some(sinks) = sinks {
+                ctx.flash_attn_ext_add_sinks(o, sinks)?;
+            }
             ctx.flash_attn_ext_set_prec_f32(o)?;
             // [hd_v, n_head, T]
             ctx.reshape_2d(o, hd_v * n_head, t)?
@@ -309,6 +383,9 @@ impl<'g> Builder<'g> {
                 kq = ctx.scale(ctx.tanh(ctx.scale(kq, 1.0 / softcap)?)?, softcap)?;
             }
             let kq = ctx.soft_max_ext(kq, Some(mask), kq_scale, 0.0)?;
+            if let Some(sinks) = sinks {
+                ctx.soft_max_add_sinks(kq, sinks)?;
+            }
             // V as [n_kv, hd_v, n_head_kv] so the weighted sum is a matmul.
             let vt = ctx.cont(ctx.permute(vview, 1, 0, 2, 3)?)?;
             let kqv = ctx.mul_mat(vt, kq)?; // [hd_v, T, n_head]
@@ -352,67 +429,85 @@ impl<'g> Builder<'g> {
         gelu: bool,
     ) -> R<Tensor<'g>> {
         if self.hp.is_moe() {
-            self.moe_ffn(x, w, lw, gelu)
+            self.moe_ffn(x, w, lw, MoeStyle::renormalised(gelu))
         } else {
             self.ffn(x, w, lw, gelu)
         }
     }
 
-    /// Mixture-of-experts FFN (Mixtral, Qwen3-MoE): the router scores every
-    /// expert, soft-max turns the scores into probabilities, each token goes
-    /// to its `n_expert_used` most probable experts, whose weights are
-    /// renormalised to sum to one; the result is the weighted sum of those
-    /// experts' gated FFNs. `x` `[n_embd, T]` → `[n_embd, T]`.
+    /// Mixture-of-experts FFN: the router scores every expert, each token
+    /// goes to its `n_expert_used` best-scored experts, and the result is
+    /// those experts' gated FFNs summed with weights that `style` derives
+    /// from the scores (see [`ExpertWeights`]). `x` `[n_embd, T]` →
+    /// `[n_embd, T]`.
     pub fn moe_ffn(
         &mut self,
         x: Tensor<'g>,
         w: &'g Weights,
         lw: &LayerWeights,
-        gelu: bool,
+        style: MoeStyle,
     ) -> R<Tensor<'g>> {
         let ctx = self.ctx;
         let hp = self.hp;
         let t = x.ne()[1];
         let (n_expert, n_used) = (hp.n_expert as i64, hp.n_expert_used as i64);
         let n_embd = x.ne()[0];
-        let logits = self.matmul(w.layer(lw, Role::FfnGateInp)?, x)?; // [n_expert, T]
-        let probs = ctx.soft_max_ext(logits, None, 1.0, 0.0)?;
-        let selected = ctx.argsort_top_k(probs, n_used as usize)?; // I32 [n_used, T]
-        let probs3 = ctx.reshape_3d(probs, 1, n_expert, t)?;
-        let weights = ctx.get_rows(probs3, selected)?; // [1, n_used, T]
-        let weights = ctx.reshape_2d(weights, n_used, t)?;
-        // The chosen probabilities sum to at least n_used / n_expert, so
-        // the division needs no guard against zero.
-        let weights = ctx.div(weights, ctx.sum_rows(weights)?)?;
+        let bias = |role: Role| -> R<Option<Tensor<'g>>> {
+            if style.biases {
+                Ok(Some(w.layer(lw, role)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let mut logits = self.matmul(w.layer(lw, Role::FfnGateInp)?, x)?; // [n_expert, T]
+        if let Some(b) = bias(Role::FfnGateInpBias)? {
+            logits = ctx.add(logits, b)?;
+        }
+        let scores = match style.weights {
+            ExpertWeights::Renormalised => ctx.soft_max_ext(logits, None, 1.0, 0.0)?,
+            ExpertWeights::SoftMaxOfChosen => logits,
+        };
+        let selected = ctx.argsort_top_k(scores, n_used as usize)?; // I32 [n_used, T]
+        let scores3 = ctx.reshape_3d(scores, 1, n_expert, t)?;
+        let chosen = ctx.reshape_2d(ctx.get_rows(scores3, selected)?, n_used, t)?;
+        let weights = match style.weights {
+            // The chosen probabilities sum to at least n_used / n_expert, so
+            // the division needs no guard against zero.
+            ExpertWeights::Renormalised => ctx.div(chosen, ctx.sum_rows(chosen)?)?,
+            ExpertWeights::SoftMaxOfChosen => ctx.soft_max_ext(chosen, None, 1.0, 0.0)?,
+        };
         let weights = ctx.reshape_3d(weights, 1, n_used, t)?;
         // The routing is complete before the experts run.
         self.graph.build_forward_expand(weights)?;
 
         let x3 = ctx.reshape_3d(x, n_embd, 1, t)?;
-        let up = ctx.mul_mat_id(w.layer(lw, Role::FfnUpExps)?, x3, selected)?;
-        let gate = ctx.mul_mat_id(w.layer(lw, Role::FfnGateExps)?, x3, selected)?;
-        let h = self.gated(gate, up, gelu)?; // [n_ff_exp, n_used, T]
-        let experts = ctx.mul_mat_id(w.layer(lw, Role::FfnDownExps)?, h, selected)?;
-        let experts = ctx.mul(experts, weights)?; // [n_embd, n_used, T]
-        self.graph.build_forward_expand(experts)?;
-        // Sum over the slots in slot order, as llama.cpp adds them.
-        let slot = |i: i64| {
-            ctx.view_2d(
-                experts,
-                n_embd,
-                t,
-                experts.nb()[2],
-                i as usize * experts.nb()[1],
-            )
+        let experts = |role: Role, input: Tensor<'g>, bias_role: Role| -> R<Tensor<'g>> {
+            let y = ctx.mul_mat_id(w.layer(lw, role)?, input, selected)?;
+            Ok(match bias(bias_role)? {
+                Some(b) => ctx.add_id(y, b, selected)?,
+                None => y,
+            })
         };
-        let mut out = slot(0)?;
+        let up = experts(Role::FfnUpExps, x3, Role::FfnUpExpsBias)?;
+        let gate = experts(Role::FfnGateExps, x3, Role::FfnGateExpsBias)?;
+        let h = match style.act {
+            ExpertAct::Silu => self.gated(gate, up, false)?,
+            ExpertAct::Gelu => self.gated(gate, up, true)?,
+            ExpertAct::SwigluOai { alpha, limit } => ctx.swiglu_oai(gate, up, alpha, limit)?,
+        }; // [n_ff_exp, n_used, T]
+        let out = experts(Role::FfnDownExps, h, Role::FfnDownExpsBias)?;
+        let out = ctx.mul(out, weights)?; // [n_embd, n_used, T]
+        self.graph.build_forward_expand(out)?;
+        // Sum over the slots in slot order, as llama.cpp adds them.
+        let slot = |i: i64| ctx.view_2d(out, n_embd, t, out.nb()[2], i as usize * out.nb()[1]);
+        let mut sum = slot(0)?;
         for i in 1..n_used {
-            out = ctx.add(out, slot(i)?)?;
+            sum = ctx.add(sum, slot(i)?)?;
         }
         if n_used == 1 {
-            out = ctx.cont(out)?;
+            sum = ctx.cont(sum)?;
         }
-        Ok(out)
+        Ok(sum)
     }
 
     /// Keeps only the rows whose logits are wanted (applied before the last

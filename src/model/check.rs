@@ -3,7 +3,7 @@
 //! refused with the tensor's name.
 
 use super::hparams::Hparams;
-use super::layout::{expected_tensors, Role, TensorSpec};
+use super::layout::{expected_tensors, TensorSpec};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::GgmlType;
 
@@ -44,11 +44,7 @@ pub struct Resolved<'f> {
 /// vectors must be F32.
 fn usable(spec: &TensorSpec, ty: GgmlType) -> bool {
     use GgmlType::*;
-    if matches!(
-        spec.role,
-        Role::RopeFreqs | Role::RopeFactorsLong | Role::RopeFactorsShort
-    ) {
-        // ggml's RoPE reads the factors as F32.
+    if spec.role.needs_f32() {
         return ty == F32;
     }
     if spec.role.is_vector() {

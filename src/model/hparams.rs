@@ -47,6 +47,9 @@ pub struct Hparams {
     pub attn_temp_scale: f32,
     /// RoPE base of sliding-window layers (Gemma 3's local layers).
     pub rope_freq_base_swa: f32,
+    /// RoPE frequency scale of sliding-window layers: the global layers'
+    /// unless the architecture says otherwise (Gemma 3's stay unscaled).
+    pub rope_freq_scale_swa: f32,
     /// Sliding window size in tokens; 0 = none.
     pub n_swa: u32,
     /// Every `swa_period`-th layer (the last of each group) is global; 0 = all layers windowed when n_swa > 0.
@@ -68,6 +71,8 @@ pub struct Hparams {
     pub n_expert_used: u32,
     /// Hidden width of one expert.
     pub n_ff_exp: u32,
+    /// Each layer has learned per-head attention sinks (gpt-oss).
+    pub attn_sinks: bool,
 }
 
 fn key(arch: Arch, suffix: &str) -> String {
@@ -307,6 +312,7 @@ impl Hparams {
             // Sliding windows and the attention scale as most architectures
             // have them; those that differ say so in `read_hparams`.
             rope_freq_base_swa: rope_freq_base,
+            rope_freq_scale_swa: rope.freq_scale,
             n_swa: 0,
             swa_period: 0,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
@@ -317,6 +323,7 @@ impl Hparams {
             n_expert,
             n_expert_used,
             n_ff_exp,
+            attn_sinks: false,
         };
         def.read_hparams(f, &mut hp)?;
         Ok(hp)
@@ -339,12 +346,12 @@ impl Hparams {
         }
     }
 
-    /// RoPE frequency scale of layer `il`: linear scaling (Gemma 3 4B and
-    /// up) applies to the global layers only; sliding-window layers keep 1,
-    /// as llama.cpp's `rope_freq_scale_train_swa` does.
+    /// RoPE frequency scale of layer `il`: sliding-window layers have their
+    /// own (llama.cpp's `rope_freq_scale_train_swa`), which Gemma 3 keeps
+    /// at 1 while its global layers are scaled.
     pub fn rope_scale(&self, il: u32) -> f32 {
         if self.is_swa_layer(il) {
-            1.0
+            self.rope_freq_scale_swa
         } else {
             self.rope_freq_scale
         }
@@ -373,5 +380,30 @@ mod tests {
         assert_eq!(scales, [1.0, 1.0, 1.0, 1.0, 1.0, 0.125]);
         hp.n_swa = 0;
         assert_eq!(hp.rope_scale(0), 0.125);
+    }
+
+    /// Read from files: Gemma 3's windowed layers stay unscaled, gpt-oss's
+    /// share the global layers' YaRN; gpt-oss windows every other layer
+    /// from the first and has sinks.
+    #[test]
+    fn swa_layers_scale_as_their_architecture_says() {
+        use crate::gguf::GgufFile;
+        use crate::model::synth::{self, SynthFtype};
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str| {
+            let path = dir.path().join(format!("{name}.gguf"));
+            let preset = synth::preset(name).unwrap();
+            synth::write_synthetic(preset, SynthFtype::F16, 1, &path).unwrap();
+            super::Hparams::from_gguf(&GgufFile::open(&path).unwrap()).unwrap()
+        };
+        let gemma = read("gemma3-tiny-scaled");
+        let scales: Vec<f32> = (0..6).map(|il| gemma.rope_scale(il)).collect();
+        assert_eq!(scales, [1.0, 1.0, 1.0, 1.0, 1.0, 0.125]);
+        let oss = read("gpt-oss-tiny");
+        assert!(oss.attn_sinks && oss.rope_ext_factor == 1.0, "{oss:?}");
+        let windowed: Vec<bool> = (0..4).map(|il| oss.is_swa_layer(il)).collect();
+        assert_eq!(windowed, [true, false, true, false]);
+        assert!((0..4).all(|il| oss.rope_scale(il) == 1.0 / 32.0));
+        assert_eq!(oss.n_ctx_orig, 4096);
     }
 }

@@ -41,10 +41,21 @@ pub enum Role {
     FfnGateExps,
     FfnUpExps,
     FfnDownExps,
+    /// Bias of the attention output projection (gpt-oss).
+    AttnOutBias,
+    /// One learned soft-max logit per query head that takes attention
+    /// without a value: "attention sinks" (gpt-oss).
+    AttnSinks,
+    /// Biases of the router and, one row per expert, of the experts' gate,
+    /// up and down projections (gpt-oss).
+    FfnGateInpBias,
+    FfnGateExpsBias,
+    FfnUpExpsBias,
+    FfnDownExpsBias,
 }
 
 impl Role {
-    pub const ALL: [Role; 27] = [
+    pub const ALL: [Role; 33] = [
         Role::TokenEmbd,
         Role::OutputNorm,
         Role::Output,
@@ -72,6 +83,12 @@ impl Role {
         Role::FfnGateExps,
         Role::FfnUpExps,
         Role::FfnDownExps,
+        Role::AttnOutBias,
+        Role::AttnSinks,
+        Role::FfnGateInpBias,
+        Role::FfnGateExpsBias,
+        Role::FfnUpExpsBias,
+        Role::FfnDownExpsBias,
     ];
     pub const COUNT: usize = Role::ALL.len();
 
@@ -80,7 +97,8 @@ impl Role {
         self as usize
     }
 
-    /// One-dimensional tensors (norm weights, biases) stay F32 in every file type.
+    /// Norm weights, biases and sinks (one-dimensional, or one row per
+    /// expert) stay F32 in every file type and are never repacked.
     pub fn is_vector(self) -> bool {
         matches!(
             self,
@@ -97,6 +115,27 @@ impl Role {
                 | Role::RopeFreqs
                 | Role::RopeFactorsLong
                 | Role::RopeFactorsShort
+                | Role::AttnOutBias
+                | Role::AttnSinks
+                | Role::FfnGateInpBias
+                | Role::FfnGateExpsBias
+                | Role::FfnUpExpsBias
+                | Role::FfnDownExpsBias
+        )
+    }
+
+    /// Tensors ggml reads as F32 only (RoPE factors, sinks, the biases
+    /// `add_id` picks per expert).
+    pub fn needs_f32(self) -> bool {
+        matches!(
+            self,
+            Role::RopeFreqs
+                | Role::RopeFactorsLong
+                | Role::RopeFactorsShort
+                | Role::AttnSinks
+                | Role::FfnGateExpsBias
+                | Role::FfnUpExpsBias
+                | Role::FfnDownExpsBias
         )
     }
 
@@ -118,6 +157,12 @@ impl Role {
                     | Role::RopeFreqs
                     | Role::RopeFactorsLong
                     | Role::RopeFactorsShort
+                    | Role::AttnOutBias
+                    | Role::AttnSinks
+                    | Role::FfnGateInpBias
+                    | Role::FfnGateExpsBias
+                    | Role::FfnUpExpsBias
+                    | Role::FfnDownExpsBias
             )
     }
 }
@@ -306,6 +351,34 @@ pub fn ffn_norm_moe(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
         layer_tensor(il, "ffn_gate_exps", vec![e, ff, n], Role::FfnGateExps),
         layer_tensor(il, "ffn_down_exps", vec![ff, e, n], Role::FfnDownExps),
         layer_tensor(il, "ffn_up_exps", vec![e, ff, n], Role::FfnUpExps),
+    ]
+}
+
+/// A bias named after its weight (`blk.N.{suffix}.bias`).
+pub fn layer_bias(il: u32, suffix: &str, dims: Vec<u64>, role: Role) -> TensorSpec {
+    TensorSpec {
+        name: format!("blk.{il}.{suffix}.bias"),
+        ..layer_tensor(il, suffix, dims, role)
+    }
+}
+
+/// gpt-oss's attention extras: the output projection's bias and one sink
+/// logit per query head.
+pub fn attn_out_bias_sinks(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    vec![
+        layer_bias(il, "attn_output", vec![hp.n_embd as u64], Role::AttnOutBias),
+        layer_tensor(il, "attn_sinks", vec![hp.n_head as u64], Role::AttnSinks),
+    ]
+}
+
+/// Biases of the router and of every expert's projections (gpt-oss).
+pub fn moe_biases(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let (e, ff, n) = (hp.n_embd as u64, hp.n_ff_exp as u64, hp.n_expert as u64);
+    vec![
+        layer_bias(il, "ffn_gate_inp", vec![n], Role::FfnGateInpBias),
+        layer_bias(il, "ffn_gate_exps", vec![ff, n], Role::FfnGateExpsBias),
+        layer_bias(il, "ffn_down_exps", vec![e, n], Role::FfnDownExpsBias),
+        layer_bias(il, "ffn_up_exps", vec![ff, n], Role::FfnUpExpsBias),
     ]
 }
 

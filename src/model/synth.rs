@@ -56,6 +56,11 @@ const MISTRAL3_YARN_FACTOR: f32 = 16.0;
 const MISTRAL3_ORIG_CTX: u32 = 64;
 const MISTRAL3_TEMP_SCALE: f32 = 1.0;
 
+/// gpt-oss's YaRN: 32x over a 4096-token original context (its magnitude
+/// factor cancels against the one ggml's kernel multiplies in).
+const GPT_OSS_YARN_FACTOR: f32 = 32.0;
+const GPT_OSS_ORIG_CTX: u32 = 4096;
+
 /// A dense model's expert fields.
 const DENSE: (u32, u32, u32) = (0, 0, 0);
 
@@ -318,6 +323,21 @@ pub const PRESETS: &[Preset] = &[
         tied_output: false,
         ..TINY
     },
+    // gpt-oss-20b's layout in small (32 experts of which 4 per token, a
+    // 128-token window on every other layer, YaRN 32x over 4096 tokens):
+    // 16 experts, 4 per token, a 64-token window, the same YaRN.
+    Preset {
+        name: "gpt-oss-tiny",
+        arch: Arch::GptOss,
+        n_ctx_train: 131_072,
+        rope_freq_base: 150_000.0,
+        n_swa: 64,
+        tied_output: false,
+        n_expert: 16,
+        n_expert_used: 4,
+        n_ff_exp: 256,
+        ..TINY
+    },
     // Phi-3-mini-128k's layout in small: fused QKV and gate/up, LongRoPE factors.
     Preset {
         name: "phi3-tiny",
@@ -377,16 +397,19 @@ pub enum SynthFtype {
     Q4_1,
     Q8_0,
     F16,
+    /// gpt-oss's release format: experts in MXFP4, every other matrix Q8_0.
+    Mxfp4Moe,
 }
 
 impl SynthFtype {
-    pub const ALL: [SynthFtype; 6] = [
+    pub const ALL: [SynthFtype; 7] = [
         SynthFtype::Q4KM,
         SynthFtype::Q5KM,
         SynthFtype::Q4_0,
         SynthFtype::Q4_1,
         SynthFtype::Q8_0,
         SynthFtype::F16,
+        SynthFtype::Mxfp4Moe,
     ];
 
     pub fn parse(s: &str) -> Option<SynthFtype> {
@@ -402,6 +425,7 @@ impl SynthFtype {
             SynthFtype::Q4_1 => "q4_1",
             SynthFtype::Q8_0 => "q8_0",
             SynthFtype::F16 => "f16",
+            SynthFtype::Mxfp4Moe => "mxfp4_moe",
         }
     }
 
@@ -419,6 +443,7 @@ impl SynthFtype {
             SynthFtype::Q4_1 => 3,
             SynthFtype::Q8_0 => 7,
             SynthFtype::F16 => 1,
+            SynthFtype::Mxfp4Moe => 38,
         }
     }
 }
@@ -446,6 +471,14 @@ impl Preset {
         let gemma2 = self.arch == Arch::Gemma2;
         let phi3 = self.arch == Arch::Phi3;
         let mistral3 = self.arch == Arch::Mistral3;
+        let gpt_oss = self.arch == Arch::GptOss;
+        let yarn_factor = if mistral3 {
+            Some(MISTRAL3_YARN_FACTOR)
+        } else if gpt_oss {
+            Some(GPT_OSS_YARN_FACTOR)
+        } else {
+            None
+        };
         // Gemma 3's windowed layers have a RoPE base of their own, Gemma 2's share it.
         let rope_freq_base_swa = if self.n_swa > 0 && self.arch == Arch::Gemma3 {
             10_000.0
@@ -466,18 +499,20 @@ impl Preset {
             rms_eps: 1e-6,
             n_rot: self.head_dim,
             rope_freq_base: self.rope_freq_base,
-            rope_freq_scale: if mistral3 {
-                1.0 / MISTRAL3_YARN_FACTOR
-            } else {
-                1.0 / self.rope_linear_factor
-            },
-            rope_ext_factor: if mistral3 { 1.0 } else { 0.0 },
+            rope_freq_scale: 1.0 / yarn_factor.unwrap_or(self.rope_linear_factor),
+            rope_ext_factor: if yarn_factor.is_some() { 1.0 } else { 0.0 },
             yarn_beta_fast: 32.0,
             yarn_beta_slow: 1.0,
             attn_temp_scale: if mistral3 { MISTRAL3_TEMP_SCALE } else { 0.0 },
             rope_freq_base_swa,
+            // Gemma 3's windowed layers stay unscaled.
+            rope_freq_scale_swa: if self.arch == Arch::Gemma3 {
+                1.0
+            } else {
+                1.0 / yarn_factor.unwrap_or(self.rope_linear_factor)
+            },
             n_swa: self.n_swa,
-            swa_period: match (self.n_swa, gemma2) {
+            swa_period: match (self.n_swa, gemma2 || gpt_oss) {
                 (0, _) => 0,
                 (_, true) => 2,
                 (_, false) => 6,
@@ -489,6 +524,8 @@ impl Preset {
                 PHI3_ORIG_CTX
             } else if mistral3 {
                 MISTRAL3_ORIG_CTX
+            } else if gpt_oss {
+                GPT_OSS_ORIG_CTX
             } else {
                 self.n_ctx_train
             },
@@ -496,6 +533,7 @@ impl Preset {
             n_expert: self.n_expert,
             n_expert_used: self.n_expert_used,
             n_ff_exp: self.n_ff_exp,
+            attn_sinks: gpt_oss,
         }
     }
 
@@ -541,6 +579,9 @@ pub fn tensor_type(spec: &TensorSpec, ftype: SynthFtype, preset: &Preset) -> Ggm
     let base = match ftype {
         SynthFtype::F16 => return GgmlType::F16,
         SynthFtype::Q8_0 => return GgmlType::Q8_0,
+        // llama-quantize's MXFP4_MOE: stacked experts MXFP4, the rest Q8_0.
+        SynthFtype::Mxfp4Moe if spec.role.is_experts() => return GgmlType::MXFP4,
+        SynthFtype::Mxfp4Moe => return GgmlType::Q8_0,
         SynthFtype::Q4KM => GgmlType::Q4_K,
         SynthFtype::Q5KM => GgmlType::Q5_K,
         SynthFtype::Q4_0 => GgmlType::Q4_0,
@@ -624,6 +665,14 @@ fn fill_floats(ty: GgmlType, role: Role, seed: u64) -> TensorSource {
             if role.is_norm() {
                 // Norm weights near one keep activations in a realistic range.
                 1.0 + rng.gen_range(-0.05..0.05)
+            } else if role == Role::FfnGateInp {
+                // Router scores spread over a few units, as trained routers'
+                // are: near-ties between the k-th and next expert stay rare.
+                rng.gen_range(-0.25..0.25)
+            } else if role == Role::AttnSinks {
+                // Sink logits that take a real share of attention over a
+                // few hundred near-uniform scores, so a check sees them.
+                rng.gen_range(1.0..4.0)
             } else if matches!(role, Role::RopeFactorsLong | Role::RopeFactorsShort) {
                 // Wavelength divisors, as LongRoPE's lie (1 to tens).
                 rng.gen_range(1.0..4.0)
@@ -771,6 +820,20 @@ pub fn write_synthetic(
         w.add_kv(
             keys::arch_key(a, keys::ATTENTION_TEMPERATURE_SCALE),
             Value::F32(MISTRAL3_TEMP_SCALE),
+        );
+    }
+    if preset.arch == Arch::GptOss {
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_TYPE),
+            Value::String("yarn".into()),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_FACTOR),
+            Value::F32(GPT_OSS_YARN_FACTOR),
+        );
+        w.add_kv(
+            keys::arch_key(a, keys::ROPE_SCALING_ORIG_CTX),
+            Value::U32(GPT_OSS_ORIG_CTX),
         );
     }
     if preset.rope_linear_factor != 1.0 {

@@ -31,8 +31,14 @@ pub struct WeightRef {
 }
 
 /// Weight handles by role (a table indexed by [`Role::index`]).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct ByRole([Option<WeightRef>; Role::COUNT]);
+
+impl Default for ByRole {
+    fn default() -> Self {
+        ByRole(std::array::from_fn(|_| None))
+    }
+}
 
 impl ByRole {
     fn get(&self, role: Role) -> Option<WeightRef> {

@@ -68,6 +68,52 @@ impl<'a> BlockQ4_0<'a> {
     }
 }
 
+/// `MXFP4` (OCP microscaling FP4): 32 elements, `x = v[q] * 2^(e - 128)`
+/// with 4-bit E2M1 codes `q` (`v` holds their values doubled, as ggml's
+/// table does, hence the halved scale) and one E8M0 exponent byte `e`.
+pub struct BlockMxfp4<'a> {
+    pub d: f32,
+    /// Element `j` in the low nibble of byte `j`, element `j + 16` in the high one.
+    pub qs: &'a [u8; 16],
+}
+
+/// E2M1 values times two, by code (sign in bit 3).
+pub const MXFP4_VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+impl<'a> BlockMxfp4<'a> {
+    pub const BYTES: usize = 17;
+    pub const ELEMENTS: usize = 32;
+
+    pub fn parse(mut b: &'a [u8]) -> Option<Self> {
+        let [e] = *take::<1>(&mut b)?;
+        let qs = take(&mut b)?;
+        b.is_empty().then_some(Self {
+            d: e8m0_half(e),
+            qs,
+        })
+    }
+
+    pub fn dequantize(&self, out: &mut [f32; 32]) {
+        let (lo, hi) = out.split_at_mut(16);
+        for ((q, y0), y1) in self.qs.iter().zip(lo).zip(hi) {
+            // A small integer times a power of two: exact, as in ggml.
+            *y0 = f32::from(MXFP4_VALUES[usize::from(q & 0x0F)]) * self.d;
+            *y1 = f32::from(MXFP4_VALUES[usize::from(q >> 4)]) * self.d;
+        }
+    }
+}
+
+/// `2^(e - 127) / 2` for an E8M0 exponent byte, built from its bits as ggml
+/// does (subnormal for `e < 2`).
+fn e8m0_half(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        u32::from(e - 1) << 23
+    };
+    f32::from_bits(bits)
+}
+
 /// `Q4_1`: 32 elements, `x = d * q + m` with 4-bit `q`.
 pub struct BlockQ4_1<'a> {
     pub d: f32,

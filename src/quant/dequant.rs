@@ -3,13 +3,13 @@
 use half::f16;
 
 use super::blocks::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
-    BlockQ8K, BlockQ8_0,
+    BlockMxfp4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8K, BlockQ8_0,
 };
 use super::{GgmlType, QuantError};
 
 /// Types that [`dequantize`] handles.
-pub const RUST_DEQUANT_TYPES: [GgmlType; 14] = [
+pub const RUST_DEQUANT_TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -24,6 +24,7 @@ pub const RUST_DEQUANT_TYPES: [GgmlType; 14] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::Q8_K,
+    GgmlType::MXFP4,
 ];
 
 /// Checks that `n_bytes` of `ty` hold exactly `n_elements` elements.
@@ -88,6 +89,9 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
         })?,
         GgmlType::Q8_0 => blocks::<32>(ty, src, dst, BlockQ8_0::BYTES, |b, y| {
             BlockQ8_0::parse(b).map(|blk| blk.dequantize(y))
+        })?,
+        GgmlType::MXFP4 => blocks::<32>(ty, src, dst, BlockMxfp4::BYTES, |b, y| {
+            BlockMxfp4::parse(b).map(|blk| blk.dequantize(y))
         })?,
         GgmlType::Q2_K => blocks::<256>(ty, src, dst, BlockQ2K::BYTES, |b, y| {
             BlockQ2K::parse(b).map(|blk| blk.dequantize(y))
@@ -175,12 +179,7 @@ mod tests {
 
     #[test]
     fn types_without_a_rust_path_are_refused() {
-        for ty in [
-            GgmlType::IQ2_XXS,
-            GgmlType::Q8_1,
-            GgmlType::I32,
-            GgmlType::MXFP4,
-        ] {
+        for ty in [GgmlType::IQ2_XXS, GgmlType::Q8_1, GgmlType::I32] {
             assert!(!ty.has_rust_dequant());
             let src = vec![0u8; ty.type_size()];
             let mut dst = vec![0f32; ty.block_size()];

@@ -1,5 +1,5 @@
 //! A naive f32 forward pass for llama (and Mixtral), qwen2, qwen3, qwen3moe,
-//! gemma2, gemma3, phi3 and mistral3 GGUF models.
+//! gemma2, gemma3, phi3, mistral3 and gpt-oss GGUF models.
 //!
 //! Test support only: the engine's logits are checked against this. Every step
 //! is written out in plain Rust (weights dequantized to f32 once, activations
@@ -41,7 +41,7 @@ pub struct RefLayer {
     pub wq: Matrix,
     pub wk: Matrix,
     pub wv: Matrix,
-    /// qwen2 only.
+    /// qwen2 and gpt-oss.
     pub bq: Option<Vec<f32>>,
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
@@ -49,6 +49,9 @@ pub struct RefLayer {
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
     pub wo: Matrix,
+    /// gpt-oss: the output projection's bias and one sink logit per query head.
+    pub bo: Option<Vec<f32>>,
+    pub sinks: Option<Vec<f32>>,
     /// gemma3 only.
     pub post_attn_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
@@ -71,7 +74,17 @@ pub enum RefFfn {
     Experts {
         router: Matrix,
         experts: Vec<Gated>,
+        /// gpt-oss: biases of the router and of each expert's projections.
+        biases: Option<ExpertBiases>,
     },
+}
+
+/// gpt-oss's expert biases: the router's, then per expert gate, up, down.
+pub struct ExpertBiases {
+    pub router: Vec<f32>,
+    pub gate: Vec<Vec<f32>>,
+    pub up: Vec<Vec<f32>>,
+    pub down: Vec<Vec<f32>>,
 }
 
 /// Hyperparameters and every weight as f32.
@@ -173,7 +186,21 @@ fn load_experts(f: &GgufFile, hp: &Hparams, il: u32) -> RefFfn {
     let gates = stacked("ffn_gate_exps", e, ff);
     let ups = stacked("ffn_up_exps", e, ff);
     let downs = stacked("ffn_down_exps", ff, e);
+    let bias = |s: &str| format!("blk.{il}.{s}.bias");
+    let per_expert = |s: &str, len: u32| -> Vec<Vec<f32>> {
+        load_f32(f, &bias(s), &[len as u64, n as u64])
+            .chunks_exact(len as usize)
+            .map(<[f32]>::to_vec)
+            .collect()
+    };
+    let biases = (hp.arch == Arch::GptOss).then(|| ExpertBiases {
+        router: load_vector(f, &bias("ffn_gate_inp"), n),
+        gate: per_expert("ffn_gate_exps", ff),
+        up: per_expert("ffn_up_exps", ff),
+        down: per_expert("ffn_down_exps", e),
+    });
     RefFfn::Experts {
+        biases,
         router: load_matrix(f, &name("ffn_gate_inp"), e, n),
         experts: gates
             .into_iter()
@@ -204,7 +231,8 @@ impl RefModel {
         let q_width = hp.n_head * hp.head_dim_k;
         let k_width = hp.n_embd_k_gqa();
         let v_width = hp.n_embd_v_gqa();
-        let has_bias = hp.arch == Arch::Qwen2;
+        let gpt_oss = hp.arch == Arch::GptOss;
+        let has_bias = hp.arch == Arch::Qwen2 || gpt_oss;
         let has_qk_norm = matches!(hp.arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3);
         let gemma = matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3);
         let has_post_norms = gemma;
@@ -248,8 +276,19 @@ impl RefModel {
                     q_norm: opt_vec(has_qk_norm, w("attn_q_norm"), hp.head_dim_k),
                     k_norm: opt_vec(has_qk_norm, w("attn_k_norm"), hp.head_dim_k),
                     wo: load_matrix(f, &w("attn_output"), hp.n_head * hp.head_dim_v, e),
+                    bo: opt_vec(gpt_oss, b("attn_output"), e),
+                    sinks: opt_vec(gpt_oss, w("attn_sinks"), hp.n_head),
                     post_attn_norm: opt_vec(has_post_norms, w("post_attention_norm"), e),
-                    ffn_norm: load_vector(f, &w("ffn_norm"), e),
+                    // gpt-oss names its pre-FFN norm post_attention_norm.
+                    ffn_norm: load_vector(
+                        f,
+                        &w(if gpt_oss {
+                            "post_attention_norm"
+                        } else {
+                            "ffn_norm"
+                        }),
+                        e,
+                    ),
                     ffn: if hp.n_expert > 0 {
                         load_experts(f, &hp, il)
                     } else if phi3 {
@@ -457,7 +496,17 @@ impl RefModel {
                             }
                         })
                         .collect();
-                    let weights = softmax(&scores);
+                    // A sink takes its share of the soft-max and adds no value.
+                    let weights = match &layer.sinks {
+                        Some(sinks) => {
+                            let mut with_sink = scores.clone();
+                            with_sink.push(sinks[hq]);
+                            let mut w = softmax(&with_sink);
+                            w.pop();
+                            w
+                        }
+                        None => softmax(&scores),
+                    };
                     let o = &mut out[hq * dv..(hq + 1) * dv];
                     for (&c, &w) in visible.iter().zip(&weights) {
                         let v = &s.v[il][c][hk * dv..(hk + 1) * dv];
@@ -469,6 +518,9 @@ impl RefModel {
             .collect();
 
         let mut attn_out = matmul(&layer.wo, &attn);
+        if let Some(bias) = &layer.bo {
+            attn_out.iter_mut().for_each(|r| add_in_place(r, bias));
+        }
         if let Some(norm) = &layer.post_attn_norm {
             attn_out = attn_out
                 .iter()
@@ -491,7 +543,19 @@ impl RefModel {
         };
         let mut ffn_out = match &layer.ffn {
             RefFfn::Dense(g) => gated_ffn(g, &h, act),
-            RefFfn::Experts { router, experts } => h
+            RefFfn::Experts {
+                router,
+                experts,
+                biases: Some(b),
+            } => h
+                .iter()
+                .map(|x| oai_experts(router, experts, b, hp.n_expert_used as usize, x))
+                .collect(),
+            RefFfn::Experts {
+                router,
+                experts,
+                biases: None,
+            } => h
                 .iter()
                 .map(|x| {
                     // Soft-max over every expert's score, the top
@@ -519,6 +583,47 @@ impl RefModel {
             .for_each(|(x, o)| add_in_place(x, o));
         xs
     }
+}
+
+/// gpt-oss's experts for one token: the top `k` biased router scores, a
+/// soft-max over those, and each expert's clamped SwiGLU (gate capped at 7,
+/// up clamped to ±7, `g sigmoid(1.702 g) (u + 1)`) with its biases.
+#[allow(clippy::ptr_arg)] // `matmul` takes rows as vectors
+fn oai_experts(
+    router: &Matrix,
+    experts: &[Gated],
+    b: &ExpertBiases,
+    k: usize,
+    x: &Vec<f32>,
+) -> Vec<f32> {
+    let xs = std::slice::from_ref(x);
+    let mut scores = matmul(router, xs).remove(0);
+    add_in_place(&mut scores, &b.router);
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &c| scores[c].total_cmp(&scores[a]));
+    let chosen = &order[..k];
+    let weights = softmax(&chosen.iter().map(|&i| scores[i]).collect::<Vec<_>>());
+    let mut out = vec![0f32; x.len()];
+    for (&i, &w) in chosen.iter().zip(&weights) {
+        let e = &experts[i];
+        let mut gate = matmul(&e.gate, xs).remove(0);
+        let mut up = matmul(&e.up, xs).remove(0);
+        add_in_place(&mut gate, &b.gate[i]);
+        add_in_place(&mut up, &b.up[i]);
+        let inner: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| {
+                let g = g.min(7.0);
+                let u = u.clamp(-7.0, 7.0);
+                g / (1.0 + (-1.702 * g).exp()) * (u + 1.0)
+            })
+            .collect();
+        let mut y = matmul(&e.down, std::slice::from_ref(&inner)).remove(0);
+        add_in_place(&mut y, &b.down[i]);
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    out
 }
 
 /// `down(act(gate h) * up h)` for each `h`.

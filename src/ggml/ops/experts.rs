@@ -90,4 +90,51 @@ impl Context {
     pub fn sigmoid<'a>(&'a self, a: Tensor<'a>) -> Result<Tensor<'a>> {
         call_op!(self, "sigmoid", ggml_sigmoid(a.as_ptr()))
     }
+
+    /// `a[:, i1, i2] + b[:, ids[i1, i2]]`: a bias per expert, picked by the
+    /// routing (`a` F32 `[n, n_used, T]`, `b` F32 `[n, n_expert]`, `ids` I32
+    /// `[n_used, T]`; gpt-oss's expert biases).
+    pub fn add_id<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        b: Tensor<'a>,
+        ids: Tensor<'a>,
+    ) -> Result<Tensor<'a>> {
+        const OP: &str = "add_id";
+        let (na, nb_, ni) = (a.ne(), b.ne(), ids.ne());
+        require(ids.ty() == GgmlType::I32, OP, || {
+            format!("ids must be I32, got {}", ids.ty())
+        })?;
+        require(
+            a.ty() == GgmlType::F32 && b.ty() == GgmlType::F32,
+            OP,
+            || format!("a and b must be F32, got {} and {}", a.ty(), b.ty()),
+        )?;
+        require(
+            na[0] == nb_[0] && na[1] == ni[0] && na[2] == ni[1] && na[3] == 1 && nb_[2] == 1,
+            OP,
+            || format!("a {na:?}, biases {nb_:?} and ids {ni:?} do not match"),
+        )?;
+        require(a.nb()[0] == 4 && b.nb()[0] == 4, OP, || {
+            "rows must be dense".into()
+        })?;
+        call_op!(self, OP, ggml_add_id(a.as_ptr(), b.as_ptr(), ids.as_ptr()))
+    }
+
+    /// gpt-oss's gated activation: with `g = min(gate, limit)` and
+    /// `u = clamp(up, -limit, limit)`, `g · sigmoid(alpha · g) · (u + 1)`.
+    pub fn swiglu_oai<'a>(
+        &'a self,
+        gate: Tensor<'a>,
+        up: Tensor<'a>,
+        alpha: f32,
+        limit: f32,
+    ) -> Result<Tensor<'a>> {
+        Self::check_glu("swiglu_oai", gate, up)?;
+        call_op!(
+            self,
+            "swiglu_oai",
+            ggml_swiglu_oai(gate.as_ptr(), up.as_ptr(), alpha, limit)
+        )
+    }
 }

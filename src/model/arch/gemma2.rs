@@ -12,5 +12,6 @@ pub(super) const GEMMA2: GemmaFamily = GemmaFamily {
     default_swa_period: 2,
     default_rope_base_swa: None,
     default_softcaps: Some((50.0, 30.0)),
+    swa_layers_scaled: true,
     layers_of_27b: 46,
 };

@@ -29,6 +29,9 @@ pub(super) struct GemmaFamily {
     /// Soft-caps of attention scores and final logits when the file does
     /// not say (Gemma 2: 50 and 30).
     pub default_softcaps: Option<(f32, f32)>,
+    /// The windowed layers share the global layers' RoPE scaling (Gemma 2);
+    /// else they stay unscaled (Gemma 3).
+    pub swa_layers_scaled: bool,
     /// Layer count of the size whose queries are scaled by
     /// 1/sqrt(n_embd / n_head) instead of 1/sqrt(head dim) (the 27B).
     pub layers_of_27b: u32,
@@ -42,6 +45,7 @@ pub(super) const GEMMA3: GemmaFamily = GemmaFamily {
     default_swa_period: 6,
     default_rope_base_swa: Some(10_000.0),
     default_softcaps: None,
+    swa_layers_scaled: false,
     layers_of_27b: 62,
 };
 
@@ -63,6 +67,9 @@ impl Architecture for GemmaFamily {
         hp.n_swa = opt_u32(f, &k(keys::SLIDING_WINDOW))?.unwrap_or(self.default_window);
         hp.swa_period =
             opt_u32(f, &k(keys::SLIDING_WINDOW_PATTERN))?.unwrap_or(self.default_swa_period);
+        if !self.swa_layers_scaled {
+            hp.rope_freq_scale_swa = 1.0;
+        }
         hp.rope_freq_base_swa = opt_f32(f, &k(keys::ROPE_FREQ_BASE_SWA))?
             .or(self.default_rope_base_swa)
             .unwrap_or(hp.rope_freq_base);

@@ -11,6 +11,7 @@
 
 mod gemma2;
 mod gemma3;
+mod gpt_oss;
 mod llama;
 mod mistral3;
 mod phi3;
@@ -40,10 +41,12 @@ pub enum Arch {
     Gemma3,
     Phi3,
     Mistral3,
+    #[serde(rename = "gpt-oss")]
+    GptOss,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 9] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
@@ -52,6 +55,7 @@ impl Arch {
         Arch::Gemma3,
         Arch::Phi3,
         Arch::Mistral3,
+        Arch::GptOss,
     ];
 
     /// The registry: each architecture's definition.
@@ -65,6 +69,7 @@ impl Arch {
             Arch::Gemma3 => &gemma3::GEMMA3,
             Arch::Phi3 => &phi3::Phi3,
             Arch::Mistral3 => &mistral3::MISTRAL3,
+            Arch::GptOss => &gpt_oss::GptOss,
         }
     }
 
@@ -150,6 +155,7 @@ mod tests {
             Arch::Gemma2,
             Arch::Gemma3,
             Arch::Phi3,
+            Arch::GptOss,
         ] {
             assert_eq!(arch.rope_style(), RopeStyle::Neox, "{arch}");
         }
