@@ -234,6 +234,30 @@ pub const PRESETS: &[Preset] = &[
         rope_linear_factor: 1.0,
         logit_softcaps: None,
     },
+    // gpt-oss-20b scaled down for benchmarks (24 layers of 2880, 64 query
+    // heads of 64 over 8 KV heads, 32 experts of 2880 with 4 per token, a
+    // 201088-token vocabulary): 12 layers of 1024, 16 query heads over 4,
+    // 32 experts of 512 with 4 per token, the same window and vocabulary.
+    Preset {
+        name: "gpt-oss-1b",
+        arch: Arch::GptOss,
+        n_embd: 1024,
+        n_layer: 12,
+        n_head: 16,
+        n_head_kv: 4,
+        head_dim: 64,
+        n_ff: 512,
+        n_vocab: 201_088,
+        n_ctx_train: 131_072,
+        rope_freq_base: 150_000.0,
+        n_swa: 128,
+        tied_output: false,
+        n_expert: 32,
+        n_expert_used: 4,
+        n_ff_exp: 512,
+        rope_linear_factor: 1.0,
+        logit_softcaps: None,
+    },
     // Mixtral 8x7B's routing (8 experts, 2 per token) in a small llama.
     Preset {
         name: "mixtral-tiny",
