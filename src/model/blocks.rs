@@ -315,6 +315,15 @@ impl<'g> Builder<'g> {
         // Soft-capped scores (Gemma 2) and sinks (gpt-oss): ggml's ops,
         // which take them.
         let softcap = hp.attn_logit_softcap.unwrap_or(0.0);
+        // ggml's fused attention with F32 accumulation and the sinks.
+        let ggml_flash = |q, k, v, mask| -> R<Tensor<'g>> {
+            let o = ctx.flash_attn_ext(q, k, v, Some(mask), kq_scale, 0.0, softcap)?;
+            if let Some(sinks) = sinks {
+                ctx.flash_attn_ext_add_sinks(o, sinks)?;
+            }
+            ctx.flash_attn_ext_set_prec_f32(o)?;
+            Ok(o)
+        };
         let out = if self.shape.flash_attn
             && self.shape.batch_invariant
             && self.shape.per_token_attention
@@ -344,11 +353,7 @@ impl<'g> Builder<'g> {
             let v4 =
                 ctx.view_3d_repeated(cache.v, [hd_v, n_kv, n_head_kv], v_row, v_head, 0, rows)?;
             let mask4 = ctx.reshape_4d(mask, n_kv, 1, 1, rows)?;
-            let o = ctx.flash_attn_ext(q4, k4, v4, Some(mask4), kq_scale, 0.0, softcap)?;
-            if let Some(sinks) = sinks {
-                ctx.flash_attn_ext_add_sinks(o, sinks)?;
-            }
-            ctx.flash_attn_ext_set_prec_f32(o)?;
+            let o = ggml_flash(q4, k4, v4, mask4)?;
             // [hd_v, n_head, 1, rows] → [hd_v * n_head, T]
             let o = ctx.reshape_2d(o, hd_v * n_head, rows)?;
             if rows > t {
@@ -369,11 +374,7 @@ impl<'g> Builder<'g> {
             ctx.reshape_2d(o, hd_v * n_head, t)?
         } else if self.shape.flash_attn {
             let q = ctx.permute(q, 0, 2, 1, 3)?; // [hd, T, n_head]
-            let o = ctx.flash_attn_ext(q, kview, vview, Some(mask), kq_scale, 0.0, softcap)?;
-            if let Some(sinks) = sinks {
-                ctx.flash_attn_ext_add_sinks(o, sinks)?;
-            }
-            ctx.flash_attn_ext_set_prec_f32(o)?;
+            let o = ggml_flash(q, kview, vview, mask)?;
             // [hd_v, n_head, T]
             ctx.reshape_2d(o, hd_v * n_head, t)?
         } else {

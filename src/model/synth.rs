@@ -820,19 +820,22 @@ pub fn write_synthetic(
             Value::F32(hp.rope_attn_factor),
         );
     }
-    if preset.arch == Arch::Mistral3 {
+    let yarn = |w: &mut GgufWriter, factor: f32, orig_ctx: u32| {
         w.add_kv(
             keys::arch_key(a, keys::ROPE_SCALING_TYPE),
             Value::String("yarn".into()),
         );
         w.add_kv(
             keys::arch_key(a, keys::ROPE_SCALING_FACTOR),
-            Value::F32(MISTRAL3_YARN_FACTOR),
+            Value::F32(factor),
         );
         w.add_kv(
             keys::arch_key(a, keys::ROPE_SCALING_ORIG_CTX),
-            Value::U32(MISTRAL3_ORIG_CTX),
+            Value::U32(orig_ctx),
         );
+    };
+    if preset.arch == Arch::Mistral3 {
+        yarn(&mut w, MISTRAL3_YARN_FACTOR, MISTRAL3_ORIG_CTX);
         w.add_kv(
             keys::arch_key(a, keys::ROPE_SCALING_YARN_BETA_FAST),
             Value::F32(32.0),
@@ -847,18 +850,7 @@ pub fn write_synthetic(
         );
     }
     if preset.arch == Arch::GptOss {
-        w.add_kv(
-            keys::arch_key(a, keys::ROPE_SCALING_TYPE),
-            Value::String("yarn".into()),
-        );
-        w.add_kv(
-            keys::arch_key(a, keys::ROPE_SCALING_FACTOR),
-            Value::F32(GPT_OSS_YARN_FACTOR),
-        );
-        w.add_kv(
-            keys::arch_key(a, keys::ROPE_SCALING_ORIG_CTX),
-            Value::U32(GPT_OSS_ORIG_CTX),
-        );
+        yarn(&mut w, GPT_OSS_YARN_FACTOR, GPT_OSS_ORIG_CTX);
     }
     if preset.rope_linear_factor != 1.0 {
         w.add_kv(
