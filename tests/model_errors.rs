@@ -141,9 +141,33 @@ fn missing_or_misshapen_tensors_are_named() {
     assert_refused(&dst, "blk.2.attn_q.weight");
 }
 
+/// gpt-oss needs its window size and every layer's sinks: a file without
+/// them is refused with the key or tensor named, never run without them.
+#[test]
+fn gpt_oss_without_window_or_sinks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = synth_file(dir.path(), "gpt-oss-tiny");
+    let no_window = dir.path().join("no-window.gguf");
+    rewrite(
+        &src,
+        &no_window,
+        |k, v| (k != "gpt-oss.attention.sliding_window").then(|| v.clone()),
+        |n, d| Some((n.to_string(), d.to_vec())),
+    );
+    assert_refused(&no_window, "gpt-oss.attention.sliding_window");
+    let no_sinks = dir.path().join("no-sinks.gguf");
+    rewrite(
+        &src,
+        &no_sinks,
+        |_, v| Some(v.clone()),
+        |n, d| (n != "blk.1.attn_sinks.weight").then(|| (n.to_string(), d.to_vec())),
+    );
+    assert_refused(&no_sinks, "blk.1.attn_sinks.weight");
+}
+
 #[test]
 fn synthetic_models_of_every_architecture_generate() {
-    for preset in ["llama-15m", "qwen3-0.6b", "gemma3-270m"] {
+    for preset in ["llama-15m", "qwen3-0.6b", "gemma3-270m", "gpt-oss-tiny"] {
         let out = rbench(&[
             "run",
             "-m",
