@@ -100,28 +100,22 @@ impl Role {
     /// Norm weights, biases and sinks (one-dimensional, or one row per
     /// expert) stay F32 in every file type and are never repacked.
     pub fn is_vector(self) -> bool {
-        matches!(
-            self,
-            Role::OutputNorm
-                | Role::AttnNorm
-                | Role::AttnQBias
-                | Role::AttnKBias
-                | Role::AttnVBias
-                | Role::AttnQNorm
-                | Role::AttnKNorm
-                | Role::AttnPostNorm
-                | Role::FfnNorm
-                | Role::FfnPostNorm
-                | Role::RopeFreqs
-                | Role::RopeFactorsLong
-                | Role::RopeFactorsShort
-                | Role::AttnOutBias
-                | Role::AttnSinks
-                | Role::FfnGateInpBias
-                | Role::FfnGateExpsBias
-                | Role::FfnUpExpsBias
-                | Role::FfnDownExpsBias
-        )
+        self.is_norm()
+            || matches!(
+                self,
+                Role::AttnQBias
+                    | Role::AttnKBias
+                    | Role::AttnVBias
+                    | Role::RopeFreqs
+                    | Role::RopeFactorsLong
+                    | Role::RopeFactorsShort
+                    | Role::AttnOutBias
+                    | Role::AttnSinks
+                    | Role::FfnGateInpBias
+                    | Role::FfnGateExpsBias
+                    | Role::FfnUpExpsBias
+                    | Role::FfnDownExpsBias
+            )
     }
 
     /// Tensors ggml reads as F32 only (RoPE factors, sinks, the biases
@@ -148,22 +142,16 @@ impl Role {
     }
 
     pub fn is_norm(self) -> bool {
-        self.is_vector()
-            && !matches!(
-                self,
-                Role::AttnQBias
-                    | Role::AttnKBias
-                    | Role::AttnVBias
-                    | Role::RopeFreqs
-                    | Role::RopeFactorsLong
-                    | Role::RopeFactorsShort
-                    | Role::AttnOutBias
-                    | Role::AttnSinks
-                    | Role::FfnGateInpBias
-                    | Role::FfnGateExpsBias
-                    | Role::FfnUpExpsBias
-                    | Role::FfnDownExpsBias
-            )
+        matches!(
+            self,
+            Role::OutputNorm
+                | Role::AttnNorm
+                | Role::AttnQNorm
+                | Role::AttnKNorm
+                | Role::AttnPostNorm
+                | Role::FfnNorm
+                | Role::FfnPostNorm
+        )
     }
 }
 
@@ -344,9 +332,16 @@ pub fn ffn_norm_gated(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
 /// The pre-FFN norm, the router and the stacked experts of a
 /// mixture-of-experts FFN, in the converters' order.
 pub fn ffn_norm_moe(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
+    let mut out = vec![layer_norm(hp, il, "ffn_norm", Role::FfnNorm)];
+    out.extend(moe_experts(hp, il));
+    out
+}
+
+/// The router and the stacked experts (gpt-oss, whose pre-FFN norm is
+/// named `post_attention_norm`, has them without `ffn_norm`).
+pub fn moe_experts(hp: &Hparams, il: u32) -> Vec<TensorSpec> {
     let (e, ff, n) = (hp.n_embd as u64, hp.n_ff_exp as u64, hp.n_expert as u64);
     vec![
-        layer_tensor(il, "ffn_norm", vec![e], Role::FfnNorm),
         layer_tensor(il, "ffn_gate_inp", vec![e, n], Role::FfnGateInp),
         layer_tensor(il, "ffn_gate_exps", vec![e, ff, n], Role::FfnGateExps),
         layer_tensor(il, "ffn_down_exps", vec![ff, e, n], Role::FfnDownExps),

@@ -503,6 +503,7 @@ impl Preset {
         } else {
             None
         };
+        let rope_freq_scale = 1.0 / yarn_factor.unwrap_or(self.rope_linear_factor);
         // Gemma 3's windowed layers have a RoPE base of their own, Gemma 2's share it.
         let rope_freq_base_swa = if self.n_swa > 0 && self.arch == Arch::Gemma3 {
             10_000.0
@@ -523,7 +524,7 @@ impl Preset {
             rms_eps: 1e-6,
             n_rot: self.head_dim,
             rope_freq_base: self.rope_freq_base,
-            rope_freq_scale: 1.0 / yarn_factor.unwrap_or(self.rope_linear_factor),
+            rope_freq_scale,
             rope_ext_factor: if yarn_factor.is_some() { 1.0 } else { 0.0 },
             yarn_beta_fast: 32.0,
             yarn_beta_slow: 1.0,
@@ -533,7 +534,7 @@ impl Preset {
             rope_freq_scale_swa: if self.arch == Arch::Gemma3 {
                 1.0
             } else {
-                1.0 / yarn_factor.unwrap_or(self.rope_linear_factor)
+                rope_freq_scale
             },
             n_swa: self.n_swa,
             swa_period: match (self.n_swa, gemma2 || gpt_oss) {

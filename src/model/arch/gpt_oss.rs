@@ -64,12 +64,7 @@ impl Architecture for GptOss {
                 "post_attention_norm",
                 Role::AttnPostNorm,
             ));
-            // The router and the experts, without the dense FFN's norm.
-            out.extend(
-                layout::ffn_norm_moe(hp, il)
-                    .into_iter()
-                    .filter(|s| s.role != Role::FfnNorm),
-            );
+            out.extend(layout::moe_experts(hp, il));
             out.extend(layout::moe_biases(hp, il));
         }
         // llama.cpp requires the output projection: it is never tied.
