@@ -26,13 +26,7 @@ CHUNKS="${CHUNKS:-8}"
 FTYPE="${FTYPE:-f16}"
 TEXT=/usr/share/common-licenses/GPL-3
 [[ -x "$RBENCH" ]] || { echo "error: $RBENCH not built (cargo build --release)" >&2; exit 1; }
-if [[ -z "${LLAMA_BIN:-}" ]]; then
-  if [[ -x ../shared/anchor/build-llamacpp.sh ]]; then
-    LLAMA_BIN="$(../shared/anchor/build-llamacpp.sh | tail -n 1)"
-  else
-    LLAMA_BIN="$(scripts/build-llama-perplexity.sh | tail -n 1)"
-  fi
-fi
+LLAMA_BIN="$(scripts/llama-perplexity-bin.sh)"
 presets=("$@")
 if ((${#presets[@]} == 0)); then
   presets=(llama-tiny qwen2-tiny qwen3-tiny qwen3moe-tiny mixtral-tiny gpt-oss-tiny gemma2-tiny gemma3-tiny gemma3-tiny-scaled phi3-tiny mistral3-tiny)
