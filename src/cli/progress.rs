@@ -103,13 +103,18 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> anyhow::Result<Model> {
         });
         crate::model::resolve_model_path(spec)?
     };
-    let _spin = Progress::spinner(format!("loading {}", path.display()));
-    Model::load(&path, opts).with_context(|| {
+    let spin = Progress::spinner(format!("loading {}", path.display()));
+    let model = Model::load(&path, opts).with_context(|| {
         format!(
             "loading {} (check the path, or use synth:PRESET such as synth:llama-125m)",
             path.display()
         )
-    })
+    })?;
+    drop(spin);
+    if let Some(note) = model.weights.twins_note() {
+        eprintln!("{note}");
+    }
+    Ok(model)
 }
 
 /// Says where the layers went when any left the CPU.

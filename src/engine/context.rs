@@ -493,6 +493,7 @@ fn build_graph<'g>(
         shape,
         inputs,
         kernels,
+        weights: &model.weights,
     };
     let logits = model.build_forward(&mut b, &cache)?;
     logits.set_output();

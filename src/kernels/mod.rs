@@ -121,6 +121,20 @@ pub const KERNEL_TYPES: [GgmlType; 6] = [
     GgmlType::Q6_K,
 ];
 
+/// Whether a weight of type `ty` that ggml would repack should keep a plain
+/// twin for rbench's kernels (see `LoadOptions::plain_twins`): the K-quants,
+/// where this CPU has a vector kernel for them. At one token rbench's
+/// K-quant kernels stream the weights near the read bandwidth, and ggml's
+/// repacked ones (AMX's above all) do not: on a 2-core Sapphire Rapids,
+/// llama-1b Q4_K_M generated 23.5 t/s with twins against 16.1 without.
+/// The block-32 types stay with the repacked kernels, which measured as
+/// fast or faster there at one token (AMX Q8_0: Gemma 3 270M 74 t/s
+/// against 69 with twins).
+pub fn twin_worthy(ty: GgmlType) -> bool {
+    let best = best();
+    best.isa() != Isa::Scalar && kquants::is_super_block_type(ty) && best.supports(ty)
+}
+
 /// Errors of the kernel entry points (bad sizes; never a panic).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {

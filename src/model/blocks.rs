@@ -82,6 +82,8 @@ pub struct Builder<'g> {
     pub inputs: ForwardInputs<'g>,
     /// Who computes weight matmuls of few tokens.
     pub kernels: Kernels,
+    /// The model's weights, for the plain twins of repacked ones.
+    pub weights: &'g Weights,
 }
 
 /// How a mixture-of-experts FFN weighs and computes its experts.
@@ -148,12 +150,20 @@ pub fn per_token_attention(hp: &Hparams, type_k: GgmlType, type_v: GgmlType) -> 
 impl<'g> Builder<'g> {
     /// `W x` for a weight `w`: rbench's kernel when chosen and applicable
     /// (type, plain layout, `kernels::MIN_COLUMNS..=MAX_COLUMNS` tokens),
-    /// otherwise ggml's `mul_mat`.
+    /// otherwise ggml's `mul_mat`. A repacked weight with a plain twin
+    /// goes to rbench's kernel on the twin below
+    /// [`kernels::TILED_MIN_COLUMNS`] tokens (generation) and stays with
+    /// ggml's repacked kernels for prompts.
     pub fn matmul(&self, w: Tensor<'g>, x: Tensor<'g>) -> R<Tensor<'g>> {
         if self.kernels == Kernels::Rbench {
             let ne = x.ne();
             let isa = kernels::best().isa();
             let cols = ne[1] as usize;
+            let w_ours = match self.weights.plain_twin(w) {
+                Some(twin) if cols < kernels::TILED_MIN_COLUMNS => twin,
+                Some(_) => return Ok(self.ctx.mul_mat(w, x)?),
+                None => w,
+            };
             // The portable kernel is a reference, not faster than ggml.
             if isa != kernels::Isa::Scalar
                 && (kernels::MIN_COLUMNS..=kernels::MAX_COLUMNS).contains(&cols)
@@ -161,18 +171,17 @@ impl<'g> Builder<'g> {
                 && ne[3] == 1
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
-                && ggml::rbench_weight_problem(w, isa).is_none()
-                // Q4_K / Q5_K / Q6_K outside batch-invariant runs: ggml's kernels at
-                // one column (as fast, and one-token decoding then gives ggml's
-                // logits bit for bit) and for prompts (faster); rbench's at 2-31
-                // columns, where they are faster (`cargo bench --bench kernels`).
+                && ggml::rbench_weight_problem(w_ours, isa).is_none()
+                // Q4_K / Q5_K / Q6_K outside batch-invariant runs: ggml's kernels
+                // for prompts (faster); rbench's below the tiled path's column
+                // count, where they are faster (`cargo bench --bench kernels`).
                 && (self.shape.batch_invariant
-                    || !kernels::kquants::is_super_block_type(w.ty())
-                    || (2..kernels::TILED_MIN_COLUMNS).contains(&cols))
+                    || !kernels::kquants::is_super_block_type(w_ours.ty())
+                    || cols < kernels::TILED_MIN_COLUMNS)
             {
                 return Ok(self
                     .ctx
-                    .custom_mul_mat(w, x, isa, self.shape.batch_invariant)?);
+                    .custom_mul_mat(w_ours, x, isa, self.shape.batch_invariant)?);
             }
         }
         Ok(self.ctx.mul_mat(w, x)?)

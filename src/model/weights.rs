@@ -11,6 +11,7 @@ use super::placement::{Placement, PlacementSpec};
 use super::ModelError;
 use crate::ggml::{self, BackendBuffer, BufferType, Context, Device, Tensor, TensorId, WeightOp};
 use crate::gguf::{GgufFile, TensorInfo};
+use std::collections::HashMap;
 
 /// Which context (and so which buffer) a weight lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,14 @@ pub struct LayerWeights {
 pub struct LoadOptions {
     /// Use the CPU backend's repacking buffer types for matmul weights.
     pub repack: bool,
+    /// Beside each repacked weight that rbench has a generation kernel for
+    /// (`kernels::twin_worthy`), keep a plain twin: a copy in the file's
+    /// layout, in huge pages, that rbench's kernels read for matmuls of few
+    /// tokens, where they outrun the repacked kernels (AMX's above all),
+    /// while ggml's repacked kernels keep prompts. It costs the twins'
+    /// bytes of memory again, so it is made only where available memory
+    /// holds the repacked weights, the twins and 1 GiB more.
+    pub plain_twins: bool,
     /// Which layers go to which device (`-ngl`, `-sm`, `-mg`, `-ts`, `-dev`).
     pub placement: PlacementSpec,
     /// Use CPU weights in place in the mapped file (`-mmp 1`); off, they
@@ -74,6 +83,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             repack: true,
+            plain_twins: true,
             placement: PlacementSpec::default(),
             use_mmap: true,
         }
@@ -138,6 +148,12 @@ pub struct Weights {
     pub layers: Vec<LayerWeights>,
     /// Bytes copied into repacking buffers (the rest is used in place from the mapping).
     pub repacked_bytes: u64,
+    /// Plain twins of repacked weights (see [`LoadOptions::plain_twins`]).
+    twinned: Context,
+    /// The twin in `twinned` of each repacked tensor with one, by id.
+    twins: HashMap<TensorId, TensorId>,
+    /// Bytes of those twins.
+    pub twin_bytes: u64,
     pub repack_buffer: Option<String>,
     pub load_seconds: f64,
 }
@@ -210,6 +226,18 @@ impl Weights {
         line
     }
 
+    /// What the plain twins cost, when there are any (see
+    /// [`LoadOptions::plain_twins`]).
+    pub fn twins_note(&self) -> Option<String> {
+        (self.twin_bytes > 0).then(|| {
+            format!(
+                "memory: {} of K-quant weights kept twice, repacked ({}) for prompts and plain for generation with rbench's kernels",
+                crate::format::bytes(self.twin_bytes),
+                self.repack_buffer.as_deref().unwrap_or("CPU")
+            )
+        })
+    }
+
     /// "placement: ..." when any layer went to a device (nothing for a CPU run).
     pub fn placement_note(&self) -> Option<String> {
         self.placement
@@ -237,6 +265,7 @@ impl Weights {
             .map(|_| Context::for_tensors(n))
             .collect::<Result<Vec<_>, _>>()?;
         let copied = Context::for_tensors(n)?;
+        let twinned = Context::for_tensors(n)?;
         let probes = Context::for_tensors(n)?;
         let mut on_devices = Vec::with_capacity(placement.devices.len());
         for &device in &placement.devices {
@@ -248,6 +277,7 @@ impl Weights {
 
         // Decide each tensor's home, then create it in that context.
         let mut placed: Vec<(Resolved<'_>, WeightRef, String)> = Vec::with_capacity(n);
+        let mut twin_plan: Vec<(Resolved<'_>, TensorId, TensorId)> = Vec::new();
         let mut plan: Vec<(Resolved<'_>, String, bool)> = Vec::with_capacity(n);
         for r in resolved {
             let wants_repack = !r.spec.role.is_vector() && r.spec.role != Role::TokenEmbd;
@@ -299,6 +329,13 @@ impl Weights {
             };
             let t = new_like(ctx, r.info, &name)?;
             let id = ctx.tensor_id(t)?;
+            if matches!(home, Home::Repacked(_))
+                && opts.plain_twins
+                && crate::kernels::twin_worthy(r.info.ggml_type)
+            {
+                let twin = new_like(&twinned, r.info, &name)?;
+                twin_plan.push((r.clone(), id, twinned.tensor_id(twin)?));
+            }
             placed.push((r, WeightRef { home, id }, name));
         }
 
@@ -322,6 +359,31 @@ impl Weights {
             let t = mapped.tensor(w.id)?;
             mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(r.info) as usize)?;
         }
+        let mut twins = HashMap::with_capacity(twin_plan.len());
+        let planned: u64 = twin_plan.iter().map(|(r, _, _)| r.info.n_bytes).sum();
+        let repacking: u64 = (0..extras.len())
+            .map(|i| bytes_in(&placed, Home::Repacked(i)))
+            .sum();
+        let fits = super::memory::MemoryInfo::detect()
+            .available
+            .is_some_and(|a| a >= repacking + planned + (1 << 30));
+        if planned > 0 && fits {
+            let parts: Vec<&[u8]> = twin_plan
+                .iter()
+                .map(|(r, _, _)| file.tensor_data(r.info))
+                .collect();
+            // Block starts stay aligned as in the file (32 bytes there).
+            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
+                .map_err(|e| {
+                    ModelError::Internal(format!("copying weights for generation: {e}"))
+                })?;
+            let twin_buffer = BackendBuffer::from_host_bytes(bytes)?;
+            for ((_, primary, twin), offset) in twin_plan.iter().zip(offsets) {
+                twinned.place_tensor(twinned.tensor(*twin)?, &twin_buffer, offset)?;
+                twins.insert(*primary, *twin);
+            }
+        }
+        let twin_bytes = if twins.is_empty() { 0 } else { planned };
         let copy_into = |ctx: &Context, home: Home, buft: BufferType| -> Result<u64, ModelError> {
             if !placed.iter().any(|(_, w, _)| w.home == home) {
                 return Ok(0);
@@ -384,6 +446,9 @@ impl Weights {
             globals,
             layers,
             repacked_bytes,
+            twinned,
+            twins,
+            twin_bytes,
             repack_buffer,
             load_seconds: start.elapsed().as_secs_f64(),
         })
@@ -398,6 +463,16 @@ impl Weights {
             Home::Device(i) => &self.on_devices[i].ctx,
         };
         Ok(ctx.tensor(w.id)?)
+    }
+
+    /// The plain twin of a repacked weight, if it has one (see
+    /// [`LoadOptions::plain_twins`]).
+    pub fn plain_twin<'w>(&'w self, w: Tensor<'_>) -> Option<Tensor<'w>> {
+        if self.twins.is_empty() {
+            return None;
+        }
+        let id = self.repacked.iter().find_map(|ctx| ctx.tensor_id(w).ok())?;
+        self.twinned.tensor(*self.twins.get(&id)?).ok()
     }
 
     pub fn get_opt(&self, w: Option<WeightRef>) -> Result<Option<Tensor<'_>>, ModelError> {
