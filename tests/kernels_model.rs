@@ -169,41 +169,23 @@ fn repacked_k_quants_keep_plain_twins_that_memory_can_hold() {
     let model = Model::load(&block32, &LoadOptions::default()).unwrap();
     assert_eq!(model.weights.twin_bytes, 0);
 
-    // Memory for the model but not for a second copy and 1 GiB: the CLI
-    // loads it without twins.
+    // `rbench tg` on the K-quant model, with this much memory (or the
+    // machine's): its stderr.
+    let tg_stderr = |memory: Option<u64>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rbench"));
+        cmd.args(["tg", "-m", k_quants.to_str().unwrap()])
+            .args(["-n", "2", "-r", "1", "-t", "2"]);
+        if let Some(bytes) = memory {
+            cmd.env("RBENCH_MEM_AVAILABLE", bytes.to_string());
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    assert!(tg_stderr(None).contains("kept twice"));
+    // Memory for the model but not for a second copy and 1 GiB: no twins.
     let scarce = std::fs::metadata(&k_quants).unwrap().len() + (100 << 20);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbench"))
-        .args([
-            "tg",
-            "-m",
-            k_quants.to_str().unwrap(),
-            "-n",
-            "2",
-            "-r",
-            "1",
-            "-t",
-            "2",
-        ])
-        .env("RBENCH_MEM_AVAILABLE", scarce.to_string())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = tg_stderr(Some(scarce));
     assert!(!stderr.contains("kept twice"), "{stderr}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbench"))
-        .args([
-            "tg",
-            "-m",
-            k_quants.to_str().unwrap(),
-            "-n",
-            "2",
-            "-r",
-            "1",
-            "-t",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kept twice"));
 }
