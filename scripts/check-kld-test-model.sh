@@ -33,9 +33,14 @@ threads="$(nproc)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$LLAMA_BIN/llama-perplexity" -m "$MODEL" -f "$TEXT" -c 256 -t "$threads" \
-  --kl-divergence-base "$work/llama.kld" > "$work/base.log" 2>&1 || {
-  echo "error: llama-perplexity failed:" >&2; tail -5 "$work/base.log" >&2; exit 1; }
+# base FILE COMMAND...: writes base logits over the text to FILE.
+base() {
+  local file="$1" log="$1.log"
+  shift
+  "$@" -m "$MODEL" -f "$TEXT" -c 256 -t "$threads" --kl-divergence-base "$file" > "$log" 2>&1 || {
+    echo "error: writing $(basename "$file") failed:" >&2; tail -5 "$log" >&2; exit 1; }
+}
+base "$work/llama.kld" "$LLAMA_BIN/llama-perplexity"
 
 # Prints "KLD TOP" of a log of either tool.
 stats() {
@@ -71,17 +76,13 @@ run "rbench (default)" "$work/llama.kld" "${rb[@]}"
 run "rbench --kernels ggml" "$work/llama.kld" "${rb[@]}" --kernels ggml
 run "rbench -fa off" "$work/llama.kld" "${rb[@]}" --flash-attn off
 # Within rbench: its own kernels against a base written with ggml's.
-"$RBENCH" perplexity -q -m "$MODEL" -f "$TEXT" -c 256 -t "$threads" --kernels ggml \
-  --kl-divergence-base "$work/rbench-ggml.kld" > "$work/rbench-base.log" 2>&1 || {
-  echo "error: rbench --kernels ggml base failed:" >&2; tail -5 "$work/rbench-base.log" >&2; exit 1; }
+base "$work/rbench-ggml.kld" "$RBENCH" perplexity -q --kernels ggml
 run "rbench (default) against rbench --kernels ggml's base" "$work/rbench-ggml.kld" "${rb[@]}"
 
 # The same kernels on both sides (plain layouts: no AMX or repacked rows,
 # whichever this CPU and llama.cpp's build would pick): the floor is gone and
 # the issue's own bounds apply, mean KLD <= 0.002 and >= 98% same top token.
-"$LLAMA_BIN/llama-perplexity" -m "$MODEL" -f "$TEXT" -c 256 -t "$threads" --no-repack \
-  --kl-divergence-base "$work/llama-nr.kld" > "$work/base-nr.log" 2>&1 || {
-  echo "error: llama-perplexity --no-repack failed:" >&2; tail -5 "$work/base-nr.log" >&2; exit 1; }
+base "$work/llama-nr.kld" "$LLAMA_BIN/llama-perplexity" --no-repack
 run "rbench --kernels ggml --no-repack against llama.cpp --no-repack's base" "$work/llama-nr.kld" \
   "${rb[@]}" --kernels ggml --no-repack
 same_kernels=$((${#rows[@]} - 1))

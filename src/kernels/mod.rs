@@ -126,7 +126,7 @@ pub const KERNEL_TYPES: [GgmlType; 6] = [
 /// where this CPU has a vector kernel for them. At one token rbench's
 /// K-quant kernels stream the weights near the read bandwidth, and ggml's
 /// repacked ones (AMX's above all) do not: on a 2-core Sapphire Rapids,
-/// llama-1b Q4_K_M generated 23.5 t/s with twins against 16.1 without.
+/// llama-1b Q4_K_M generated 26.8 t/s with twins against 15.6 without.
 /// The block-32 types stay with the repacked kernels, which measured as
 /// fast or faster there at one token (AMX Q8_0: Gemma 3 270M 74 t/s
 /// against 69 with twins).

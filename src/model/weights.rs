@@ -359,31 +359,8 @@ impl Weights {
             let t = mapped.tensor(w.id)?;
             mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(r.info) as usize)?;
         }
-        let mut twins = HashMap::with_capacity(twin_plan.len());
-        let planned: u64 = twin_plan.iter().map(|(r, _, _)| r.info.n_bytes).sum();
-        let repacking: u64 = (0..extras.len())
-            .map(|i| bytes_in(&placed, Home::Repacked(i)))
-            .sum();
-        let fits = super::memory::MemoryInfo::detect()
-            .available
-            .is_some_and(|a| a >= repacking + planned + (1 << 30));
-        if planned > 0 && fits {
-            let parts: Vec<&[u8]> = twin_plan
-                .iter()
-                .map(|(r, _, _)| file.tensor_data(r.info))
-                .collect();
-            // Block starts stay aligned as in the file (32 bytes there).
-            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
-                .map_err(|e| {
-                    ModelError::Internal(format!("copying weights for generation: {e}"))
-                })?;
-            let twin_buffer = BackendBuffer::from_host_bytes(bytes)?;
-            for ((_, primary, twin), offset) in twin_plan.iter().zip(offsets) {
-                twinned.place_tensor(twinned.tensor(*twin)?, &twin_buffer, offset)?;
-                twins.insert(*primary, *twin);
-            }
-        }
-        let twin_bytes = if twins.is_empty() { 0 } else { planned };
+        // Measured before the repacking copies take their share.
+        let memory = (!twin_plan.is_empty()).then(super::memory::MemoryInfo::detect);
         let copy_into = |ctx: &Context, home: Home, buft: BufferType| -> Result<u64, ModelError> {
             if !placed.iter().any(|(_, w, _)| w.home == home) {
                 return Ok(0);
@@ -406,6 +383,28 @@ impl Weights {
             }
         }
         let repack_buffer = (!repack_names.is_empty()).then(|| repack_names.join(", "));
+        let mut twins = HashMap::with_capacity(twin_plan.len());
+        let planned: u64 = twin_plan.iter().map(|(r, _, _)| r.info.n_bytes).sum();
+        let fits = memory
+            .and_then(|m| m.available)
+            .is_some_and(|a| a >= repacked_bytes + planned + (1 << 30));
+        if planned > 0 && fits {
+            let parts: Vec<&[u8]> = twin_plan
+                .iter()
+                .map(|(r, _, _)| file.tensor_data(r.info))
+                .collect();
+            // Block starts stay aligned as in the file (32 bytes there).
+            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
+                .map_err(|e| {
+                    ModelError::Internal(format!("copying weights for generation: {e}"))
+                })?;
+            let twin_buffer = BackendBuffer::from_host_bytes(bytes)?;
+            for ((_, primary, twin), offset) in twin_plan.iter().zip(offsets) {
+                twinned.place_tensor(twinned.tensor(*twin)?, &twin_buffer, offset)?;
+                twins.insert(*primary, *twin);
+            }
+        }
+        let twin_bytes = if twins.is_empty() { 0 } else { planned };
         copy_into(&copied, Home::Copied, BufferType::cpu())?;
         let mut device_bytes = Vec::with_capacity(on_devices.len());
         for (i, d) in on_devices.iter().enumerate() {
