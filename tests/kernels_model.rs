@@ -189,3 +189,37 @@ fn repacked_k_quants_keep_plain_twins_that_memory_can_hold() {
     let stderr = tg_stderr(Some(scarce));
     assert!(!stderr.contains("kept twice"), "{stderr}");
 }
+
+/// Without repacking (batch-invariant runs), the K-quant weights rbench's
+/// kernels multiply are read from a huge-page copy of the mapping where
+/// memory holds it; the numbers are the mapping's bit for bit.
+#[test]
+fn plain_k_quants_are_copied_into_huge_pages_without_changing_a_logit() {
+    let preset = synth::preset("llama-tiny").unwrap();
+    let k_quants = synth::ensure_cached(preset, SynthFtype::Q4KM).unwrap();
+    if !rbench::kernels::twin_worthy(rbench::quant::GgmlType::Q4_K) {
+        eprintln!("skipped: this CPU has no rbench kernel for K-quants");
+        return;
+    }
+    let plain = |copies: bool| LoadOptions {
+        repack: false,
+        plain_twins: copies,
+        ..LoadOptions::default()
+    };
+    let copied = Model::load(&k_quants, &plain(true)).unwrap();
+    let mapped = Model::load(&k_quants, &plain(false)).unwrap();
+    assert_eq!(mapped.weights.huge_copy_bytes, 0);
+    assert!(mapped.weights.huge_copy_note().is_none());
+    let file_bytes = std::fs::metadata(&k_quants).unwrap().len();
+    // Every matrix but the embedding's lookups (llama-tiny's are all
+    // K-quants), never more than the file holds.
+    assert!(copied.weights.huge_copy_bytes > file_bytes / 2);
+    assert!(copied.weights.huge_copy_bytes < file_bytes);
+    let note = copied.weights.huge_copy_note().unwrap();
+    assert!(note.contains("huge pages"), "{note}");
+
+    let tokens = [1u32, 523, 77, 3001, 9];
+    let a = one_token_steps(&copied, Kernels::Rbench, &tokens);
+    let b = one_token_steps(&mapped, Kernels::Rbench, &tokens);
+    assert_eq!(a, b);
+}

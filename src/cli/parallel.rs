@@ -357,6 +357,7 @@ pub fn run(mut args: ParallelArgs) -> anyhow::Result<()> {
     let model = Model::load(&path, &args.engine.load_options(true)?)
         .with_context(|| format!("loading {}", path.display()))?;
     super::progress::report_placement(&model);
+    super::progress::report_weight_copies(&model);
     if model.info.synthetic {
         eprintln!(
             "note: {} is a synthetic model (random weights)",

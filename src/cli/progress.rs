@@ -111,10 +111,18 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> anyhow::Result<Model> {
         )
     })?;
     drop(spin);
-    if let Some(note) = model.weights.twins_note() {
+    report_weight_copies(&model);
+    Ok(model)
+}
+
+/// Says what memory the weights' extra copies take, when they have any.
+pub fn report_weight_copies(model: &Model) {
+    for note in [model.weights.twins_note(), model.weights.huge_copy_note()]
+        .into_iter()
+        .flatten()
+    {
         eprintln!("{note}");
     }
-    Ok(model)
 }
 
 /// Says where the layers went when any left the CPU.

@@ -115,6 +115,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(note) = model.weights.placement_note() {
         eprintln!("{note}");
     }
+    super::progress::report_weight_copies(&model);
     let tok = &model.tokenizer;
     if model.info.synthetic {
         eprintln!(

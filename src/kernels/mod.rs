@@ -552,7 +552,7 @@ pub fn matmul_f32_columns(
     batch_invariant: bool,
 ) -> Result<(), KernelError> {
     if kquants::is_super_block_type(ty) {
-        return kquants::with_thread_acts(x, k, n, |acts| {
+        return kquants::with_thread_acts(kernel.isa(), x, k, n, |acts| {
             kquants::matmul_rows(kernel.isa(), ty, weights, acts, rows, cols)
         })?;
     }

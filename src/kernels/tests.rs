@@ -508,28 +508,32 @@ fn super_block_kernels_agree_bit_for_bit_and_ignore_the_batch() {
     let (n_rows, k) = (19, 2048);
     for ty in SUPER_TYPES {
         let w = weights(ty, 5, n_rows, k);
-        // More columns than one group of the super-block kernels (16).
-        let n = 18;
-        let x = activations(9, k, n);
-        let reference = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
-        for kernel in available_kernels().into_iter().filter(|k| k.supports(ty)) {
-            let batched = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
-            for c in 0..n {
-                let alone = run_kernel(kernel, ty, &w, n_rows, k, &x[c * k..(c + 1) * k], 1);
-                for r in 0..n_rows {
-                    let (a, b, s) = (alone[r], batched[c * n_rows + r], reference[c * n_rows + r]);
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{:?} {ty} column {c} row {r}: alone {a}, batched {b}",
-                        kernel.isa()
-                    );
-                    assert_eq!(
-                        a.to_bits(),
-                        s.to_bits(),
-                        "{:?} {ty} column {c} row {r}: {a}, scalar {s}",
-                        kernel.isa()
-                    );
+        // Column counts for every path of the AVX-512 kernel: a whole group
+        // of 16 side by side with 2 columns along the rows, and a padded
+        // second group (27); 19 rows leave a partial block of 4 rows.
+        for n in [5, 18, 27] {
+            let x = activations(9, k, n);
+            let reference = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
+            for kernel in available_kernels().into_iter().filter(|k| k.supports(ty)) {
+                let batched = run_kernel(kernel, ty, &w, n_rows, k, &x, n);
+                for c in 0..n {
+                    let alone = run_kernel(kernel, ty, &w, n_rows, k, &x[c * k..(c + 1) * k], 1);
+                    for r in 0..n_rows {
+                        let (a, b, s) =
+                            (alone[r], batched[c * n_rows + r], reference[c * n_rows + r]);
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{:?} {ty} column {c} row {r}: alone {a}, batched {b}",
+                            kernel.isa()
+                        );
+                        assert_eq!(
+                            a.to_bits(),
+                            s.to_bits(),
+                            "{:?} {ty} column {c} row {r}: {a}, scalar {s}",
+                            kernel.isa()
+                        );
+                    }
                 }
             }
         }

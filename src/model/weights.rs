@@ -70,7 +70,11 @@ pub struct LoadOptions {
     /// tokens, where they outrun the repacked kernels (AMX's above all),
     /// while ggml's repacked kernels keep prompts. It costs the twins'
     /// bytes of memory again, so it is made only where available memory
-    /// holds the repacked weights, the twins and 1 GiB more.
+    /// holds the repacked weights, the twins and 1 GiB more. In runs that
+    /// keep such weights plain in the mapped file (nothing repacked, as in
+    /// batch-invariant runs), the weight itself is copied into huge pages
+    /// the same way: the file's 4 KiB page-cache pages cost generation
+    /// about 20% in TLB misses.
     pub plain_twins: bool,
     /// Which layers go to which device (`-ngl`, `-sm`, `-mg`, `-ts`, `-dev`).
     pub placement: PlacementSpec,
@@ -154,6 +158,9 @@ pub struct Weights {
     twins: HashMap<TensorId, TensorId>,
     /// Bytes of those twins.
     pub twin_bytes: u64,
+    /// Bytes of mapped weights read from a huge-page copy instead of the
+    /// mapping (see [`LoadOptions::plain_twins`]).
+    pub huge_copy_bytes: u64,
     pub repack_buffer: Option<String>,
     pub load_seconds: f64,
 }
@@ -234,6 +241,17 @@ impl Weights {
                 "memory: {} of K-quant weights kept twice, repacked ({}) for prompts and plain for generation with rbench's kernels",
                 crate::format::bytes(self.twin_bytes),
                 self.repack_buffer.as_deref().unwrap_or("CPU")
+            )
+        })
+    }
+
+    /// What the huge-page copies of mapped weights cost, when there are
+    /// any (see [`LoadOptions::plain_twins`]).
+    pub fn huge_copy_note(&self) -> Option<String> {
+        (self.huge_copy_bytes > 0).then(|| {
+            format!(
+                "memory: {} of K-quant weights copied from the mapped file into huge pages for rbench's kernels",
+                crate::format::bytes(self.huge_copy_bytes)
             )
         })
     }
@@ -353,14 +371,59 @@ impl Weights {
                 });
             }
         }
-        // Mapped tensors point into the file; the others are copied (and repacked) once.
+        // Mapped weights that rbench's kernels multiply (the embedding's
+        // rows are only looked up).
+        let hot = |r: &Resolved<'_>, w: &WeightRef| {
+            w.home == Home::Mapped
+                && opts.plain_twins
+                && r.spec.role != Role::TokenEmbd
+                && crate::kernels::twin_worthy(r.info.ggml_type)
+        };
+        let hot_bytes: u64 = placed
+            .iter()
+            .filter(|(r, w, _)| hot(r, w))
+            .map(|(r, _, _)| r.info.n_bytes)
+            .sum();
+        // Measured before the copies take their share.
+        let memory =
+            (!twin_plan.is_empty() || hot_bytes > 0).then(super::memory::MemoryInfo::detect);
+        let repack_planned: u64 = (0..extras.len())
+            .map(|i| bytes_in(&placed, Home::Repacked(i)))
+            .sum();
+        let twin_planned: u64 = twin_plan.iter().map(|(r, _, _)| r.info.n_bytes).sum();
+        let copy_hot = hot_bytes > 0
+            && memory
+                .and_then(|m| m.available)
+                .is_some_and(|a| a >= repack_planned + twin_planned + hot_bytes + (1 << 30));
+        // Mapped tensors point into the file (or its huge-page copy); the
+        // others are copied (and repacked) once.
         let file_buffer = BackendBuffer::from_host_bytes(file.bytes().clone())?;
-        for (r, w, _) in placed.iter().filter(|(_, w, _)| w.home == Home::Mapped) {
+        let hot_buffer = if copy_hot {
+            let hot_placed: Vec<_> = placed.iter().filter(|(r, w, _)| hot(r, w)).collect();
+            let parts: Vec<&[u8]> = hot_placed
+                .iter()
+                .map(|(r, _, _)| file.tensor_data(r.info))
+                .collect();
+            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
+                .map_err(|e| {
+                    ModelError::Internal(format!("copying weights into huge pages: {e}"))
+                })?;
+            let buffer = BackendBuffer::from_host_bytes(bytes)?;
+            for ((_, w, _), offset) in hot_placed.iter().zip(offsets) {
+                mapped.place_tensor(mapped.tensor(w.id)?, &buffer, offset)?;
+            }
+            Some(buffer)
+        } else {
+            None
+        };
+        let huge_copy_bytes = if hot_buffer.is_some() { hot_bytes } else { 0 };
+        for (r, w, _) in placed
+            .iter()
+            .filter(|(r, w, _)| w.home == Home::Mapped && !(copy_hot && hot(r, w)))
+        {
             let t = mapped.tensor(w.id)?;
             mapped.place_tensor(t, &file_buffer, file.tensor_data_offset(r.info) as usize)?;
         }
-        // Measured before the repacking copies take their share.
-        let memory = (!twin_plan.is_empty()).then(super::memory::MemoryInfo::detect);
         let copy_into = |ctx: &Context, home: Home, buft: BufferType| -> Result<u64, ModelError> {
             if !placed.iter().any(|(_, w, _)| w.home == home) {
                 return Ok(0);
@@ -384,10 +447,10 @@ impl Weights {
         }
         let repack_buffer = (!repack_names.is_empty()).then(|| repack_names.join(", "));
         let mut twins = HashMap::with_capacity(twin_plan.len());
-        let planned: u64 = twin_plan.iter().map(|(r, _, _)| r.info.n_bytes).sum();
+        let planned = twin_planned;
         let fits = memory
             .and_then(|m| m.available)
-            .is_some_and(|a| a >= repacked_bytes + planned + (1 << 30));
+            .is_some_and(|a| a >= repacked_bytes + planned + huge_copy_bytes + (1 << 30));
         if planned > 0 && fits {
             let parts: Vec<&[u8]> = twin_plan
                 .iter()
@@ -448,6 +511,7 @@ impl Weights {
             twinned,
             twins,
             twin_bytes,
+            huge_copy_bytes,
             repack_buffer,
             load_seconds: start.elapsed().as_secs_f64(),
         })

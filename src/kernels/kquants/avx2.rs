@@ -6,13 +6,13 @@
 //! of eighth `2g + 1`. Per eighth, `vpmaddubsw` multiplies unsigned weights
 //! by signed activations into 16-bit pair sums (at most 2·63·127, so never
 //! saturating) and `vpmaddwd` with the run scale in both words of a lane
-//! gives `scale·D(g, l)` exactly. The rest is [`super`]'s steps on two
-//! halves, and the final sum adds the halves first, as the canonical tree
-//! does.
+//! gives `scale·D(g, l)` exactly. Per block and column the lanes are then
+//! summed into [`super`]'s exact integers (eight vectors at once), and the
+//! float chain runs on them.
 
 use std::arch::x86_64::*;
 
-use super::{SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
+use super::{chain_step, SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K};
 use crate::kernels::avx2::Avx2Kernel;
 use crate::quant::GgmlType;
 
@@ -230,48 +230,51 @@ unsafe fn decode_q6_k(p: *const u8) -> Block {
     }
 }
 
-/// One block of one column into its two half accumulators.
+/// One block of one column: the lane vectors whose sums are the block's
+/// `I` and `M` ([`super`]'s docs; `Q6_K`'s `M` is zero).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn update<const KIND: usize>(
+fn lane_integers<const KIND: usize>(
     w: &Block,
     x: &[__m256i; 8],
     bsums: [__m256i; 2],
-    dx: f32,
-    acc: [__m256; 2],
-) -> [__m256; 2] {
+) -> (__m256i, __m256i) {
     let scaled = |e: usize| _mm256_madd_epi16(_mm256_maddubs_epi16(w.u[e], x[e]), w.s[e]);
-    let mut out = acc;
-    for (h, a) in out.iter_mut().enumerate() {
-        // Quarters in order, as the canonical sum (integers: any order is exact).
-        let mut i = scaled(h);
-        for g in 1..4 {
-            i = _mm256_add_epi32(i, scaled(2 * g + h));
-        }
-        let bsum_terms = _mm256_madd_epi16(w.m[h], bsums[h]);
-        if KIND == Q6 {
-            let i = _mm256_sub_epi32(i, _mm256_slli_epi32::<5>(bsum_terms));
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(w.d * dx), *a);
-        } else {
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(w.d * dx), *a);
-            *a = _mm256_fnmadd_ps(
-                _mm256_cvtepi32_ps(bsum_terms),
-                _mm256_set1_ps(w.dmin * dx),
-                *a,
-            );
-        }
+    let mut i = scaled(0);
+    for e in 1..8 {
+        i = _mm256_add_epi32(i, scaled(e));
     }
-    out
+    let bsum_terms = _mm256_add_epi32(
+        _mm256_madd_epi16(w.m[0], bsums[0]),
+        _mm256_madd_epi16(w.m[1], bsums[1]),
+    );
+    if KIND == Q6 {
+        (
+            _mm256_sub_epi32(i, _mm256_slli_epi32::<5>(bsum_terms)),
+            _mm256_setzero_si256(),
+        )
+    } else {
+        (i, bsum_terms)
+    }
 }
 
-/// [`super::reduce_lanes`], in registers.
+/// Lane `j` of the result is the sum of the 8 lanes of `v[j]` (pairs
+/// interleaved and added at three levels; integers: exact).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn reduce(acc: [__m256; 2]) -> f32 {
-    let h = _mm256_add_ps(acc[0], acc[1]);
-    let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
-    let p = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
+fn sum_each(v: &[__m256i; 8]) -> __m256i {
+    let l1: [__m256i; 4] = std::array::from_fn(|i| {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b))
+    });
+    let l2: [__m256i; 2] = std::array::from_fn(|i| {
+        let (a, b) = (l1[2 * i], l1[2 * i + 1]);
+        _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b))
+    });
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(l2[0], l2[1]),
+        _mm256_permute2x128_si256::<0x31>(l2[0], l2[1]),
+    )
 }
 
 /// `out[c][i] = dot(row i of weights, column c)`: `weights` holds exactly
@@ -321,9 +324,10 @@ fn columns<const KIND: usize, const C: usize>(
     if nb == 0 || out.len() != C || acts.n < c0 + C || !weights.len().is_multiple_of(row_bytes) {
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
+    let ty = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K][KIND];
     let cols: [super::Column<'_>; C] = std::array::from_fn(|c| acts.column(c0 + c));
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
-        let mut acc = [[_mm256_setzero_ps(); 2]; C];
+        let mut acc = [0f32; C];
         for (b, block) in row.chunks_exact(bytes).enumerate() {
             // Prefetching never faults, so a pointer past the end is harmless.
             for line in (0..bytes).step_by(64) {
@@ -339,8 +343,10 @@ fn columns<const KIND: usize, const C: usize>(
                     _ => decode_q6_k(block.as_ptr()),
                 }
             };
-            for (a, col) in acc.iter_mut().zip(&cols) {
-                let (qs, dx, bsums) = col.block(b);
+            // Column c's `I` lanes in v[c], its `M` lanes in v[4 + c].
+            let mut v = [_mm256_setzero_si256(); 8];
+            for (c, col) in cols.iter().enumerate() {
+                let (qs, _, bsums) = col.block(b);
                 // SAFETY: 256 values and 16 sums of block b of the column.
                 let (x, bs) = unsafe {
                     (
@@ -351,11 +357,18 @@ fn columns<const KIND: usize, const C: usize>(
                         ],
                     )
                 };
-                *a = update::<KIND>(&w, &x, bs, dx, *a);
+                (v[c], v[GROUP + c]) = lane_integers::<KIND>(&w, &x, bs);
+            }
+            let mut totals = [0i32; 2 * GROUP];
+            // SAFETY: 8 lanes into an 8-value array.
+            unsafe { _mm256_storeu_si256(totals.as_mut_ptr().cast(), sum_each(&v)) };
+            for (c, (a, col)) in acc.iter_mut().zip(&cols).enumerate() {
+                let dx = col.block(b).1;
+                *a = chain_step(ty, (totals[c], totals[GROUP + c]), w.d, w.dmin, dx, *a);
             }
         }
         for (col, a) in out.iter_mut().zip(acc) {
-            col[i] = reduce(a);
+            col[i] = a;
         }
     }
 }

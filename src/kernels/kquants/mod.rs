@@ -8,27 +8,27 @@
 //! # The canonical sums
 //!
 //! Every instruction set computes exactly the same numbers, defined here by
-//! the portable code: 16 float lanes per (row, column), block after block.
-//! Lane `l` of block `b` takes the values `64g + 4l .. 64g + 4l + 4` for
-//! `g` in 0..4 (the four 64-value quarters: one `vpdpbusd` lane each), so
-//! with `D(g, l)` the integer dot product of those four weights `u` (the
-//! unsigned stored values) and activations `q`:
+//! the portable code. Per (row, column) and block `b`, two exact integers:
 //!
-//! - `Q4_K` / `Q5_K` (`w = d·sc_j·u - dmin·m_j`, 8 runs of 32):
-//!   `I_l = Σ_g sc[2g + l/8]·D(g, l)` and `M_l = m[l/2]·bsum_l`;
-//!   the lane takes `acc = fma(I_l, d·dx, acc)`, then `acc = fma(M_l, -(dmin·dx), acc)`;
+//! - `Q4_K` / `Q5_K` (`w = d·sc_j·u - dmin·m_j`, 8 runs of 32 values, `u`
+//!   the unsigned stored values): `I = Σ_v sc[v/32]·u_v·q_v` and
+//!   `M = Σ_l m[l/2]·bsum_l`;
 //! - `Q6_K` (`w = d·sc_j·(u - 32)`, 16 runs of 16, signed `sc`):
-//!   `I_l = Σ_g sc[4g + l/4]·D(g, l) - 32·sc[l]·bsum_l`; `acc = fma(I_l, d·dx, acc)`.
+//!   `I = Σ_v sc[v/16]·u_v·q_v - 32·Σ_l sc[l]·bsum_l` (no `M`).
 //!
-//! The integers are exact in every kernel, the float steps are the same
-//! correctly rounded operations, and the 16 lanes are summed at the end of
-//! the row in one fixed tree ([`reduce_lanes`]). So the vector kernels give
-//! the portable kernel's results bit for bit, and a column's result never
-//! depends on the other columns of the call or on how rows are split
-//! between threads (batch invariance at full speed: no separate mode).
+//! and one float chain over the blocks in order: `acc = fma(I, d·dx, acc)`,
+//! then for `Q4_K` / `Q5_K` `acc = fma(M, -(dmin·dx), acc)`; the result is
+//! `acc`. The integers are exact however a kernel sums them (vector lanes
+//! along the row, or columns side by side), and the float steps are the
+//! same correctly rounded operations in the same order, so every kernel
+//! gives the portable kernel's results bit for bit, and a column's result
+//! never depends on the other columns of the call, on which path ran or on
+//! how rows are split between threads (batch invariance at full speed: no
+//! separate mode).
 //!
-//! The products sum in another order than ggml's `vec_dot` (which keeps 8
-//! lanes), so results match ggml's to float rounding, not bit for bit.
+//! The products sum in another order than ggml's `vec_dot` (which keeps
+//! 8 float lanes), so results match ggml's to float rounding, not bit for
+//! bit.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -41,9 +41,6 @@ use crate::quant::{GgmlType, QK_K};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-
-/// Float lanes of the canonical sums.
-const LANES: usize = 16;
 
 /// Values per activation sum (`bsums`).
 const QK_SUM: usize = 16;
@@ -69,7 +66,26 @@ pub struct SuperActs {
     d: Vec<f32>,
     /// `n` columns of `k/16` sums of 16 consecutive `qs`.
     bsums: Vec<i32>,
+    /// The same columns side by side for kernels whose vector lanes are
+    /// columns (see [`SuperActs::build_tiles`]); empty unless built.
+    tiles: Tiles,
 }
+
+/// Columns side by side, [`TILE_COLUMNS`] to a group (the last one padded
+/// with zero columns): per group and block, 64 runs of four values, each
+/// as 16 columns' four bytes (one 64-byte vector); the block's 16-value
+/// sums as 8 pairs, each as 16 columns' two `i16`s; and the 16 columns'
+/// scales.
+#[derive(Clone, Debug, Default)]
+struct Tiles {
+    groups: usize,
+    qs: Vec<i8>,
+    sums: Vec<i16>,
+    d: Vec<f32>,
+}
+
+/// Columns per group of [`Tiles`] (one 512-bit vector of 32-bit lanes).
+pub const TILE_COLUMNS: usize = 16;
 
 impl SuperActs {
     /// Quantizes `n` columns of `k` values (`x` is column after column).
@@ -80,6 +96,7 @@ impl SuperActs {
         check_len("activations", x.len(), k * n)?;
         self.k = k;
         self.n = n;
+        self.tiles.groups = 0;
         let (qs_stride, sums_stride) = self.strides();
         self.qs.resize(qs_stride * n, 0);
         self.d.resize(k / QK_K * n, 0.0);
@@ -89,34 +106,82 @@ impl SuperActs {
                 .enumerate()
                 .map(move |(b, xb)| (c, b, xb))
         });
+        #[cfg(target_arch = "x86_64")]
+        let fast = super::avx512::Avx512Kernel::detect();
         for (c, b, xb) in blocks {
             let qb = &mut self.qs[c * qs_stride + b * QK_K..][..QK_K];
             let d = &mut self.d[c * (k / QK_K) + b];
             let sums = &mut self.bsums[c * sums_stride + b * (QK_K / QK_SUM)..][..QK_K / QK_SUM];
-            // The value largest in magnitude (the first of equals) maps to -127.
-            let (mut amax, mut max) = (0f32, 0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            if amax == 0.0 {
-                *d = 0.0;
-                qb.fill(0);
-                sums.fill(0);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(cpu) = fast {
+                *d = avx512::quantize_block(
+                    cpu,
+                    block_array(xb),
+                    block_array_mut(qb),
+                    block_array_mut(sums),
+                );
                 continue;
             }
-            let iscale = -127.0 / max;
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
-            }
-            for (s, run) in sums.iter_mut().zip(qb.chunks_exact(QK_SUM)) {
-                *s = run.iter().map(|&q| i32::from(q)).sum();
-            }
-            *d = 1.0 / iscale;
+            *d = quantize_block(xb, qb, sums);
         }
         Ok(())
+    }
+
+    /// Lays the columns out side by side as well ([`Tiles`]), for the
+    /// kernels that take many columns at once.
+    pub fn build_tiles(&mut self) {
+        let nb = self.k / QK_K;
+        let groups = self.n.div_ceil(TILE_COLUMNS);
+        let t = &mut self.tiles;
+        t.groups = groups;
+        // Zero first: padded columns must contribute nothing.
+        t.qs.clear();
+        t.qs.resize(groups * nb * QK_K * TILE_COLUMNS, 0);
+        t.sums.clear();
+        t.sums
+            .resize(groups * nb * (QK_K / QK_SUM) * TILE_COLUMNS, 0);
+        t.d.clear();
+        t.d.resize(groups * nb * TILE_COLUMNS, 0.0);
+        let (qs_stride, sums_stride) = (self.k + 64, self.k / QK_SUM + 16);
+        for c in 0..self.n {
+            let (g, lane) = (c / TILE_COLUMNS, c % TILE_COLUMNS);
+            let qs = &self.qs[c * qs_stride..][..self.k];
+            let sums = &self.bsums[c * sums_stride..][..self.k / QK_SUM];
+            for b in 0..nb {
+                let tile = g * nb + b;
+                let q_tile = &mut t.qs[tile * QK_K * TILE_COLUMNS..][..QK_K * TILE_COLUMNS];
+                for (run, four) in qs[b * QK_K..][..QK_K].chunks_exact(4).enumerate() {
+                    q_tile[run * 4 * TILE_COLUMNS + 4 * lane..][..4].copy_from_slice(four);
+                }
+                let s_tile = &mut t.sums[tile * QK_K / QK_SUM * TILE_COLUMNS..]
+                    [..QK_K / QK_SUM * TILE_COLUMNS];
+                for (pair, two) in sums[b * (QK_K / QK_SUM)..][..QK_K / QK_SUM]
+                    .chunks_exact(2)
+                    .enumerate()
+                {
+                    // At most 16·127 in magnitude: exact in 16 bits.
+                    s_tile[pair * 2 * TILE_COLUMNS + 2 * lane] = two[0] as i16;
+                    s_tile[pair * 2 * TILE_COLUMNS + 2 * lane + 1] = two[1] as i16;
+                }
+                t.d[tile * TILE_COLUMNS + lane] = self.d[c * nb + b];
+            }
+        }
+    }
+
+    /// Groups of [`Tiles`] built for the current columns (0 if none).
+    pub fn tile_groups(&self) -> usize {
+        self.tiles.groups
+    }
+
+    /// Group `g`'s tile of block `b`: values, sum pairs and scales.
+    fn tile(&self, g: usize, b: usize) -> (&[i8], &[i16], &[f32]) {
+        let tile = g * (self.k / QK_K) + b;
+        let t = &self.tiles;
+        (
+            &t.qs[tile * QK_K * TILE_COLUMNS..][..QK_K * TILE_COLUMNS],
+            &t.sums[tile * QK_K / QK_SUM * TILE_COLUMNS..][..QK_K / QK_SUM * TILE_COLUMNS],
+            &t.d[tile * TILE_COLUMNS..][..TILE_COLUMNS],
+        )
     }
 
     pub fn k(&self) -> usize {
@@ -236,19 +301,6 @@ pub fn matmul_rows(
     Ok(())
 }
 
-/// Sums the 16 lanes of a row's accumulator: halves, then quarters, then
-/// pairs (`acc[i] + acc[i + 8]`, ...), the order every kernel keeps.
-#[inline(always)]
-pub(crate) fn reduce_lanes(acc: &[f32; LANES]) -> f32 {
-    let mut h = [0f32; 8];
-    for i in 0..8 {
-        h[i] = acc[i] + acc[i + 8];
-    }
-    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
-    let p = [q[0] + q[2], q[1] + q[3]];
-    p[0] + p[1]
-}
-
 /// One weight block decoded for the portable kernel: unsigned values in
 /// element order (`Q4_K`: 0..=15, `Q5_K`: 0..=31, `Q6_K`: 0..=63), the run
 /// scales and mins (`Q6_K`: 16 signed scales, no mins) and the float factors.
@@ -330,33 +382,36 @@ impl Decoded {
         }
     }
 
-    /// `D(g, l)`: four weights times four activations (see the module docs).
-    #[inline(always)]
-    fn dot4(&self, x: &[i8], g: usize, l: usize) -> i32 {
-        let at = 64 * g + 4 * l;
-        (at..at + 4)
-            .map(|i| i32::from(self.u[i]) * i32::from(x[i]))
-            .sum()
-    }
-
-    /// One block of one column into the lanes (the module docs' steps).
-    fn accumulate(&self, ty: GgmlType, x: &[i8], dx: f32, bsums: &[i32], acc: &mut [f32; LANES]) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            if ty == GgmlType::Q6_K {
-                let i: i32 = (0..4)
-                    .map(|g| self.scales[4 * g + l / 4] * self.dot4(x, g, l))
-                    .sum::<i32>()
-                    - 32 * self.scales[l] * bsums[l];
-                *a = (i as f32).mul_add(self.d * dx, *a);
-            } else {
-                let i: i32 = (0..4)
-                    .map(|g| self.scales[2 * g + l / 8] * self.dot4(x, g, l))
-                    .sum();
-                let m = self.mins[l / 2] * bsums[l];
-                *a = (i as f32).mul_add(self.d * dx, *a);
-                *a = (m as f32).mul_add(-(self.dmin * dx), *a);
-            }
+    /// The block's exact integers `(I, M)` against one column (module docs).
+    fn integers(&self, ty: GgmlType, x: &[i8], bsums: &[i32]) -> (i32, i32) {
+        let run = if ty == GgmlType::Q6_K { 16 } else { 32 };
+        let dots: i32 = (0..QK_K)
+            .map(|v| self.scales[v / run] * i32::from(self.u[v]) * i32::from(x[v]))
+            .sum();
+        if ty == GgmlType::Q6_K {
+            let offsets: i32 = (0..16).map(|l| self.scales[l] * bsums[l]).sum();
+            (dots - 32 * offsets, 0)
+        } else {
+            (dots, (0..16).map(|l| self.mins[l / 2] * bsums[l]).sum())
         }
+    }
+}
+
+/// One block's float steps of the canonical chain.
+#[inline(always)]
+pub(crate) fn chain_step(
+    ty: GgmlType,
+    (i, m): (i32, i32),
+    d: f32,
+    dmin: f32,
+    dx: f32,
+    acc: f32,
+) -> f32 {
+    let acc = (i as f32).mul_add(d * dx, acc);
+    if ty == GgmlType::Q6_K {
+        acc
+    } else {
+        (m as f32).mul_add(-(dmin * dx), acc)
     }
 }
 
@@ -364,9 +419,9 @@ impl Decoded {
 fn portable_matmul(ty: GgmlType, weights: &[u8], acts: &SuperActs, out: &mut [&mut [f32]]) {
     let rb = acts.k / QK_K * ty.type_size();
     let mut w = Decoded::new();
-    let mut acc = vec![[0f32; LANES]; acts.n];
+    let mut acc = vec![0f32; acts.n];
     for (i, row) in weights.chunks_exact(rb).enumerate() {
-        acc.fill([0.0; LANES]);
+        acc.fill(0.0);
         // `chunks_exact` of the type's size: every block converts.
         for (b, block) in row.chunks_exact(ty.type_size()).enumerate() {
             match ty {
@@ -376,18 +431,51 @@ fn portable_matmul(ty: GgmlType, weights: &[u8], acts: &SuperActs, out: &mut [&m
             }
             for (c, a) in acc.iter_mut().enumerate() {
                 let (x, dx, bsums) = acts.column(c).block(b);
-                w.accumulate(ty, x, dx, bsums, a);
+                *a = chain_step(ty, w.integers(ty, x, bsums), w.d, w.dmin, dx, *a);
             }
         }
         for (col, a) in out.iter_mut().zip(&acc) {
-            col[i] = reduce_lanes(a);
+            col[i] = *a;
         }
     }
 }
 
+/// Quantizes one block of 256 values (`quantize_row_q8_K`'s steps) into
+/// `qb` and the sums of every 16 into `sums`; returns the block's scale.
+fn quantize_block(xb: &[f32], qb: &mut [i8], sums: &mut [i32]) -> f32 {
+    // The value largest in magnitude (the first of equals) maps to -127.
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in xb {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        qb.fill(0);
+        sums.fill(0);
+        return 0.0;
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in qb.iter_mut().zip(xb) {
+        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+    }
+    for (s, run) in sums.iter_mut().zip(qb.chunks_exact(QK_SUM)) {
+        *s = run.iter().map(|&q| i32::from(q)).sum();
+    }
+    1.0 / iscale
+}
+
+/// A mutable block of `N` values (callers pass exactly `N`).
+#[inline(always)]
+fn block_array_mut<T, const N: usize>(block: &mut [T]) -> &mut [T; N] {
+    debug_assert_eq!(block.len(), N);
+    &mut block.as_chunks_mut::<N>().0[0]
+}
+
 /// A block of `N` bytes (`row.chunks_exact(N)` hands out nothing else).
 #[inline(always)]
-fn block_array<const N: usize>(block: &[u8]) -> &[u8; N] {
+fn block_array<T, const N: usize>(block: &[T]) -> &[T; N] {
     debug_assert_eq!(block.len(), N);
     &block.as_chunks::<N>().0[0]
 }
@@ -397,12 +485,129 @@ thread_local! {
     static SUPER_ACTS: RefCell<SuperActs> = RefCell::new(SuperActs::default());
 }
 
-/// Quantizes `x` into this thread's scratch and runs `f` with it.
+/// Quantizes `x` into this thread's scratch (with [`Tiles`] where `isa`'s
+/// kernel takes them for `n` columns) and runs `f` with it.
 pub fn with_thread_acts<T>(
+    isa: Isa,
     x: &[f32],
     k: usize,
     n: usize,
     f: impl FnOnce(&SuperActs) -> T,
 ) -> Result<T, KernelError> {
-    super::with_scratch(&SUPER_ACTS, |a| a.quantize(x, k, n), f)
+    super::with_scratch(
+        &SUPER_ACTS,
+        |a| {
+            a.quantize(x, k, n)?;
+            if uses_tiles(isa, n) {
+                a.build_tiles();
+            }
+            Ok(())
+        },
+        f,
+    )
+}
+
+/// Whether `isa`'s kernel runs `n` columns side by side ([`Tiles`]).
+pub fn uses_tiles(isa: Isa, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni {
+        return n >= avx512::TILED_MIN_COLUMNS;
+    }
+    let _ = (isa, n);
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks that reach every branch: random values, equal magnitudes of
+    /// both signs (the first decides the sign of the scale), an all-zero
+    /// block, products landing on .5 and values far below the largest.
+    fn blocks() -> Vec<[f32; QK_K]> {
+        let mut out = Vec::new();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for _ in 0..64 {
+            out.push(std::array::from_fn(|_| next() * 8.0));
+        }
+        let mut ties = [0.25f32; QK_K];
+        ties[7] = 3.0;
+        ties[200] = -3.0;
+        out.push(ties);
+        ties[7] = -3.0;
+        ties[200] = 3.0;
+        out.push(ties);
+        out.push([0.0; QK_K]);
+        // -127/-2.54 = 50: 0.01 -> 0.5 and 0.03 -> 1.5 round to even.
+        let mut halves = [0.01f32; QK_K];
+        halves[3] = -2.54;
+        halves[9] = 0.03;
+        halves[100] = 1e-30;
+        out.push(halves);
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_quantization_equals_the_portable_one() {
+        let Some(cpu) = crate::kernels::avx512::Avx512Kernel::detect() else {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI");
+            return;
+        };
+        for (i, xb) in blocks().iter().enumerate() {
+            let (mut q1, mut s1) = ([0i8; QK_K], [0i32; 16]);
+            let (mut q2, mut s2) = ([0i8; QK_K], [0i32; 16]);
+            let d1 = quantize_block(xb, &mut q1, &mut s1);
+            let d2 = avx512::quantize_block(cpu, xb, &mut q2, &mut s2);
+            assert_eq!(d1.to_bits(), d2.to_bits(), "block {i}: scale");
+            assert_eq!(q1, q2, "block {i}: values");
+            assert_eq!(s1, s2, "block {i}: sums");
+        }
+    }
+
+    #[test]
+    fn tiles_hold_every_column_side_by_side() {
+        let (k, n) = (2 * QK_K, 19);
+        let x: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+            .collect();
+        let mut acts = SuperActs::default();
+        acts.quantize(&x, k, n).unwrap();
+        acts.build_tiles();
+        assert_eq!(acts.tile_groups(), 2);
+        for c in 0..TILE_COLUMNS * 2 {
+            let (g, lane) = (c / TILE_COLUMNS, c % TILE_COLUMNS);
+            for b in 0..k / QK_K {
+                let (q, sums, d) = acts.tile(g, b);
+                for v in 0..QK_K {
+                    let want = if c < n {
+                        acts.column_qs(c)[b * QK_K + v]
+                    } else {
+                        0
+                    };
+                    assert_eq!(
+                        q[(v / 4) * 64 + 4 * lane + v % 4],
+                        want,
+                        "column {c} value {v}"
+                    );
+                }
+                for l in 0..16 {
+                    let want = if c < n {
+                        acts.column_bsums(c)[b * 16 + l]
+                    } else {
+                        0
+                    };
+                    assert_eq!(i32::from(sums[(l / 2) * 32 + 2 * lane + l % 2]), want);
+                }
+                let want = if c < n { acts.column_d(c)[b] } else { 0.0 };
+                assert_eq!(d[lane], want);
+            }
+        }
+    }
 }
