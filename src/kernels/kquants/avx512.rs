@@ -418,10 +418,17 @@ fn columns<const KIND: usize, const C: usize>(
         return; // sizes are checked by `matmul_rows`; nothing to do otherwise
     }
     let cols: [super::Column<'_>; C] = std::array::from_fn(|c| acts.column(c0 + c));
-    // Vectors per block to sum: one per column and integer (`I`, `M`).
-    let vectors = if KIND == Q6 { C } else { 2 * C };
+    // Vectors per block to sum (one per column and integer: `I`, and `M`
+    // but for `Q6_K`), and blocks per [`sum_each`] of 16 vectors: with few
+    // columns, several blocks share one.
+    let slots = if KIND == Q6 { C } else { 2 * C };
+    let batch = (16 / slots).max(1);
+    let nb_row = nb;
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [0f32; C];
+        let mut v = [_mm512_setzero_si512(); 16];
+        let mut factors = [(0f32, 0f32); 16];
+        let (mut filled, mut b0) = (0, 0);
         for (b, block) in row.chunks_exact(bytes).enumerate() {
             // Prefetching never faults, so a pointer past the end is harmless.
             for line in (0..bytes).step_by(64) {
@@ -437,8 +444,9 @@ fn columns<const KIND: usize, const C: usize>(
                     _ => decode_q6_k(block.as_ptr()),
                 }
             };
-            // Column c's `I` lanes in v[c], its `M` lanes in v[8 + c].
-            let mut v = [_mm512_setzero_si512(); 16];
+            // Block `filled` of the batch: column c's `I` lanes in
+            // v[filled·slots + c], its `M` lanes C vectors later.
+            let at = filled * slots;
             for (c, col) in cols.iter().enumerate() {
                 let (qs, _, bsums) = col.block(b);
                 // SAFETY: 256 values and 16 sums of block b of the column.
@@ -448,22 +456,32 @@ fn columns<const KIND: usize, const C: usize>(
                         _mm512_loadu_si512(bsums.as_ptr().cast()),
                     )
                 };
-                (v[c], v[8 + c]) = lane_integers::<KIND>(&w, &x, bs);
-            }
-            let mut totals = [0i32; 16];
-            if vectors >= 4 {
-                // SAFETY: 16 lanes into a 16-value array.
-                unsafe { _mm512_storeu_si512(totals.as_mut_ptr().cast(), sum_each(&v)) };
-            } else {
-                for c in 0..C {
-                    totals[c] = _mm512_reduce_add_epi32(v[c]);
-                    totals[8 + c] = _mm512_reduce_add_epi32(v[8 + c]);
+                let (ints, mins) = lane_integers::<KIND>(&w, &x, bs);
+                v[at + c] = ints;
+                if KIND != Q6 {
+                    v[at + C + c] = mins;
                 }
             }
-            for (c, (a, col)) in acc.iter_mut().zip(&cols).enumerate() {
-                let dx = col.block(b).1;
-                *a = chain_step(ty, (totals[c], totals[8 + c]), w.d, w.dmin, dx, *a);
+            factors[filled] = (w.d, w.dmin);
+            filled += 1;
+            if filled < batch && b + 1 < nb_row {
+                continue;
             }
+            let mut totals = [0i32; 16];
+            // SAFETY: 16 lanes into a 16-value array.
+            unsafe { _mm512_storeu_si512(totals.as_mut_ptr().cast(), sum_each(&v)) };
+            for (j, &(d, dmin)) in factors[..filled].iter().enumerate() {
+                for (c, (a, col)) in acc.iter_mut().zip(&cols).enumerate() {
+                    let dx = col.block(b0 + j).1;
+                    let m = if KIND == Q6 {
+                        0
+                    } else {
+                        totals[j * slots + C + c]
+                    };
+                    *a = chain_step(ty, (totals[j * slots + c], m), d, dmin, dx, *a);
+                }
+            }
+            (filled, b0) = (0, b + 1);
         }
         for (col, a) in out.iter_mut().zip(acc) {
             col[i] = a;
