@@ -201,6 +201,17 @@ fn bytes_in(placed: &[(Resolved<'_>, WeightRef, String)], home: Home) -> u64 {
 
 /// A failed allocation on a device names the device and the bytes wanted
 /// (what was allocated before is freed with the contexts).
+/// One buffer in huge pages holding copies of `parts`, and each part's offset.
+fn huge_page_copy<'a>(
+    parts: impl Iterator<Item = &'a [u8]>,
+) -> Result<(BackendBuffer, Vec<usize>), ModelError> {
+    let parts: Vec<&[u8]> = parts.collect();
+    // Block starts stay aligned as in the file (32 bytes there).
+    let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
+        .map_err(|e| ModelError::Internal(format!("copying weights into huge pages: {e}")))?;
+    Ok((BackendBuffer::from_host_bytes(bytes)?, offsets))
+}
+
 fn device_error(
     device: Device,
     placed: &[(Resolved<'_>, WeightRef, String)],
@@ -400,15 +411,8 @@ impl Weights {
         let file_buffer = BackendBuffer::from_host_bytes(file.bytes().clone())?;
         let hot_buffer = if copy_hot {
             let hot_placed: Vec<_> = placed.iter().filter(|(r, w, _)| hot(r, w)).collect();
-            let parts: Vec<&[u8]> = hot_placed
-                .iter()
-                .map(|(r, _, _)| file.tensor_data(r.info))
-                .collect();
-            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
-                .map_err(|e| {
-                    ModelError::Internal(format!("copying weights into huge pages: {e}"))
-                })?;
-            let buffer = BackendBuffer::from_host_bytes(bytes)?;
+            let (buffer, offsets) =
+                huge_page_copy(hot_placed.iter().map(|(r, _, _)| file.tensor_data(r.info)))?;
             for ((_, w, _), offset) in hot_placed.iter().zip(offsets) {
                 mapped.place_tensor(mapped.tensor(w.id)?, &buffer, offset)?;
             }
@@ -452,16 +456,8 @@ impl Weights {
             .and_then(|m| m.available)
             .is_some_and(|a| a >= repacked_bytes + planned + huge_copy_bytes + (1 << 30));
         if planned > 0 && fits {
-            let parts: Vec<&[u8]> = twin_plan
-                .iter()
-                .map(|(r, _, _)| file.tensor_data(r.info))
-                .collect();
-            // Block starts stay aligned as in the file (32 bytes there).
-            let (bytes, offsets) = crate::gguf::SharedBytes::copy_to_huge_pages(&parts, 64)
-                .map_err(|e| {
-                    ModelError::Internal(format!("copying weights for generation: {e}"))
-                })?;
-            let twin_buffer = BackendBuffer::from_host_bytes(bytes)?;
+            let (twin_buffer, offsets) =
+                huge_page_copy(twin_plan.iter().map(|(r, _, _)| file.tensor_data(r.info)))?;
             for ((_, primary, twin), offset) in twin_plan.iter().zip(offsets) {
                 twinned.place_tensor(twinned.tensor(*twin)?, &twin_buffer, offset)?;
                 twins.insert(*primary, *twin);
