@@ -199,8 +199,6 @@ fn bytes_in(placed: &[(Resolved<'_>, WeightRef, String)], home: Home) -> u64 {
         .sum()
 }
 
-/// A failed allocation on a device names the device and the bytes wanted
-/// (what was allocated before is freed with the contexts).
 /// One buffer in huge pages holding copies of `parts`, and each part's offset.
 fn huge_page_copy<'a>(
     parts: impl Iterator<Item = &'a [u8]>,
@@ -212,6 +210,8 @@ fn huge_page_copy<'a>(
     Ok((BackendBuffer::from_host_bytes(bytes)?, offsets))
 }
 
+/// A failed allocation on a device names the device and the bytes wanted
+/// (what was allocated before is freed with the contexts).
 fn device_error(
     device: Device,
     placed: &[(Resolved<'_>, WeightRef, String)],
@@ -409,18 +409,16 @@ impl Weights {
         // Mapped tensors point into the file (or its huge-page copy); the
         // others are copied (and repacked) once.
         let file_buffer = BackendBuffer::from_host_bytes(file.bytes().clone())?;
-        let hot_buffer = if copy_hot {
+        // A context keeps the buffers its tensors point into alive.
+        if copy_hot {
             let hot_placed: Vec<_> = placed.iter().filter(|(r, w, _)| hot(r, w)).collect();
             let (buffer, offsets) =
                 huge_page_copy(hot_placed.iter().map(|(r, _, _)| file.tensor_data(r.info)))?;
             for ((_, w, _), offset) in hot_placed.iter().zip(offsets) {
                 mapped.place_tensor(mapped.tensor(w.id)?, &buffer, offset)?;
             }
-            Some(buffer)
-        } else {
-            None
-        };
-        let huge_copy_bytes = if hot_buffer.is_some() { hot_bytes } else { 0 };
+        }
+        let huge_copy_bytes = if copy_hot { hot_bytes } else { 0 };
         for (r, w, _) in placed
             .iter()
             .filter(|(r, w, _)| w.home == Home::Mapped && !(copy_hot && hot(r, w)))
@@ -451,11 +449,10 @@ impl Weights {
         }
         let repack_buffer = (!repack_names.is_empty()).then(|| repack_names.join(", "));
         let mut twins = HashMap::with_capacity(twin_plan.len());
-        let planned = twin_planned;
         let fits = memory
             .and_then(|m| m.available)
-            .is_some_and(|a| a >= repacked_bytes + planned + huge_copy_bytes + (1 << 30));
-        if planned > 0 && fits {
+            .is_some_and(|a| a >= repacked_bytes + twin_planned + huge_copy_bytes + (1 << 30));
+        if twin_planned > 0 && fits {
             let (twin_buffer, offsets) =
                 huge_page_copy(twin_plan.iter().map(|(r, _, _)| file.tensor_data(r.info)))?;
             for ((_, primary, twin), offset) in twin_plan.iter().zip(offsets) {
@@ -463,7 +460,7 @@ impl Weights {
                 twins.insert(*primary, *twin);
             }
         }
-        let twin_bytes = if twins.is_empty() { 0 } else { planned };
+        let twin_bytes = if twins.is_empty() { 0 } else { twin_planned };
         copy_into(&copied, Home::Copied, BufferType::cpu())?;
         let mut device_bytes = Vec::with_capacity(on_devices.len());
         for (i, d) in on_devices.iter().enumerate() {

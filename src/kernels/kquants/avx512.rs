@@ -23,7 +23,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{chain_step, SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K, TILE_COLUMNS};
+use super::{
+    block_array, chain_step, SuperActs, Q4K_BYTES, Q5K_BYTES, Q6K_BYTES, QK_K, TILE_COLUMNS,
+};
 use crate::kernels::avx512::Avx512Kernel;
 use crate::quant::blocks::k4_scales_mins;
 use crate::quant::GgmlType;
@@ -423,7 +425,6 @@ fn columns<const KIND: usize, const C: usize>(
     // columns, several blocks share one.
     let slots = if KIND == Q6 { C } else { 2 * C };
     let batch = (16 / slots).max(1);
-    let nb_row = nb;
     for (i, row) in weights.chunks_exact(row_bytes).enumerate() {
         let mut acc = [0f32; C];
         let mut v = [_mm512_setzero_si512(); 16];
@@ -464,7 +465,7 @@ fn columns<const KIND: usize, const C: usize>(
             }
             factors[filled] = (w.d, w.dmin);
             filled += 1;
-            if filled < batch && b + 1 < nb_row {
+            if filled < batch && b + 1 < nb {
                 continue;
             }
             let mut totals = [0i32; 16];
@@ -571,7 +572,7 @@ impl RowBlock {
                 *pair = (s[0] & 0xFFFF) | (s[1] << 16);
             }
         } else {
-            let (sc, m) = k4_scales_mins(header[4..16].try_into().unwrap_or(&[0; 12]));
+            let (sc, m) = k4_scales_mins(block_array(&header[4..16]));
             for j in 0..8 {
                 self.sc[j] = i32::from(sc[j]);
                 self.pairs[j] = i32::from(m[j]) | (i32::from(m[j]) << 16);

@@ -84,6 +84,18 @@ struct Tiles {
     d: Vec<f32>,
 }
 
+impl Tiles {
+    /// Where tile `tile` (group · blocks + block) lies in `qs`, `sums` and `d`.
+    fn spans(tile: usize) -> (Range<usize>, Range<usize>, Range<usize>) {
+        let span = |len: usize| tile * len..(tile + 1) * len;
+        (
+            span(QK_K * TILE_COLUMNS),
+            span(QK_K / QK_SUM * TILE_COLUMNS),
+            span(TILE_COLUMNS),
+        )
+    }
+}
+
 /// Columns per group of [`Tiles`] (one 512-bit vector of 32-bit lanes).
 pub const TILE_COLUMNS: usize = 16;
 
@@ -132,7 +144,8 @@ impl SuperActs {
     pub fn build_tiles(&mut self) {
         let nb = self.k / QK_K;
         let groups = self.n.div_ceil(TILE_COLUMNS);
-        let t = &mut self.tiles;
+        // Taken out while the columns are read (the vectors keep their capacity).
+        let mut t = std::mem::take(&mut self.tiles);
         t.groups = groups;
         // Zero first: padded columns must contribute nothing.
         t.qs.clear();
@@ -142,30 +155,26 @@ impl SuperActs {
             .resize(groups * nb * (QK_K / QK_SUM) * TILE_COLUMNS, 0);
         t.d.clear();
         t.d.resize(groups * nb * TILE_COLUMNS, 0.0);
-        let (qs_stride, sums_stride) = (self.k + 64, self.k / QK_SUM + 16);
         for c in 0..self.n {
             let (g, lane) = (c / TILE_COLUMNS, c % TILE_COLUMNS);
-            let qs = &self.qs[c * qs_stride..][..self.k];
-            let sums = &self.bsums[c * sums_stride..][..self.k / QK_SUM];
+            let col = self.column(c);
             for b in 0..nb {
-                let tile = g * nb + b;
-                let q_tile = &mut t.qs[tile * QK_K * TILE_COLUMNS..][..QK_K * TILE_COLUMNS];
-                for (run, four) in qs[b * QK_K..][..QK_K].chunks_exact(4).enumerate() {
+                let (qs, d, sums) = col.block(b);
+                let (q_span, s_span, d_span) = Tiles::spans(g * nb + b);
+                let q_tile = &mut t.qs[q_span];
+                for (run, four) in qs.chunks_exact(4).enumerate() {
                     q_tile[run * 4 * TILE_COLUMNS + 4 * lane..][..4].copy_from_slice(four);
                 }
-                let s_tile = &mut t.sums[tile * QK_K / QK_SUM * TILE_COLUMNS..]
-                    [..QK_K / QK_SUM * TILE_COLUMNS];
-                for (pair, two) in sums[b * (QK_K / QK_SUM)..][..QK_K / QK_SUM]
-                    .chunks_exact(2)
-                    .enumerate()
-                {
+                let s_tile = &mut t.sums[s_span];
+                for (pair, two) in sums.chunks_exact(2).enumerate() {
                     // At most 16·127 in magnitude: exact in 16 bits.
                     s_tile[pair * 2 * TILE_COLUMNS + 2 * lane] = two[0] as i16;
                     s_tile[pair * 2 * TILE_COLUMNS + 2 * lane + 1] = two[1] as i16;
                 }
-                t.d[tile * TILE_COLUMNS + lane] = self.d[c * nb + b];
+                t.d[d_span][lane] = d;
             }
         }
+        self.tiles = t;
     }
 
     /// Groups of [`Tiles`] built for the current columns (0 if none).
@@ -175,13 +184,9 @@ impl SuperActs {
 
     /// Group `g`'s tile of block `b`: values, sum pairs and scales.
     fn tile(&self, g: usize, b: usize) -> (&[i8], &[i16], &[f32]) {
-        let tile = g * (self.k / QK_K) + b;
+        let (q_span, s_span, d_span) = Tiles::spans(g * (self.k / QK_K) + b);
         let t = &self.tiles;
-        (
-            &t.qs[tile * QK_K * TILE_COLUMNS..][..QK_K * TILE_COLUMNS],
-            &t.sums[tile * QK_K / QK_SUM * TILE_COLUMNS..][..QK_K / QK_SUM * TILE_COLUMNS],
-            &t.d[tile * TILE_COLUMNS..][..TILE_COLUMNS],
-        )
+        (&t.qs[q_span], &t.sums[s_span], &t.d[d_span])
     }
 
     pub fn k(&self) -> usize {
