@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Cross-checks rbench for aarch64 (NEON kernel) on an x86-64 Debian machine:
+# Cross-checks rbench for aarch64 (NEON kernels) on an x86-64 Debian machine:
 # clippy for the target, then the kernel tests run under qemu-user.
 #
-#   scripts/check-aarch64.sh            # needs root for apt-get the first time
+#   scripts/check-aarch64.sh            # root or sudo for apt-get the first time
 #
 # Installs gcc/g++-aarch64-linux-gnu and qemu-user (Debian packages) and the
 # Rust standard library for the target. ggml is cross-built without
@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
-    apt-get install -y -q gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
 fi
 rustup target add aarch64-unknown-linux-gnu
 

@@ -131,8 +131,24 @@ pub const KERNEL_TYPES: [GgmlType; 6] = [
 /// fast or faster there at one token (AMX Q8_0: Gemma 3 270M 74 t/s
 /// against 69 with twins).
 pub fn twin_worthy(ty: GgmlType) -> bool {
+    super_block_vector_kernel(ty) && super_block_kernels_lead()
+}
+
+/// Whether `ty` is a K-quant this CPU has one of rbench's vector kernels
+/// for (what batch-invariant runs multiply it with).
+pub fn super_block_vector_kernel(ty: GgmlType) -> bool {
     let best = best();
     best.isa() != Isa::Scalar && kquants::is_super_block_type(ty) && best.supports(ty)
+}
+
+/// Whether rbench's K-quant kernels are the faster choice below
+/// [`TILED_MIN_COLUMNS`] columns on this CPU, so that runs free to pick
+/// take them over ggml's: measured so on AVX2 and AVX-512 (`cargo bench
+/// --bench kernels`). The NEON ones are exact and batch-invariant but not
+/// yet measured against ggml's (`sdot` / `i8mm`) kernels on an aarch64
+/// machine, so there only batch-invariant runs use them.
+pub fn super_block_kernels_lead() -> bool {
+    matches!(best().isa(), Isa::Avx2 | Isa::Avx512Vnni)
 }
 
 /// Errors of the kernel entry points (bad sizes; never a panic).

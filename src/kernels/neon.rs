@@ -1,4 +1,5 @@
-//! NEON kernel (aarch64): Q8_0, Q5_0 and Q4_0.
+//! NEON kernel (aarch64): Q8_0, Q5_0 and Q4_0 (Q4_K, Q5_K and Q6_K are in
+//! `kquants::neon`).
 //!
 //! The portable kernel's loop (`scalar::rows_by_blocks`: each weight block
 //! decoded once per row into 32 signed bytes), with the block products by
@@ -73,9 +74,10 @@ impl MatmulKernel for NeonKernel {
         Isa::Neon
     }
 
-    /// The block-32 types (the super-block types have x86 kernels only).
+    /// The block-32 types here, the super-block ones in `kquants::neon`.
     fn supports(&self, ty: GgmlType) -> bool {
         matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0)
+            || super::kquants::is_super_block_type(ty)
     }
 
     fn acts_format(&self) -> ActsFormat {
@@ -90,7 +92,8 @@ impl MatmulKernel for NeonKernel {
         rows: Range<usize>,
         out: &mut [&mut [f32]],
     ) -> Result<(), KernelError> {
-        if !self.supports(ty) {
+        // The super-block types come through `kquants`, never here.
+        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0) {
             return Err(KernelError::Unsupported(ty));
         }
         // SAFETY: `self` exists only where the CPU has NEON

@@ -174,10 +174,11 @@ impl<'g> Builder<'g> {
                 && ggml::rbench_weight_problem(w_ours, isa).is_none()
                 // Q4_K / Q5_K / Q6_K outside batch-invariant runs: ggml's kernels
                 // for prompts (faster); rbench's below the tiled path's column
-                // count, where they are faster (`cargo bench --bench kernels`).
+                // count, where they are faster (`cargo bench --bench kernels`)
+                // on CPUs where that was measured.
                 && (self.shape.batch_invariant
                     || !kernels::kquants::is_super_block_type(w_ours.ty())
-                    || cols < kernels::TILED_MIN_COLUMNS)
+                    || (cols < kernels::TILED_MIN_COLUMNS && kernels::super_block_kernels_lead()))
             {
                 return Ok(self
                     .ctx

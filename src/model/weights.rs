@@ -388,7 +388,7 @@ impl Weights {
             w.home == Home::Mapped
                 && opts.plain_twins
                 && r.spec.role != Role::TokenEmbd
-                && crate::kernels::twin_worthy(r.info.ggml_type)
+                && crate::kernels::super_block_vector_kernel(r.info.ggml_type)
         };
         let hot_bytes: u64 = placed
             .iter()

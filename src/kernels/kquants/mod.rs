@@ -41,6 +41,8 @@ use crate::quant::{GgmlType, QK_K};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 /// Values per activation sum (`bsums`).
 const QK_SUM: usize = 16;
@@ -183,6 +185,7 @@ impl SuperActs {
     }
 
     /// Group `g`'s tile of block `b`: values, sum pairs and scales.
+    #[cfg(any(target_arch = "x86_64", test))]
     fn tile(&self, g: usize, b: usize) -> (&[i8], &[i16], &[f32]) {
         let (q_span, s_span, d_span) = Tiles::spans(g * (self.k / QK_K) + b);
         let t = &self.tiles;
@@ -300,8 +303,15 @@ pub fn matmul_rows(
         }
         _ => {}
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = isa; // the portable kernel is the only one outside x86-64 so far
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon {
+        if let Some(cpu) = super::neon::NeonKernel::detect_static() {
+            neon::matmul(cpu, ty, weights, acts, out);
+            return Ok(());
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = isa; // the portable kernel is the only one elsewhere
     portable_matmul(ty, weights, acts, out);
     Ok(())
 }
@@ -472,6 +482,7 @@ fn quantize_block(xb: &[f32], qb: &mut [i8], sums: &mut [i32]) -> f32 {
 }
 
 /// A mutable block of `N` values (callers pass exactly `N`).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn block_array_mut<T, const N: usize>(block: &mut [T]) -> &mut [T; N] {
     debug_assert_eq!(block.len(), N);
@@ -529,6 +540,7 @@ mod tests {
     /// Blocks that reach every branch: random values, equal magnitudes of
     /// both signs (the first decides the sign of the scale), an all-zero
     /// block, products landing on .5 and values far below the largest.
+    #[cfg(target_arch = "x86_64")]
     fn blocks() -> Vec<[f32; QK_K]> {
         let mut out = Vec::new();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
