@@ -36,20 +36,20 @@ struct Block {
     dmin: f32,
 }
 
-/// The `Q4_K` / `Q5_K` header (bytes 0..16): run scales (each of the 8
-/// scales twice), min factors, d and dmin.
+/// A `Q4_K` / `Q5_K` block of values `u` with the header at bytes 0..16:
+/// run scales (each of the 8 scales twice), min factors, d and dmin.
 #[inline]
 #[target_feature(enable = "neon")]
-fn k4_header(b: &[u8]) -> ([i16; RUNS], [int32x4_t; 4], f32, f32) {
+fn k4_block(b: &[u8], u: [int8x16_t; RUNS]) -> Block {
     let (sc, m) = k4_scales_mins(super::block_array(&b[4..16]));
-    let scales = std::array::from_fn(|r| i16::from(sc[r / 2]));
     let mins: [i32; 16] = std::array::from_fn(|l| i32::from(m[l / 2]));
-    (
-        scales,
-        lanes4(&mins),
-        f16_le(&[b[0], b[1]]),
-        f16_le(&[b[2], b[3]]),
-    )
+    Block {
+        u,
+        scales: std::array::from_fn(|r| i16::from(sc[r / 2])),
+        bsum_factors: lanes4(&mins),
+        d: f16_le(&[b[0], b[1]]),
+        dmin: f16_le(&[b[2], b[3]]),
+    }
 }
 
 /// 16 values as four vectors of four.
@@ -72,7 +72,6 @@ fn load16(b: &[u8], at: usize) -> uint8x16_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn decode_q4_k(b: &[u8; Q4K_BYTES]) -> Block {
-    let (scales, bsum_factors, d, dmin) = k4_header(b);
     let nibble = vdupq_n_u8(0x0F);
     let mut u = [vdupq_n_s8(0); RUNS];
     // Group g's 32 bytes: low nibbles are values 64g .. 64g + 32, high
@@ -84,19 +83,12 @@ fn decode_q4_k(b: &[u8; Q4K_BYTES]) -> Block {
             u[4 * g + 2 + h] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(q));
         }
     }
-    Block {
-        u,
-        scales,
-        bsum_factors,
-        d,
-        dmin,
-    }
+    k4_block(b, u)
 }
 
 #[inline]
 #[target_feature(enable = "neon")]
 fn decode_q5_k(b: &[u8; Q5K_BYTES]) -> Block {
-    let (scales, bsum_factors, d, dmin) = k4_header(b);
     let (nibble, sixteen) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
     let qh = [load16(b, 16), load16(b, 32)];
     let mut u = [vdupq_n_s8(0); RUNS];
@@ -105,18 +97,12 @@ fn decode_q5_k(b: &[u8; Q5K_BYTES]) -> Block {
     for g in 0..4 {
         for h in 0..2 {
             let q = load16(b, 48 + 32 * g + 16 * h);
-            let bit = |b: usize| vandq_u8(vtstq_u8(qh[h], vdupq_n_u8(1 << b)), sixteen);
+            let bit = |n: usize| vandq_u8(vtstq_u8(qh[h], vdupq_n_u8(1 << n)), sixteen);
             u[4 * g + h] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, nibble), bit(2 * g)));
             u[4 * g + 2 + h] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(q), bit(2 * g + 1)));
         }
     }
-    Block {
-        u,
-        scales,
-        bsum_factors,
-        d,
-        dmin,
-    }
+    k4_block(b, u)
 }
 
 #[inline]
