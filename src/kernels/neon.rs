@@ -58,6 +58,11 @@ fn dot32(w: &[i8; QK], x: &[u8; QK]) -> i32 {
     vaddvq_s32(s)
 }
 
+/// The types this file's kernel (`run`) multiplies.
+fn is_block32_type(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0)
+}
+
 #[target_feature(enable = "neon")]
 fn run(
     ty: GgmlType,
@@ -76,8 +81,7 @@ impl MatmulKernel for NeonKernel {
 
     /// The block-32 types here, the super-block ones in `kquants::neon`.
     fn supports(&self, ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0)
-            || super::kquants::is_super_block_type(ty)
+        is_block32_type(ty) || super::kquants::is_super_block_type(ty)
     }
 
     fn acts_format(&self) -> ActsFormat {
@@ -93,7 +97,7 @@ impl MatmulKernel for NeonKernel {
         out: &mut [&mut [f32]],
     ) -> Result<(), KernelError> {
         // The super-block types come through `kquants`, never here.
-        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0) {
+        if !is_block32_type(ty) {
             return Err(KernelError::Unsupported(ty));
         }
         // SAFETY: `self` exists only where the CPU has NEON
