@@ -76,6 +76,7 @@ pub fn run_model(
                     batch_invariant: false,
                     kernels: key.kernels,
                     offload_kv: !key.no_kv_offload,
+                    reuse_graphs: true,
                 };
                 Engine::new(model, cfg).map_err(fail)?
             }

@@ -167,6 +167,7 @@ impl EngineArgs {
             kernels: self.kernels(),
             batch_invariant,
             offload_kv: self.placement.offload_kv(),
+            reuse_graphs: true,
         }
     }
 }

@@ -81,21 +81,24 @@ pub struct Logits {
 
 impl Logits {
     pub fn new(n_vocab: usize, want: &[bool]) -> Logits {
+        let mut logits = Logits::default();
+        logits.reset(n_vocab, want);
+        logits
+    }
+
+    /// Makes room for the wanted rows of a new batch, reusing the memory
+    /// (the rows keep stale values until the decode loop overwrites them).
+    pub(crate) fn reset(&mut self, n_vocab: usize, want: &[bool]) {
         let mut next = 0;
-        let rows = want
-            .iter()
-            .map(|w| {
-                w.then(|| {
-                    next += 1;
-                    next - 1
-                })
+        self.rows.clear();
+        self.rows.extend(want.iter().map(|w| {
+            w.then(|| {
+                next += 1;
+                next - 1
             })
-            .collect();
-        Logits {
-            n_vocab,
-            data: vec![0.0; next * n_vocab],
-            rows,
-        }
+        }));
+        self.n_vocab = n_vocab;
+        self.data.resize(next * n_vocab, 0.0);
     }
 
     /// Logits of batch entry `i`, if they were asked for.
@@ -116,7 +119,6 @@ impl Logits {
     }
 
     /// Mutable storage of output rows `first..first+n`, for the decode loop to fill.
-    #[allow(dead_code)] // filled by the decode loop
     pub(crate) fn rows_mut(&mut self, first: usize, n: usize) -> &mut [f32] {
         &mut self.data[first * self.n_vocab..(first + n) * self.n_vocab]
     }

@@ -5,12 +5,11 @@
 //! copied out.
 
 use super::batch::{Batch, Logits};
-use crate::ggml::{
-    self, BufferType, Context, CpuBackend, Device, Gallocr, Graph, Scheduler, Tensor,
-};
+use super::step::{build_graph, graph_size, InputScratch, KeptStep, StepKey, Ubatch};
+use crate::ggml::{self, BufferType, Context, CpuBackend, Device, Gallocr, Scheduler};
 use crate::kernels::Kernels;
 use crate::kv::{KvCache, KvCacheError, KvError, TokenPlace};
-use crate::model::blocks::{per_token_attention, Builder, ForwardInputs, ForwardShape, KvLayer};
+use crate::model::blocks::{per_token_attention, ForwardShape};
 use crate::model::memory::{check_context, compute_estimate, ContextNeed, MemoryError, MemoryInfo};
 use crate::model::{Model, ModelError};
 use crate::quant::GgmlType;
@@ -42,6 +41,9 @@ pub struct EngineConfig {
     /// Keep each offloaded layer's KV cells on its device (`-nkvo 0`); off,
     /// the whole cache stays in host memory.
     pub offload_kv: bool,
+    /// Compute a ubatch on the previous ubatch's graph when their shapes
+    /// are equal (CPU only); off, every ubatch builds and allocates its own.
+    pub reuse_graphs: bool,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +58,7 @@ impl Default for EngineConfig {
             kernels: Kernels::default(),
             batch_invariant: false,
             offload_kv: true,
+            reuse_graphs: true,
         }
     }
 }
@@ -105,6 +108,12 @@ enum Runner {
 
 pub struct Engine<'m> {
     model: &'m Model,
+    /// The last ubatch's graph, computed again while the shape holds (CPU
+    /// runner only). It pins the graph allocator: drop it before anything
+    /// that allocates or reserves.
+    kept: Option<KeptStep<'m>>,
+    graphs_built: usize,
+    scratch: InputScratch,
     pub kv: KvCache,
     runner: Runner,
     cfg: EngineConfig,
@@ -190,6 +199,9 @@ impl<'m> Engine<'m> {
         };
         let mut engine = Engine {
             model,
+            kept: None,
+            graphs_built: 0,
+            scratch: InputScratch::default(),
             kv,
             runner,
             cfg,
@@ -225,7 +237,14 @@ impl<'m> Engine<'m> {
         }
     }
 
+    /// Graphs built for ubatches so far (the rest reused a kept one).
+    pub fn graphs_built(&self) -> usize {
+        self.graphs_built
+    }
+
     pub fn set_threads(&mut self, n: usize) -> Result<(), EngineError> {
+        // The scheduler cannot change while a graph pins it.
+        self.kept = None;
         match &mut self.runner {
             Runner::Cpu { backend, .. } => backend.set_n_threads(n)?,
             Runner::Devices(sched) => sched.set_cpu_threads(n)?,
@@ -278,6 +297,14 @@ impl<'m> Engine<'m> {
     /// Runs a batch; returns the logits of the entries that asked for them.
     /// On error the batch's tokens are removed from the cache again.
     pub fn decode(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        let mut logits = Logits::default();
+        self.decode_into(batch, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`decode`](Self::decode) into `logits`, whose memory is reused (a
+    /// decode loop then allocates nothing per token).
+    pub fn decode_into(&mut self, batch: &Batch, logits: &mut Logits) -> Result<(), EngineError> {
         if batch.is_empty() {
             return Err(EngineError::EmptyBatch);
         }
@@ -294,7 +321,7 @@ impl<'m> Engine<'m> {
                 n_vocab,
             });
         }
-        let mut logits = Logits::new(n_vocab, &batch.want_logits);
+        logits.reset(n_vocab, &batch.want_logits);
         let mut placed: Vec<u32> = Vec::with_capacity(batch.len());
         let mut out_row = 0;
         let mut start = 0;
@@ -322,7 +349,7 @@ impl<'m> Engine<'m> {
             out_row += n_out;
             start = end;
         }
-        Ok(logits)
+        Ok(())
     }
 
     fn compute_ubatch(
@@ -334,169 +361,66 @@ impl<'m> Engine<'m> {
         dest: Option<&mut [f32]>,
     ) -> Result<(), EngineError> {
         let n_tokens = tokens.len();
-        let mut out_ids: Vec<i32> = want
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| **w)
-            .map(|(i, _)| i as i32)
-            .collect();
+        let mut out_ids = std::mem::take(&mut self.scratch.out_ids);
+        out_ids.clear();
+        out_ids.extend(
+            want.iter()
+                .enumerate()
+                .filter(|(_, w)| **w)
+                .map(|(i, _)| i as i32),
+        );
         if out_ids.is_empty() {
             // The graph always ends in logits; compute the last row's and drop them.
             out_ids.push(n_tokens as i32 - 1);
         }
-        let n_kv = self.kv.cells.n_kv(N_KV_PAD);
-        let shape = self.forward_shape(n_tokens, n_kv);
-        let graph_size = graph_size(self.model);
-        let gctx = Context::for_graph(graph_size)?;
-        let (graph, inputs, logits) = build_graph(
-            self.model,
-            &self.kv,
-            graph_size,
-            &gctx,
-            shape,
-            out_ids.len(),
-            self.cfg.kernels,
-        )?;
-        match &mut self.runner {
-            Runner::Cpu { galloc, .. } => galloc.alloc_graph(&graph)?,
-            Runner::Devices(sched) => sched.alloc_graph(&graph)?,
-        }
+        let ubatch = Ubatch {
+            tokens,
+            places,
+            slots,
+            out_ids: &out_ids,
+        };
+        let result = self.compute_step(&ubatch, dest);
+        self.scratch.out_ids = out_ids;
+        result
+    }
 
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        ggml::tensor_set_i32(inputs.tokens, &ids)?;
-        let pos: Vec<i32> = places.iter().map(|p| p.pos).collect();
-        ggml::tensor_set_i32(inputs.pos, &pos)?;
-        let idx: Vec<i32> = slots.iter().map(|&c| c as i32).collect();
-        ggml::tensor_set_i32(inputs.kv_idx, &idx)?;
-        let mask_rows = inputs.mask.ne()[1] as usize;
-        let mut mask = vec![half::f16::ZERO; n_kv * mask_rows];
-        self.kv.cells.fill_mask(places, n_kv, None, &mut mask);
-        ggml::tensor_set(inputs.mask, &f16_bytes(&mask), 0)?;
-        if let Some(mask_swa) = inputs.mask_swa {
-            self.kv
-                .cells
-                .fill_mask(places, n_kv, Some(self.model.hparams.n_swa), &mut mask);
-            ggml::tensor_set(mask_swa, &f16_bytes(&mask), 0)?;
-        }
-        if let Some(t) = inputs.out_ids {
-            ggml::tensor_set_i32(t, &out_ids)?;
-        }
-        if let Some(t) = inputs.attn_temp {
-            let hp = &self.model.hparams;
-            let floor = hp.n_ctx_orig.max(1) as f32;
-            let temps: Vec<f32> = pos
-                .iter()
-                .map(|&p| {
-                    // llama.cpp's arithmetic: the floor in f32, the logarithm in f64.
-                    let steps = (p as f32 / floor).floor() as f64;
-                    ((steps + 1.0).ln() * hp.attn_temp_scale as f64 + 1.0) as f32
-                })
-                .collect();
-            ggml::tensor_set_f32(t, &temps)?;
-        }
+    fn compute_step(
+        &mut self,
+        ubatch: &Ubatch<'_>,
+        dest: Option<&mut [f32]>,
+    ) -> Result<(), EngineError> {
+        let key = StepKey {
+            shape: self.forward_shape(ubatch.tokens.len(), self.kv.cells.n_kv(N_KV_PAD)),
+            n_outputs: ubatch.out_ids.len(),
+        };
+        // The scheduler splits and allocates every graph anew; on the CPU a
+        // graph of the same shape is computed again as it is.
+        let reuse = self.cfg.reuse_graphs
+            && matches!(self.runner, Runner::Cpu { .. })
+            && self.kept.as_ref().is_some_and(|k| k.key == key);
+        let step = match &mut self.kept {
+            Some(step) if reuse => step,
+            kept => {
+                // Unpins the allocator for the new graph.
+                *kept = None;
+                let step = KeptStep::build(self.model, &self.kv, key, self.cfg.kernels)?;
+                self.graphs_built += 1;
+                match &mut self.runner {
+                    Runner::Cpu { galloc, .. } => galloc.alloc_graph(step.graph()?)?,
+                    Runner::Devices(sched) => sched.alloc_graph(step.graph()?)?,
+                }
+                kept.insert(step)
+            }
+        };
+        step.set_inputs(&self.model.hparams, &self.kv, ubatch, &mut self.scratch)?;
         match &mut self.runner {
-            Runner::Cpu { backend, .. } => backend.compute(&graph)?,
-            Runner::Devices(sched) => sched.compute(&graph)?,
+            Runner::Cpu { backend, .. } => backend.compute_kept(&step.graph)?,
+            Runner::Devices(sched) => sched.compute(step.graph()?)?,
         }
         // Without a destination no row was wanted: the one computed is dropped.
         if let Some(dest) = dest {
-            ggml::tensor_get_f32_into(logits, dest)?;
+            ggml::tensor_get_f32_into(step.logits()?, dest)?;
         }
         Ok(())
     }
-}
-
-fn graph_size(model: &Model) -> usize {
-    // Generous: about 40 nodes per layer plus inputs and the head.
-    (model.hparams.n_layer as usize * 64 + 256).max(2048)
-}
-
-fn f16_bytes(v: &[half::f16]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn build_graph<'g>(
-    model: &'g Model,
-    kv: &'g KvCache,
-    graph_size: usize,
-    gctx: &'g Context,
-    shape: ForwardShape,
-    n_outputs: usize,
-    kernels: Kernels,
-) -> Result<(Graph<'g>, ForwardInputs<'g>, Tensor<'g>), EngineError> {
-    let t = shape.n_tokens as i64;
-    let tokens = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_tokens");
-    let pos = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_pos");
-    let kv_idx = gctx.new_tensor_1d(GgmlType::I32, t)?.named("inp_kv_idx");
-    let mask_rows = shape.mask_rows() as i64;
-    let mask = gctx
-        .new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
-        .named("inp_mask");
-    let hp = &model.hparams;
-    let mask_swa = if hp.n_swa > 0 {
-        Some(
-            gctx.new_tensor_2d(GgmlType::F16, shape.n_kv as i64, mask_rows)?
-                .named("inp_mask_swa"),
-        )
-    } else {
-        None
-    };
-    let attn_temp = if hp.attn_temp_scale != 0.0 {
-        Some(
-            gctx.new_tensor_3d(GgmlType::F32, 1, 1, t)?
-                .named("inp_attn_temp"),
-        )
-    } else {
-        None
-    };
-    let out_ids = if n_outputs < shape.n_tokens {
-        Some(
-            gctx.new_tensor_1d(GgmlType::I32, n_outputs as i64)?
-                .named("inp_out_ids"),
-        )
-    } else {
-        None
-    };
-    for x in [
-        Some(tokens),
-        Some(pos),
-        Some(kv_idx),
-        Some(mask),
-        mask_swa,
-        out_ids,
-        attn_temp,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        x.set_input();
-    }
-    let inputs = ForwardInputs {
-        tokens,
-        pos,
-        kv_idx,
-        mask,
-        mask_swa,
-        out_ids,
-        attn_temp,
-    };
-    let mut cache = Vec::with_capacity(hp.n_layer as usize);
-    for il in 0..hp.n_layer as usize {
-        let (k, v) = kv.layer(il)?;
-        cache.push(KvLayer { k, v });
-    }
-    let graph = Graph::new(gctx, graph_size)?;
-    let mut b = Builder {
-        ctx: gctx,
-        graph,
-        hp,
-        shape,
-        inputs,
-        kernels,
-        weights: &model.weights,
-    };
-    let logits = model.build_forward(&mut b, &cache)?;
-    logits.set_output();
-    b.graph.build_forward_expand(logits)?;
-    Ok((b.graph, inputs, logits))
 }

@@ -8,6 +8,7 @@ pub mod kld;
 pub mod perplexity;
 pub mod sampler;
 pub mod scheduler;
+mod step;
 
 pub use batch::{Batch, Logits};
 pub use context::{default_threads, Engine, EngineConfig, EngineError};

@@ -1,6 +1,6 @@
 //! Devices and backends: what runs a graph.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::fmt;
 use std::ptr::NonNull;
 
@@ -268,10 +268,16 @@ impl Backend {
     /// (types, and layouts such as repacked weights).
     pub fn compute(&mut self, graph: &Graph<'_>) -> Result<()> {
         check_graph(Some(self), graph)?;
+        self.compute_checked(graph)
+    }
+
+    /// Computes a graph that already passed `check_graph` for this kind of
+    /// backend, and whose members' memory cannot have changed since.
+    pub(super) fn compute_checked(&mut self, graph: &Graph<'_>) -> Result<()> {
         // SAFETY: the backend and the graph are alive; every tensor of the
         // graph (and so every pointer ggml follows) is alive for the graph's
         // lifetime, has memory in a buffer the backend supports, and passed
-        // the backend's own support check.
+        // the backend's own support check (the caller's duty).
         let status = unsafe { sys::ggml_backend_graph_compute(self.as_ptr(), graph.as_ptr()) };
         status_result(status)
     }
@@ -374,9 +380,50 @@ pub(super) fn check_graph(backend: Option<&Backend>, graph: &Graph<'_>) -> Resul
     Ok(())
 }
 
+/// ggml's compute threads for one thread count, kept from one compute to
+/// the next. Without one, ggml starts and joins its worker threads inside
+/// every compute: for a decode step of a small model that is a
+/// measurable part of the step.
+struct ThreadPool {
+    raw: NonNull<sys::ggml_threadpool>,
+}
+
+impl ThreadPool {
+    fn new(n_threads: usize) -> Result<ThreadPool> {
+        // SAFETY: fills a plain parameter struct (no pointers kept).
+        let mut params = unsafe { sys::ggml_threadpool_params_default(n_threads as c_int) };
+        params.poll = IDLE_POLL;
+        // SAFETY: the parameters are initialised; ggml starts n_threads - 1
+        // workers, which stay until ggml_threadpool_free.
+        let raw = unsafe { sys::ggml_threadpool_new(&mut params) };
+        NonNull::new(raw)
+            .map(|raw| ThreadPool { raw })
+            .ok_or_else(|| GgmlError::Backend("could not start ggml's compute threads".into()))
+    }
+}
+
+/// How long idle workers spin before they sleep (ggml's polling level).
+/// None: decode steps timed with 50 (ggml's default, which spins for up to
+/// a few hundred ms after each compute) were no faster, and spinning
+/// workers take a core from whatever else runs (a server's request threads,
+/// parallel tests).
+const IDLE_POLL: u32 = 0;
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        // SAFETY: made by ggml_threadpool_new, freed once; no backend uses it
+        // any more (`CpuBackend` drops its backend first or has switched it
+        // to another pool), so no compute is running on it.
+        unsafe { sys::ggml_threadpool_free(self.raw.as_ptr()) }
+    }
+}
+
 /// The CPU backend.
 pub struct CpuBackend {
+    /// Declared before `pool`: freed first, as it points to the pool.
     backend: Backend,
+    /// `None` with one thread (ggml then starts no thread at all).
+    pool: Option<ThreadPool>,
     n_threads: usize,
 }
 
@@ -390,6 +437,7 @@ impl CpuBackend {
             .ok_or_else(|| GgmlError::Backend("could not start the CPU backend".into()))?;
         let mut cpu = CpuBackend {
             backend: Backend { raw },
+            pool: None,
             n_threads: 0,
         };
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -404,10 +452,26 @@ impl CpuBackend {
                 "thread count {n_threads} is outside 1..={MAX_THREADS}"
             )));
         }
-        // SAFETY: a live CPU backend (ggml asserts that); the count fits a C int.
-        unsafe {
-            sys::ggml_backend_cpu_set_n_threads(self.backend.as_ptr(), n_threads as std::ffi::c_int)
+        if n_threads == self.n_threads {
+            return Ok(());
+        }
+        let pool = if n_threads > 1 {
+            Some(ThreadPool::new(n_threads)?)
+        } else {
+            None
         };
+        let pool_ptr = pool
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |p| p.raw.as_ptr());
+        // SAFETY: a live CPU backend (ggml asserts that); the count fits a C
+        // int; the pool (or none) has exactly that many threads and outlives
+        // its use: it is kept in `self` until replaced here, after the
+        // backend has been switched away from it.
+        unsafe {
+            sys::ggml_backend_cpu_set_n_threads(self.backend.as_ptr(), n_threads as c_int);
+            sys::ggml_backend_cpu_set_threadpool(self.backend.as_ptr(), pool_ptr);
+        }
+        self.pool = pool;
         self.n_threads = n_threads;
         Ok(())
     }
@@ -420,6 +484,11 @@ impl CpuBackend {
     /// Runs the graph (see [`Backend::compute`] for the checks made first).
     pub fn compute(&mut self, graph: &Graph<'_>) -> Result<()> {
         self.backend.compute(graph)
+    }
+
+    /// See [`Backend::compute_checked`].
+    pub(super) fn compute_checked(&mut self, graph: &Graph<'_>) -> Result<()> {
+        self.backend.compute_checked(graph)
     }
 
     /// The generic backend underneath.

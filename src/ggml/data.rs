@@ -15,6 +15,7 @@ impl Plain for u8 {}
 impl Plain for u16 {}
 impl Plain for i32 {}
 impl Plain for f32 {}
+impl Plain for f16 {}
 
 /// Checks a read or write of `len` bytes at `offset` against the tensor's
 /// memory (what ggml would assert on, plus rules of special buffers).
@@ -143,6 +144,15 @@ pub fn tensor_set_f32(t: Tensor<'_>, values: &[f32]) -> Result<()> {
         }
         _ => Err(type_mismatch(t, "F32, F16 or BF16")),
     }
+}
+
+/// Writes all elements of a contiguous F16 tensor.
+pub fn tensor_set_f16(t: Tensor<'_>, values: &[f16]) -> Result<()> {
+    check_whole(t, values.len())?;
+    if t.ty() != GgmlType::F16 {
+        return Err(type_mismatch(t, "F16"));
+    }
+    set_plain(t, values, 0)
 }
 
 /// Reads all elements of a contiguous F32 tensor into `out`, which must

@@ -47,7 +47,10 @@
 //! attention that reads the cache: nodes run in expansion order) →
 //! [`Gallocr::alloc_graph`] → `tensor_set_*` on inputs → `compute` →
 //! `tensor_get_*` on outputs → drop the context (which releases the
-//! allocator for the next step).
+//! allocator for the next step). A decode loop whose steps have one shape
+//! builds the graph once in a [`KeptGraph`] instead, which owns its context
+//! and holds the contexts of the weights and caches it reads; each step then
+//! only sets the inputs and computes.
 //!
 //! # What is checked
 //!
@@ -66,6 +69,7 @@ mod data;
 mod error;
 mod gallocr;
 mod graph;
+mod kept;
 mod ops;
 pub mod rpc;
 mod runtime;
@@ -83,12 +87,13 @@ pub use context::{tensor_overhead, Context, TensorId};
 pub use custom::rbench_weight_problem;
 pub use custom_attention::attention_problem;
 pub use data::{
-    tensor_get, tensor_get_f32, tensor_get_f32_into, tensor_get_i32, tensor_set, tensor_set_f32,
-    tensor_set_i32,
+    tensor_get, tensor_get_f32, tensor_get_f32_into, tensor_get_i32, tensor_set, tensor_set_f16,
+    tensor_set_f32, tensor_set_i32,
 };
 pub use error::{GgmlError, Result};
 pub use gallocr::Gallocr;
 pub use graph::Graph;
+pub use kept::KeptGraph;
 pub use ops::RopeMode;
 pub use runtime::{commit, cpu_features, set_log_verbose, time_us, version};
 pub use sched::Scheduler;

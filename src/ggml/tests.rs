@@ -1200,6 +1200,16 @@ fn gallocr_sizes_the_buffer_and_thread_counts_agree() {
         one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         two.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
+    // Each thread count has its own pool of workers; switching between them
+    // (and computing repeatedly on one) keeps the results.
+    for n_threads in [4, 2, 3, 1, 2] {
+        backend.set_n_threads(n_threads).unwrap();
+        for _ in 0..2 {
+            backend.compute(&graph).unwrap();
+            let again = tensor_get_f32(out).unwrap();
+            assert!(one.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
     // Rows are softmax outputs of real data.
     for row in one.chunks(n) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
@@ -1309,6 +1319,115 @@ fn gallocr_refuses_unallocated_tensors_of_other_contexts() {
         Err(GgmlError::ForeignTensor { .. })
     ));
     assert!(!galloc.in_use());
+}
+
+// ---------------------------------------------------------------- kept graphs
+
+/// `y = w · (x + c)`: `w` in a lasting context, `c` in a shared one, `x` the
+/// kept graph's input. Returns the graph's context-local ids of `x`.
+fn keep_affine<'e>(kept: &KeptGraph<'e>, w: Tensor<'_>, c: Tensor<'_>) -> TensorId {
+    let ctx = kept.context();
+    let x = ctx.new_tensor_1d(GgmlType::F32, 4).unwrap();
+    x.set_input();
+    let y = ctx.mul_mat(w, ctx.add(x, c).unwrap()).unwrap();
+    let mut graph = Graph::new(ctx, 8).unwrap();
+    graph.build_forward_expand(y).unwrap();
+    let id = ctx.tensor_id(x).unwrap();
+    kept.keep(graph).unwrap();
+    id
+}
+
+#[test]
+fn kept_graph_computes_again_with_new_inputs_and_holds_shared_contexts() {
+    let lasting = Context::for_tensors(1).unwrap();
+    let w = lasting.new_tensor_2d(GgmlType::F32, 4, 3).unwrap();
+    let _w_buf = alloc_ctx_tensors(&lasting, BufferType::cpu()).unwrap();
+    let wv = values(3, 12);
+    tensor_set_f32(w, &wv).unwrap();
+    let shared = std::rc::Rc::new(Context::for_tensors(1).unwrap());
+    let c = shared.new_tensor_1d(GgmlType::F32, 4).unwrap();
+    alloc_ctx_tensors(&shared, BufferType::cpu()).unwrap();
+    let cv = values(4, 4);
+    tensor_set_f32(c, &cv).unwrap();
+
+    let kept = KeptGraph::new(
+        Context::for_graph(8).unwrap(),
+        vec![shared.clone()],
+        vec![&lasting],
+    );
+    let x = keep_affine(&kept, w, c);
+    // The kept graph alone keeps the shared context (and its buffer) alive.
+    drop(shared);
+    let mut galloc = Gallocr::new(BufferType::cpu()).unwrap();
+    galloc.alloc_graph(kept.graph().unwrap()).unwrap();
+    let mut backend = cpu(2);
+    for seed in [5, 6, 7] {
+        let xv = values(seed, 4);
+        tensor_set_f32(kept.context().tensor(x).unwrap(), &xv).unwrap();
+        backend.compute_kept(&kept).unwrap();
+        let graph = kept.graph().unwrap();
+        let got = tensor_get_f32(graph.node(graph.n_nodes() - 1).unwrap()).unwrap();
+        let sum: Vec<f32> = xv.iter().zip(&cv).map(|(a, b)| a + b).collect();
+        let want = naive_mul_mat(&wv, &sum, 4, 3, 1);
+        assert!(max_abs_diff(&got, &want) < 1e-5, "{got:?} vs {want:?}");
+    }
+    // The allocator stays pinned by the kept graph until it is dropped.
+    let other = Context::for_graph(4).unwrap();
+    let z = other.new_tensor_1d(GgmlType::F32, 4).unwrap();
+    let mut g2 = Graph::new(&other, 4).unwrap();
+    g2.build_forward_expand(other.sqr(z).unwrap()).unwrap();
+    assert!(matches!(
+        galloc.alloc_graph(&g2),
+        Err(GgmlError::GallocrInUse)
+    ));
+    drop(kept);
+    galloc.alloc_graph(&g2).unwrap();
+}
+
+#[test]
+fn kept_graph_refuses_tensors_it_cannot_hold_and_a_second_graph() {
+    let unlisted = Context::for_tensors(2).unwrap();
+    let w = unlisted.new_tensor_2d(GgmlType::F32, 4, 3).unwrap();
+    let c = unlisted.new_tensor_1d(GgmlType::F32, 4).unwrap();
+    let kept = KeptGraph::new(Context::for_graph(8).unwrap(), Vec::new(), Vec::new());
+    let ctx = kept.context();
+    let x = ctx.new_tensor_1d(GgmlType::F32, 4).unwrap();
+    let y = ctx.mul_mat(w, ctx.add(x, c).unwrap()).unwrap();
+    let mut graph = Graph::new(ctx, 8).unwrap();
+    graph.build_forward_expand(y).unwrap();
+    assert!(matches!(
+        kept.keep(graph),
+        Err(GgmlError::ForeignTensor { .. })
+    ));
+    assert!(kept.graph().is_none());
+    assert!(matches!(
+        cpu(1).compute_kept(&kept),
+        Err(GgmlError::InvalidArgument(_))
+    ));
+
+    // A graph living in another context is refused too.
+    let elsewhere = Context::for_graph(4).unwrap();
+    let mut graph = Graph::new(&elsewhere, 4).unwrap();
+    graph
+        .build_forward_expand(elsewhere.sqr(x).unwrap())
+        .unwrap();
+    assert!(matches!(
+        kept.keep(graph),
+        Err(GgmlError::InvalidArgument(_))
+    ));
+
+    // Listed, the same tensors are kept; a second graph is refused.
+    let listed = KeptGraph::new(Context::for_graph(8).unwrap(), Vec::new(), vec![&unlisted]);
+    keep_affine(&listed, w, c);
+    let mut again = Graph::new(listed.context(), 8).unwrap();
+    let z = listed.context().new_tensor_1d(GgmlType::F32, 4).unwrap();
+    again
+        .build_forward_expand(listed.context().sqr(z).unwrap())
+        .unwrap();
+    assert!(matches!(
+        listed.keep(again),
+        Err(GgmlError::InvalidArgument(_))
+    ));
 }
 
 // ---------------------------------------------------------------- errors instead of aborts

@@ -2,6 +2,8 @@
 //! layer's in the memory of the device computing that layer (host memory
 //! for CPU layers), plus the cell table that says what each row holds.
 
+use std::rc::Rc;
+
 use super::{CellTable, KvError};
 use crate::ggml::{self, BufferType, Context, Tensor, TensorId};
 use crate::quant::GgmlType;
@@ -39,8 +41,9 @@ impl KvShape {
 pub struct KvCache {
     pub cells: CellTable,
     shape: KvShape,
-    /// One context (and buffer) per memory kind the layers use.
-    ctxs: Vec<Context>,
+    /// One context (and buffer) per memory kind the layers use; shared with
+    /// the kept graphs that read and write them.
+    ctxs: Vec<Rc<Context>>,
     /// Per layer: its context, K and V.
     layers: Vec<(usize, TensorId, TensorId)>,
     /// Bytes per buffer type name, in first-use order.
@@ -96,7 +99,7 @@ impl KvCache {
         }
         let ctxs = kinds
             .iter()
-            .map(|_| Context::for_tensors(2 * shape.n_layer + 1))
+            .map(|_| Context::for_tensors(2 * shape.n_layer + 1).map(Rc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut layers = Vec::with_capacity(shape.n_layer);
         for (il, buft) in layer_buft.iter().enumerate() {
@@ -126,6 +129,11 @@ impl KvCache {
 
     pub fn shape(&self) -> &KvShape {
         &self.shape
+    }
+
+    /// The contexts of the K and V tensors, for a kept graph to hold on to.
+    pub fn contexts(&self) -> Vec<Rc<Context>> {
+        self.ctxs.clone()
     }
 
     pub fn layer(&self, il: usize) -> Result<(Tensor<'_>, Tensor<'_>), KvCacheError> {

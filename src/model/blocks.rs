@@ -31,7 +31,7 @@ pub struct ForwardInputs<'g> {
     pub attn_temp: Option<Tensor<'g>>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ForwardShape {
     pub n_tokens: usize,
     /// Leading cache cells attention looks at.

@@ -274,6 +274,15 @@ impl Weights {
             .then(|| format!("placement: {}", self.placement_summary()))
     }
 
+    /// Every context holding weight tensors (for a kept graph to check
+    /// that what it uses lives as long as the weights).
+    pub fn contexts(&self) -> Vec<&Context> {
+        let mut all = vec![&self.mapped, &self.copied, &self.twinned];
+        all.extend(&self.repacked);
+        all.extend(self.on_devices.iter().map(|d| &d.ctx));
+        all
+    }
+
     pub fn load(file: &GgufFile, hp: &Hparams, opts: &LoadOptions) -> Result<Weights, ModelError> {
         let start = std::time::Instant::now();
         let placement = Placement::resolve(&opts.placement, hp.n_layer as usize)?;
