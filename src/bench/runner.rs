@@ -2,7 +2,7 @@
 //! timed repetitions.
 
 use super::{BenchPlan, BenchRow, EngineKey, ModelFacts, RowPlacement, TestParams};
-use crate::engine::{Batch, Engine, EngineConfig, EngineError};
+use crate::engine::{Batch, Engine, EngineConfig, EngineError, Logits};
 use crate::kv::KvError;
 use crate::model::Model;
 use rand::{Rng, SeedableRng};
@@ -155,9 +155,11 @@ fn run_once(
         .map(|(i, &t)| Batch::from_prompt(&[t], gen_pos0 + i as i32, 0))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // One logits buffer for every step, as llama.cpp keeps one.
+    let mut logits = Logits::default();
     let start = Instant::now();
     for batch in prompt.iter().chain(&gen) {
-        engine.decode(batch)?;
+        engine.decode_into(batch, &mut logits)?;
     }
     Ok(start.elapsed())
 }

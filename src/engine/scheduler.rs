@@ -466,7 +466,9 @@ impl<'e, 'm> Scheduler<'e, 'm> {
         self.make_room(self.batch.len());
 
         let t0 = Instant::now();
-        let logits = self.engine.decode(&self.batch)?;
+        // The previous step's rows are reused as this step's memory.
+        let mut logits = self.logits.take().unwrap_or_default();
+        self.engine.decode_into(&self.batch, &mut logits)?;
         self.steps.push(Step {
             prompt_tokens,
             gen_tokens,

@@ -1207,7 +1207,10 @@ fn gallocr_sizes_the_buffer_and_thread_counts_agree() {
         for _ in 0..2 {
             backend.compute(&graph).unwrap();
             let again = tensor_get_f32(out).unwrap();
-            assert!(one.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(one
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
     // Rows are softmax outputs of real data.
