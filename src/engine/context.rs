@@ -322,7 +322,25 @@ impl<'m> Engine<'m> {
             });
         }
         logits.reset(n_vocab, &batch.want_logits);
-        let mut placed: Vec<u32> = Vec::with_capacity(batch.len());
+        let mut placed = std::mem::take(&mut self.scratch.placed);
+        placed.clear();
+        let result = self.decode_ubatches(batch, logits, &mut placed);
+        if result.is_err() {
+            // All or nothing: earlier ubatches of this batch leave the cache too.
+            self.kv.cells.free(&placed);
+        }
+        self.scratch.placed = placed;
+        result
+    }
+
+    /// Places and computes the batch's ubatches in turn, recording the
+    /// cells taken in `placed`.
+    fn decode_ubatches(
+        &mut self,
+        batch: &Batch,
+        logits: &mut Logits,
+        placed: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
         let mut out_row = 0;
         let mut start = 0;
         while start < batch.len() {
@@ -332,20 +350,10 @@ impl<'m> Engine<'m> {
             let places = &batch.places[start..end];
             // Wanted rows are read straight into their place in `logits`.
             let dest = (n_out > 0).then(|| logits.rows_mut(out_row, n_out));
-            let result = self
-                .kv
-                .cells
-                .place(places)
-                .map_err(EngineError::from)
-                .and_then(|slots| {
-                    placed.extend_from_slice(&slots);
-                    self.compute_ubatch(&batch.tokens[start..end], places, want, &slots, dest)
-                });
-            if let Err(e) = result {
-                // All or nothing: earlier ubatches of this batch leave the cache too.
-                self.kv.cells.free(&placed);
-                return Err(e);
-            }
+            let first = placed.len();
+            self.kv.cells.place_into(places, placed)?;
+            let slots = &placed[first..];
+            self.compute_ubatch(&batch.tokens[start..end], places, want, slots, dest)?;
             out_row += n_out;
             start = end;
         }

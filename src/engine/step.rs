@@ -193,6 +193,8 @@ pub(super) struct InputScratch {
     floats: Vec<f32>,
     mask: Vec<f16>,
     pub out_ids: Vec<i32>,
+    /// Cells a batch has taken so far (freed again if it fails).
+    pub placed: Vec<u32>,
 }
 
 fn fill<T>(buf: &mut Vec<T>, values: impl Iterator<Item = T>) {

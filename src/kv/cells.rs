@@ -131,6 +131,18 @@ impl CellTable {
     /// sequences), which batch-invariant results depend on. Only when no
     /// cell above is free does it take the lowest free one.
     pub fn place(&mut self, tokens: &[TokenPlace]) -> Result<Vec<u32>, KvError> {
+        let mut slots = Vec::with_capacity(tokens.len());
+        self.place_into(tokens, &mut slots)?;
+        Ok(slots)
+    }
+
+    /// [`place`](Self::place), appending the cells to `slots`. On an error
+    /// the cells taken so far are in `slots` too, for the caller to free.
+    pub fn place_into(
+        &mut self,
+        tokens: &[TokenPlace],
+        slots: &mut Vec<u32>,
+    ) -> Result<(), KvError> {
         let free = self.n_ctx() - self.used;
         if tokens.len() > free {
             return Err(KvError::Full {
@@ -165,7 +177,6 @@ impl CellTable {
                 }
             }
         }
-        let mut slots = Vec::with_capacity(tokens.len());
         for t in tokens {
             if t.seqs.is_empty() {
                 return Err(KvError::NoSequence);
@@ -194,7 +205,7 @@ impl CellTable {
             }
             slots.push(next as u32);
         }
-        Ok(slots)
+        Ok(())
     }
 
     /// Frees cells placed by a ubatch that then failed.
