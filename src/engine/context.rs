@@ -400,6 +400,7 @@ impl<'m> Engine<'m> {
         let key = StepKey {
             shape: self.forward_shape(ubatch.tokens.len(), self.kv.cells.n_kv(N_KV_PAD)),
             n_outputs: ubatch.out_ids.len(),
+            kv_id: self.kv.id(),
         };
         // The scheduler splits and allocates every graph anew; on the CPU a
         // graph of the same shape is computed again as it is.

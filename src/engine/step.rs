@@ -20,6 +20,8 @@ use crate::quant::GgmlType;
 pub(super) struct StepKey {
     pub shape: ForwardShape,
     pub n_outputs: usize,
+    /// The cache the graph reads and writes ([`KvCache::id`]).
+    pub kv_id: u64,
 }
 
 /// A built and allocated graph with the ids of its inputs.
@@ -80,6 +82,11 @@ impl<'m> KeptStep<'m> {
         key: StepKey,
         kernels: Kernels,
     ) -> Result<KeptStep<'m>, EngineError> {
+        if key.kv_id != kv.id() {
+            return Err(EngineError::Config(
+                "a step graph was asked for another KV cache".into(),
+            ));
+        }
         let size = graph_size(model);
         let kept = KeptGraph::new(
             Context::for_graph(size)?,
@@ -296,6 +303,7 @@ pub(super) fn build_graph<'g>(
 #[cfg(test)]
 mod tests {
     use crate::engine::{Batch, Engine, EngineConfig, Logits};
+    use crate::kv::KvCache;
     use crate::model::Model;
 
     /// A prompt, then single tokens past the first `N_KV_PAD` window: the
@@ -323,6 +331,29 @@ mod tests {
             all.extend_from_slice(logits.last().unwrap());
         }
         (all, engine.graphs_built())
+    }
+
+    #[test]
+    fn a_new_cache_gets_a_new_graph() {
+        let (_dir, model) = crate::model::synth::test_model(3);
+        let cfg = EngineConfig {
+            n_ctx: 256,
+            n_threads: 2,
+            ..EngineConfig::default()
+        };
+        let one_token = Batch::from_prompt(&[42], 0, 0).unwrap();
+        let mut engine = Engine::new(&model, cfg).unwrap();
+        let first = engine.decode(&one_token).unwrap().last().unwrap().to_vec();
+        assert_eq!(engine.graphs_built(), 1);
+        // Same shape on a fresh cache: the kept graph would write the old one.
+        engine.kv = KvCache::new(*engine.kv.shape()).unwrap();
+        let again = engine.decode(&one_token).unwrap().last().unwrap().to_vec();
+        assert_eq!(engine.graphs_built(), 2);
+        assert_eq!(engine.kv.cells.n_used(), 1);
+        assert!(first
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! for CPU layers), plus the cell table that says what each row holds.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{CellTable, KvError};
 use crate::ggml::{self, BufferType, Context, Tensor, TensorId};
 use crate::quant::GgmlType;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The shape of a cache, independent of any architecture.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,6 +43,9 @@ impl KvShape {
 
 pub struct KvCache {
     pub cells: CellTable,
+    /// Unique per cache made, so a graph kept for one cache is never
+    /// computed against another.
+    id: u64,
     shape: KvShape,
     /// One context (and buffer) per memory kind the layers use; shared with
     /// the kept graphs that read and write them.
@@ -120,11 +126,17 @@ impl KvCache {
         }
         Ok(KvCache {
             cells: CellTable::new(shape.n_ctx),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             shape,
             ctxs,
             layers,
             bytes_by_buffer,
         })
+    }
+
+    /// Tells this cache apart from every other one made in the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn shape(&self) -> &KvShape {
