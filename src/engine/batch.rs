@@ -80,12 +80,6 @@ pub struct Logits {
 }
 
 impl Logits {
-    pub fn new(n_vocab: usize, want: &[bool]) -> Logits {
-        let mut logits = Logits::default();
-        logits.reset(n_vocab, want);
-        logits
-    }
-
     /// Makes room for the wanted rows of a new batch, reusing the memory
     /// (the rows keep stale values until the decode loop overwrites them).
     pub(crate) fn reset(&mut self, n_vocab: usize, want: &[bool]) {
