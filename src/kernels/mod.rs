@@ -151,6 +151,21 @@ pub fn super_block_kernels_lead() -> bool {
     matches!(best().isa(), Isa::Avx2 | Isa::Avx512Vnni)
 }
 
+/// Whether rbench's tiled kernel for the K-quant `ty` is the faster choice
+/// for prompts of `cols` columns ([`TILED_MIN_COLUMNS`] and more) on this
+/// CPU, so that runs free to pick take it over ggml's repacked kernels too.
+/// Measured so on a 2-core Sapphire Rapids with 2 threads (`KB_COLUMNS=32,
+/// 64,128,512 cargo bench --bench kernels`): `Q6_K` 1.5-2.0x ggml's AMX
+/// kernel, `Q5_K` 1.1-1.4x; `Q4_K` only ties it on AVX-512 (0.95-1.2x) and
+/// leads on rbench's AMX kernel (1.3-1.8x from 128 columns), so it goes
+/// where that kernel runs ([`kquants::amx_runs`]). Only AVX-512 VNNI has
+/// the tiled path.
+pub fn super_block_prompt_lead(ty: GgmlType, cols: usize) -> bool {
+    let isa = best().isa();
+    isa == Isa::Avx512Vnni
+        && (matches!(ty, GgmlType::Q5_K | GgmlType::Q6_K) || kquants::amx_runs(isa, ty, cols))
+}
+
 /// Errors of the kernel entry points (bad sizes; never a panic).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {

@@ -152,7 +152,9 @@ impl<'g> Builder<'g> {
     /// (type, plain layout, `kernels::MIN_COLUMNS..=MAX_COLUMNS` tokens),
     /// otherwise ggml's `mul_mat`. A repacked weight with a plain twin
     /// goes to rbench's kernel on the twin below
-    /// [`kernels::TILED_MIN_COLUMNS`] tokens (generation) and stays with
+    /// [`kernels::TILED_MIN_COLUMNS`] tokens (generation), and for prompts
+    /// too where rbench's tiled kernel leads
+    /// ([`kernels::super_block_prompt_lead`]); otherwise it stays with
     /// ggml's repacked kernels for prompts.
     pub fn matmul(&self, w: Tensor<'g>, x: Tensor<'g>) -> R<Tensor<'g>> {
         if self.kernels == Kernels::Rbench {
@@ -160,7 +162,12 @@ impl<'g> Builder<'g> {
             let isa = kernels::best().isa();
             let cols = ne[1] as usize;
             let w_ours = match self.weights.plain_twin(w) {
-                Some(twin) if cols < kernels::TILED_MIN_COLUMNS => twin,
+                Some(twin)
+                    if cols < kernels::TILED_MIN_COLUMNS
+                        || kernels::super_block_prompt_lead(w.ty(), cols) =>
+                {
+                    twin
+                }
                 Some(_) => return Ok(self.ctx.mul_mat(w, x)?),
                 None => w,
             };
@@ -172,13 +179,14 @@ impl<'g> Builder<'g> {
                 && x.ty() == GgmlType::F32
                 && x.is_contiguous()
                 && ggml::rbench_weight_problem(w_ours, isa).is_none()
-                // Q4_K / Q5_K / Q6_K outside batch-invariant runs: ggml's kernels
-                // for prompts (faster); rbench's below the tiled path's column
-                // count, where they are faster (`cargo bench --bench kernels`)
-                // on CPUs where that was measured.
+                // Q4_K / Q5_K / Q6_K outside batch-invariant runs: rbench's
+                // below the tiled path's column count, and for prompts where
+                // its tiled kernel is faster (`cargo bench --bench kernels`),
+                // on CPUs where that was measured; ggml's otherwise.
                 && (self.shape.batch_invariant
                     || !kernels::kquants::is_super_block_type(w_ours.ty())
-                    || (cols < kernels::TILED_MIN_COLUMNS && kernels::super_block_kernels_lead()))
+                    || (cols < kernels::TILED_MIN_COLUMNS && kernels::super_block_kernels_lead())
+                    || kernels::super_block_prompt_lead(w_ours.ty(), cols))
             {
                 return Ok(self
                     .ctx

@@ -249,7 +249,7 @@ impl Weights {
     pub fn twins_note(&self) -> Option<String> {
         (self.twin_bytes > 0).then(|| {
             format!(
-                "memory: {} of K-quant weights kept twice, repacked ({}) for prompts and plain for generation with rbench's kernels",
+                "memory: {} of K-quant weights kept twice: repacked ({}) for ggml's kernels, plain for rbench's",
                 crate::format::bytes(self.twin_bytes),
                 self.repack_buffer.as_deref().unwrap_or("CPU")
             )

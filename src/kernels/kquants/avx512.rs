@@ -48,22 +48,22 @@ const Q6: usize = 2;
 
 /// One weight block in registers.
 #[derive(Clone, Copy)]
-struct Block {
+pub(super) struct Block {
     /// Quarter `g`: values `64g .. 64g + 64`, unsigned.
-    u: [__m512i; 4],
+    pub(super) u: [__m512i; 4],
     /// Quarter `g`: lane `l`'s run scale in its low 16 bits (high 16 zero).
     s: [__m512i; 4],
     /// Per lane, the factor of `bsum_l` (same 16-bit form): `Q4_K` / `Q5_K`
     /// `m[l/2]`, `Q6_K` `sc[l]`.
     m: __m512i,
-    d: f32,
-    dmin: f32,
+    pub(super) d: f32,
+    pub(super) dmin: f32,
 }
 
 /// Shift counts per 16-bit lane: `lo` in the low 256 bits, `hi` in the high.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-fn halves(lo: i16, hi: i16) -> __m512i {
+pub(super) fn halves(lo: i16, hi: i16) -> __m512i {
     _mm512_inserti64x4::<1>(
         _mm512_castsi256_si512(_mm256_set1_epi16(lo)),
         _mm256_set1_epi16(hi),
@@ -132,7 +132,7 @@ unsafe fn k4_header(p: *const u8) -> ([__m512i; 4], __m512i, f32, f32) {
 /// A whole `Q4_K` block (144 bytes) must be readable at `p`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-unsafe fn decode_q4_k(p: *const u8) -> Block {
+pub(super) unsafe fn decode_q4_k(p: *const u8) -> Block {
     // SAFETY: the header is the block's first 16 bytes.
     let (s, m, d, dmin) = unsafe { k4_header(p) };
     let (nibble, shift) = (_mm512_set1_epi8(0x0F), halves(0, 4));
@@ -368,6 +368,13 @@ pub(super) fn matmul(
     let tiled_groups = tiled_groups(acts);
     if tiled_groups > 0 {
         let cols = (tiled_groups * TILE_COLUMNS).min(acts.n);
+        let amx = (ty == GgmlType::Q4_K && acts.n >= super::amx::MIN_COLUMNS)
+            .then(super::amx::Amx::detect)
+            .flatten();
+        if let Some(amx) = amx {
+            super::amx::matmul_q4_k(amx, weights, acts, tiled_groups, &mut out[..cols]);
+            return columns_after(_cpu, ty, weights, acts, tiled_groups, out);
+        }
         // SAFETY: `_cpu` proves the features `tiled_rows` is compiled for.
         unsafe {
             match ty {
@@ -377,6 +384,19 @@ pub(super) fn matmul(
             }
         }
     }
+    columns_after(_cpu, ty, weights, acts, tiled_groups, out);
+}
+
+/// The columns past the first `tiled_groups` tile groups, [`GROUP`] at a
+/// time along the rows.
+fn columns_after(
+    _cpu: Avx512Kernel,
+    ty: GgmlType,
+    weights: &[u8],
+    acts: &SuperActs,
+    tiled_groups: usize,
+    out: &mut [&mut [f32]],
+) {
     for c0 in (tiled_groups * TILE_COLUMNS..acts.n).step_by(GROUP) {
         let cols = (acts.n - c0).min(GROUP);
         let out = &mut out[c0..c0 + cols];

@@ -38,6 +38,8 @@ use crate::quant::blocks::{f16_le, k4_scales_mins};
 use crate::quant::{GgmlType, QK_K};
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -521,6 +523,17 @@ pub fn with_thread_acts<T>(
         },
         f,
     )
+}
+
+/// Whether `isa`'s kernel multiplies `ty` weights by `n` columns on AMX
+/// tiles (`Q4_K`, many columns, a CPU with AMX-INT8).
+pub fn amx_runs(isa: Isa, ty: GgmlType, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && ty == GgmlType::Q4_K && n >= amx::MIN_COLUMNS {
+        return amx::Amx::detect().is_some();
+    }
+    let _ = (isa, ty, n);
+    false
 }
 
 /// Whether `isa`'s kernel runs `n` columns side by side ([`Tiles`]).
