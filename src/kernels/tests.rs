@@ -510,8 +510,9 @@ fn super_block_kernels_agree_bit_for_bit_and_ignore_the_batch() {
         let w = weights(ty, 5, n_rows, k);
         // Column counts for every path of the AVX-512 kernel: a whole group
         // of 16 side by side with 2 columns along the rows, and a padded
-        // second group (27); 19 rows leave a partial block of 4 rows.
-        for n in [5, 18, 27] {
+        // second group (27); 19 rows leave a partial block of 4 rows. 70
+        // columns take the AMX path for Q4_K where the CPU has it.
+        for n in [5, 18, 27, 70] {
             let x = activations(9, k, n);
             let reference = run_kernel(&scalar::ScalarKernel, ty, &w, n_rows, k, &x, n);
             for kernel in available_kernels().into_iter().filter(|k| k.supports(ty)) {
