@@ -1,6 +1,6 @@
-//! `Q4_K` against 16 columns or more on AMX tiles (Sapphire Rapids and
-//! later), computing [`super`]'s canonical sums exactly, so its results are
-//! the portable kernel's bit for bit, like every other path.
+//! `Q4_K` against [`MIN_COLUMNS`] columns or more on AMX tiles (Sapphire
+//! Rapids and later), computing [`super`]'s canonical sums exactly, so its
+//! results are the portable kernel's bit for bit, like every other path.
 //!
 //! A tile product sums 64 unsigned-by-signed byte products per output, but
 //! `Q4_K`'s integer `I = Σ_v sc[v/32]·u_v·q_v` has a scale per run of 32.
