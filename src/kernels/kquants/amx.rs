@@ -30,6 +30,7 @@ use super::avx512::{decode_q4_k, halves};
 use super::{SuperActs, Q4K_BYTES, QK_K, TILE_COLUMNS};
 use crate::kernels::avx512::Avx512Kernel;
 use crate::quant::blocks::k4_scales_mins;
+use crate::quant::GgmlType;
 
 /// Fewest columns this kernel takes: below, decoding the planes costs more
 /// than the tiles save (`KB_COLUMNS=16,32,128,512 KB_TYPES=q4_K cargo bench
@@ -64,6 +65,16 @@ impl Amx {
         READY
             .get_or_init(|| cpu_has_amx_int8() && os_grants_tiles())
             .then_some(Amx { _avx512: avx512 })
+    }
+
+    /// The kernel where it takes `ty` weights by `n` columns: `Q4_K`, at
+    /// least [`MIN_COLUMNS`], on a CPU with AMX-INT8. The one place that
+    /// decides, for the AVX-512 dispatch and for the graph builder's choice
+    /// (`super::amx_runs`).
+    pub(super) fn for_matmul(ty: GgmlType, n: usize) -> Option<Amx> {
+        (ty == GgmlType::Q4_K && n >= MIN_COLUMNS)
+            .then(Amx::detect)
+            .flatten()
     }
 }
 
@@ -422,7 +433,7 @@ unsafe fn chain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{random_blocks, GgmlType};
+    use crate::quant::random_blocks;
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 

@@ -368,10 +368,7 @@ pub(super) fn matmul(
     let tiled_groups = tiled_groups(acts);
     if tiled_groups > 0 {
         let cols = (tiled_groups * TILE_COLUMNS).min(acts.n);
-        let amx = (ty == GgmlType::Q4_K && acts.n >= super::amx::MIN_COLUMNS)
-            .then(super::amx::Amx::detect)
-            .flatten();
-        if let Some(amx) = amx {
+        if let Some(amx) = super::amx::Amx::for_matmul(ty, acts.n) {
             super::amx::matmul_q4_k(amx, weights, acts, tiled_groups, &mut out[..cols]);
             return columns_after(_cpu, ty, weights, acts, tiled_groups, out);
         }

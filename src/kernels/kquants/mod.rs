@@ -529,8 +529,8 @@ pub fn with_thread_acts<T>(
 /// tiles (`Q4_K`, many columns, a CPU with AMX-INT8).
 pub fn amx_runs(isa: Isa, ty: GgmlType, n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni && ty == GgmlType::Q4_K && n >= amx::MIN_COLUMNS {
-        return amx::Amx::detect().is_some();
+    if isa == Isa::Avx512Vnni {
+        return amx::Amx::for_matmul(ty, n).is_some();
     }
     let _ = (isa, ty, n);
     false
